@@ -1,0 +1,90 @@
+/* config: the daemon's settings, read from a libconfig file.  Every key is
+ * checked for type and range, unknown keys are errors, and every error
+ * names file, line and key.  The defaults live in one table in config.c;
+ * man/imperai-snowd.conf.5 documents the same table. */
+#ifndef IMPERAI_CONFIG_H
+#define IMPERAI_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/imperai-snow/imperai-snowd.conf"
+
+enum config_auth {
+	CONFIG_AUTH_BASIC,
+	CONFIG_AUTH_OAUTH,
+};
+
+enum config_grant {
+	CONFIG_GRANT_PASSWORD,
+	CONFIG_GRANT_CLIENT_CREDENTIALS,
+};
+
+struct config_table {
+	char	*name;			/* "incident" */
+	char	*field;			/* verification field, default u_imperai_verification */
+	char	*requester_field;	/* caller_id (incident), requested_for (sc_req_item) */
+};
+
+struct config_http {
+	int	 concurrency;		/* requests in flight */
+	int	 connect_timeout;	/* seconds */
+	int	 timeout;		/* seconds, whole request */
+	int	 max_retries;
+	char	*ca_file;		/* NULL: system store */
+	char	*proxy;			/* NULL: none (environment ignored) */
+	int	 request_budget;	/* requests per hour, 0 = unlimited */
+};
+
+struct config {
+	char			*path;
+
+	struct {
+		char			*instance;	/* https://example.service-now.com */
+		enum config_auth	 auth;
+		enum config_grant	 grant;
+		char			*user;
+		char			*password;	/* secret memory */
+		char			*client_id;
+		char			*client_secret;	/* secret memory */
+		struct config_table	*tables;
+		size_t			 ntables;
+		int			 page_size;
+		int			 poll_interval;	/* seconds */
+		int			 poll_overlap;	/* seconds */
+		struct config_http	 http;
+	} snow;
+
+	struct {
+		char			*api_url;	/* https://api.imper.ai */
+		char			*api_key;	/* secret memory */
+		char			*instance_name;	/* sent as ticket.instance */
+		int			 poll_interval;
+		int			 feed_limit;
+		int			 risk_verified_max;	/* score <= this: Verified */
+		int			 risk_medium_max;	/* score <= this: Medium, above: High */
+		char			**link_hosts;	/* hosts allowed in links; default: api_url's */
+		size_t			 nlink_hosts;
+		struct config_http	 http;
+	} imperai;
+
+	char		*state_dir;
+	uint64_t	 map_size;		/* bytes, initial LMDB map */
+	char		*flows_file;
+	int		 log_level;		/* enum log_level */
+	char		*metrics_file;		/* NULL: none */
+	int		 metrics_interval;
+};
+
+/* Loads and validates path.  On failure returns -EINVAL (or -errno for a
+ * file that cannot be read) and appends every problem found to errs. */
+int config_load(const char *path, struct config **out, struct errlist *errs);
+/* Same from memory; name is used in messages. */
+int config_parse(const char *text, const char *name, struct config **out, struct errlist *errs);
+void config_free(struct config *c);
+/* Looks up a watched table; NULL if not watched. */
+const struct config_table *config_table(const struct config *c, const char *name);
+
+#endif

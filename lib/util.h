@@ -1,0 +1,85 @@
+/* util: allocation wrappers, growable buffers, error lists, time formats,
+ * secret memory.  Allocation failures abort: out of memory is not a
+ * recoverable condition for this daemon. */
+#ifndef IMPERAI_UTIL_H
+#define IMPERAI_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#if defined(__GNUC__)
+#define PRINTFLIKE(f, a) __attribute__((format(printf, f, a)))
+#else
+#define PRINTFLIKE(f, a)
+#endif
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+/* Grow an array of nmemb elements of size bytes, checking for overflow. */
+void *xreallocarray(void *p, size_t nmemb, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Returns a newly allocated formatted string. */
+char *xprintf(const char *fmt, ...) PRINTFLIKE(1, 2);
+char *xvprintf(const char *fmt, va_list ap) PRINTFLIKE(1, 0);
+
+/* A growable byte buffer; data is always NUL-terminated. */
+struct buf {
+	char	*data;
+	size_t	 len;
+	size_t	 cap;
+};
+void buf_init(struct buf *b);
+void buf_add(struct buf *b, const void *p, size_t n);
+void buf_adds(struct buf *b, const char *s);
+void buf_addc(struct buf *b, char c);
+void buf_addf(struct buf *b, const char *fmt, ...) PRINTFLIKE(2, 3);
+void buf_reset(struct buf *b);
+/* Hands the data to the caller (never NULL) and reinitialises the buffer. */
+char *buf_detach(struct buf *b);
+void buf_free(struct buf *b);
+
+/* A list of human-readable error messages, each "file:line: key: what". */
+struct errlist {
+	char	**msg;
+	size_t	  n;
+};
+void errlist_add(struct errlist *e, const char *fmt, ...) PRINTFLIKE(2, 3);
+void errlist_free(struct errlist *e);
+
+/* ServiceNow "YYYY-MM-DD HH:MM:SS" (UTC) <-> UNIX seconds. */
+int util_parse_snow_time(const char *s, int64_t *out);
+void util_format_snow_time(int64_t t, char out[20]);
+/* RFC 3339 "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm)" -> UNIX seconds. */
+int util_parse_rfc3339(const char *s, int64_t *out);
+/* UNIX seconds -> "YYYY-MM-DDTHH:MM:SSZ". */
+void util_format_rfc3339(int64_t t, char out[21]);
+/* "30s", "15m", "24h", "7d" or plain seconds -> seconds. */
+int util_parse_duration(const char *s, int64_t *out);
+
+/* True when s is valid UTF-8 of exactly len bytes with no NUL. */
+int util_utf8_valid(const char *s, size_t len);
+/* True when host is loopback (localhost, 127.0.0.0/8, ::1). */
+int util_host_is_loopback(const char *host);
+/* Splits an http(s) URL; scheme/host/port out-params may be NULL.  The
+ * port is the explicit one or the scheme's default. */
+int util_url_split(const char *url, char **scheme, char **host, int *port, char **path);
+
+/* Secret memory: excluded from core dumps (MADV_DONTDUMP) and wiped on
+ * free.  Returns NULL-terminated copy of s, len bytes. */
+char *secret_dup(const char *s, size_t len);
+void secret_free(char *s);
+/* Reads a whole secret file, stripping one trailing newline.  Refuses a
+ * file readable or writable by group or others (-EPERM, with *cause
+ * saying how to fix it). */
+int secret_read_file(const char *path, char **out, char **cause);
+
+/* Duplicates the string and frees the old one held in *dst. */
+void str_replace(char **dst, const char *src);
+int str_eq(const char *a, const char *b);	/* NULL-safe equality */
+
+#endif
