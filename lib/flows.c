@@ -1,0 +1,1 @@
+/* flows: being written (see lib/flows.h). */

@@ -1,0 +1,1 @@
+/* imperai: being written (see lib/imperai.h). */

@@ -1,0 +1,1 @@
+/* sha256: being written (see lib/sha256.h). */

@@ -1,0 +1,1 @@
+/* snow: being written (see lib/snow.h). */

@@ -1,0 +1,1 @@
+/* store: being written (see lib/store.h). */
