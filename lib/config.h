@@ -74,15 +74,31 @@ struct config {
 	uint64_t	 map_size;		/* bytes, initial LMDB map */
 	char		*flows_file;
 	int		 log_level;		/* enum log_level */
+	char		*credentials_dir;	/* fallback for *_credential */
 	char		*metrics_file;		/* NULL: none */
 	int		 metrics_interval;
 };
 
+/* Secrets (passwords, client secret, API key) come from a file
+ * (*_file, mode 0600 or stricter) or a systemd credential (*_credential:
+ * $CREDENTIALS_DIRECTORY/NAME, else CONFIG_CREDENTIALS_FALLBACK/NAME).
+ * With CONFIG_SECRETS_OPTIONAL a secret whose source does not exist is a
+ * warning, not an error (imperai-snowd -n on a host without credentials);
+ * an insecure or empty secret is always an error. */
+#define CONFIG_CREDENTIALS_FALLBACK "/etc/imperai-snow/credentials"
+enum config_flags {
+	CONFIG_SECRETS_OPTIONAL = 1 << 0,
+};
+
 /* Loads and validates path.  On failure returns -EINVAL (or -errno for a
- * file that cannot be read) and appends every problem found to errs. */
-int config_load(const char *path, struct config **out, struct errlist *errs);
-/* Same from memory; name is used in messages. */
-int config_parse(const char *text, const char *name, struct config **out, struct errlist *errs);
+ * file that cannot be read) and appends every problem found to errs, each
+ * as "FILE:LINE: KEY: what is wrong; what to do".  warnings may be NULL. */
+int config_load(const char *path, int flags, struct config **out, struct errlist *errs,
+    struct errlist *warnings);
+/* Same from memory; name is used in messages and relative paths are
+ * resolved against dir (NULL: the current directory). */
+int config_parse(const char *text, const char *name, const char *dir, int flags,
+    struct config **out, struct errlist *errs, struct errlist *warnings);
 void config_free(struct config *c);
 /* Looks up a watched table; NULL if not watched. */
 const struct config_table *config_table(const struct config *c, const char *name);
