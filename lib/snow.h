@@ -40,6 +40,8 @@ const char *snow_record_get(const struct snow_record *r, const char *name);
 void snow_record_free(struct snow_record *r);
 void snow_list_free(struct snow_list *l);
 int snow_record_copy(struct snow_record *dst, const struct snow_record *src);
+/* Sets (or adds) a field; parsers and tests build records with it. */
+void snow_record_set(struct snow_record *r, const char *name, const char *value);
 
 /* Error body {"error":{"message","detail"},"status":"failure"}: formats
  * "message: detail" or NULL if the body is not one. */
