@@ -1,1 +1,1402 @@
-/* loop: being written */
+/* loop: poll -> engine -> store (state + outbox in one transaction) ->
+ * drain the outbox.
+ *
+ * Crash safety (ARCHITECTURE.md section 6): an effect is only ever sent
+ * after the state change that caused it is committed.  Before a ServiceNow
+ * PATCH is sent, its outbox entry is marked attempted in a committed
+ * transaction; an attempted PATCH is replayed only after reading the ticket
+ * back and finding that its revision did not land.  imper.ai creates carry
+ * an Idempotency-Key; cancels are idempotent. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "config.h"
+#include "engine.h"
+#include "flows.h"
+#include "http.h"
+#include "imperai.h"
+#include "log.h"
+#include "loop.h"
+#include "snow.h"
+#include "store.h"
+#include "util.h"
+
+#define LOOP_MAX_ATTEMPTS	12	/* then the entry is parked for `imperai-snowctl retry` */
+#define LOOP_PARKED		INT64_MAX
+#define LOOP_STATUS_EVERY_MS	5000
+
+/* One ticket loaded for this step: stored at commit when dirty. */
+struct lticket {
+	struct lticket	*next;		/* hash chain */
+	char		*key;		/* table/sys_id */
+	struct ticket	 t;
+	int		 dirty;
+	int		 forget;
+	int		 existed;
+};
+
+/* One outbox entry being executed. */
+struct job {
+	struct loop	*l;
+	uint64_t	 seq;
+	struct effect	 e;
+	int		 checking;	/* PATCH: reading the ticket back first */
+};
+
+struct tpoll {
+	char			*table;
+	struct snow_watermark	 wm;		/* committed position */
+	struct snow_watermark	 cur;		/* position within this cycle */
+	int			 inflight;
+	int64_t			 next_ms;
+	char			**fields;
+	size_t			 nfields;
+	int64_t			 last_ok;	/* wall clock */
+	uint64_t		 seen;
+	char			*last_error;
+};
+
+struct loop {
+	struct config		*cfg;
+	struct flows		*flows;
+	struct engine_policy	 pol;
+	struct store		*st;
+	struct http_client	*http;
+	struct snow_client	*snow;
+	struct imperai_client	*imp;
+
+	struct tpoll		*polls;
+	size_t			 npolls;
+
+	char			*cursor;	/* imper.ai change feed */
+	int			 feed_inflight;
+	int64_t			 feed_next_ms;
+	int64_t			 feed_last_ok;
+	char			*feed_last_error;
+
+	/* this step's pending writes */
+	struct lticket		**tbl;
+	size_t			 tbl_size;
+	size_t			 tbl_count;
+	uint64_t		*done_seqs;	/* outbox entries finished */
+	size_t			 ndone;
+	struct job		**updated;	/* outbox entries to rewrite (attempts) */
+	size_t			 nupdated;
+	char			**audit;	/* events to append */
+	size_t			 naudit;
+	char			**vindex;	/* "id\tjson" verification index updates */
+	size_t			 nvindex;
+	int			 meta_dirty;
+	int			 outbox_dirty;	/* rescan the outbox */
+
+	/* outbox execution */
+	char			**busy;		/* keys of tickets with an effect in flight */
+	size_t			 nbusy;
+	int			 snow_jobs;
+	int			 imp_jobs;
+	int64_t			 next_scan_ms;
+
+	int			 fatal;
+	int64_t			 progress_ms;
+	int64_t			 status_ms;
+	int64_t			 started;
+	uint64_t		 stat_effects_done;
+	uint64_t		 stat_effects_failed;
+};
+
+int64_t
+loop_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+loop_wall(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static char *
+loop_key(const char *table, const char *sys_id)
+{
+	return xprintf("%s/%s", table, sys_id);
+}
+
+static size_t
+loop_hash(const char *s)
+{
+	size_t h = 5381;
+
+	while (*s)
+		h = h * 33 + (unsigned char)*s++;
+	return h;
+}
+
+static void
+loop_log_events(const struct engine_result *r)
+{
+	for (size_t i = 0; i < r->nevents; i++) {
+		char *line = xprintf("%s %s", r->events[i].msg, r->events[i].kv ? r->events[i].kv : "");
+		log_kv((enum log_level)r->events[i].level, line, NULL);
+		free(line);
+	}
+}
+
+static void
+loop_audit(struct loop *l, const char *kind, const char *msg, const char *kv)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "kind", json_object_new_string(kind));
+	json_object_object_add(o, "msg", json_object_new_string(msg));
+	if (kv)
+		json_object_object_add(o, "kv", json_object_new_string(kv));
+	l->audit = xreallocarray(l->audit, l->naudit + 1, sizeof(*l->audit));
+	l->audit[l->naudit++] = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+}
+
+/* --- the step's ticket cache --------------------------------------------- */
+
+static struct lticket *
+loop_cache_find(struct loop *l, const char *key)
+{
+	if (l->tbl_size == 0)
+		return NULL;
+	for (struct lticket *lt = l->tbl[loop_hash(key) % l->tbl_size]; lt; lt = lt->next)
+		if (strcmp(lt->key, key) == 0)
+			return lt;
+	return NULL;
+}
+
+static void
+loop_cache_insert(struct loop *l, struct lticket *lt)
+{
+	size_t b;
+
+	if (l->tbl_count >= l->tbl_size) {
+		size_t nsize = l->tbl_size ? l->tbl_size * 2 : 256;
+		struct lticket **ntbl = xcalloc(nsize, sizeof(*ntbl));
+
+		for (size_t i = 0; i < l->tbl_size; i++) {
+			for (struct lticket *x = l->tbl[i], *nx; x; x = nx) {
+				nx = x->next;
+				b = loop_hash(x->key) % nsize;
+				x->next = ntbl[b];
+				ntbl[b] = x;
+			}
+		}
+		free(l->tbl);
+		l->tbl = ntbl;
+		l->tbl_size = nsize;
+	}
+	b = loop_hash(lt->key) % l->tbl_size;
+	lt->next = l->tbl[b];
+	l->tbl[b] = lt;
+	l->tbl_count++;
+}
+
+static void
+loop_cache_clear(struct loop *l)
+{
+	for (size_t i = 0; i < l->tbl_size; i++) {
+		for (struct lticket *x = l->tbl[i], *nx; x; x = nx) {
+			nx = x->next;
+			ticket_free(&x->t);
+			free(x->key);
+			free(x);
+		}
+		l->tbl[i] = NULL;
+	}
+	l->tbl_count = 0;
+}
+
+/* The ticket as this step sees it: pending changes first, then the store.
+ * A ticket not stored comes back fresh, in TS_UNTRACKED. */
+static struct lticket *
+loop_ticket(struct loop *l, const char *table, const char *sys_id)
+{
+	char *key = loop_key(table, sys_id), *cause = NULL;
+	struct lticket *lt = loop_cache_find(l, key);
+	struct store_txn *txn;
+	struct buf b;
+	int rc;
+
+	if (lt != NULL) {
+		free(key);
+		return lt;
+	}
+	lt = xcalloc(1, sizeof(*lt));
+	lt->key = key;
+	ticket_init(&lt->t, table, sys_id);
+	buf_init(&b);
+	if (store_begin(l->st, 1, &txn) == 0) {
+		rc = store_ticket_get(txn, table, sys_id, &b);
+		store_abort(txn);
+		if (rc == 0) {
+			if (engine_ticket_decode(b.data, b.len, &lt->t, &cause) == 0) {
+				lt->existed = 1;
+			} else {
+				log_kv(LOG_LVL_ERR, "stored ticket unreadable: starting it afresh",
+				    "key", key, "error", cause, NULL);
+				free(cause);
+				ticket_free(&lt->t);
+				ticket_init(&lt->t, table, sys_id);
+			}
+		}
+	}
+	buf_free(&b);
+	loop_cache_insert(l, lt);
+	return lt;
+}
+
+/* Folds an engine decision into the step's pending writes. */
+static void
+loop_apply(struct loop *l, struct lticket *lt, struct engine_result *r)
+{
+	loop_log_events(r);
+	for (size_t i = 0; i < r->nevents; i++)
+		loop_audit(l, "engine", r->events[i].msg, r->events[i].kv);
+	if (r->changed)
+		lt->dirty = 1;
+	if (r->forget) {
+		lt->forget = 1;
+		lt->dirty = 1;
+	} else
+		lt->forget = 0;
+	if (r->neffects > 0) {
+		/* Effects travel with the ticket's next commit. */
+		lt->dirty = 1;
+		l->outbox_dirty = 1;
+	}
+}
+
+/* --- commit ----------------------------------------------------------------- */
+
+struct commit_ctx {
+	struct loop		*l;
+	struct engine_result	*results;	/* effects to enqueue */
+	size_t			 nresults;
+};
+
+static int
+loop_commit_tickets(struct store_txn *txn, struct loop *l)
+{
+	char *enc;
+
+	for (size_t i = 0; i < l->tbl_size; i++) {
+		for (struct lticket *x = l->tbl[i]; x; x = x->next) {
+			if (!x->dirty)
+				continue;
+			if (x->forget) {
+				if (x->existed)
+					store_ticket_del(txn, x->t.table, x->t.sys_id);
+				continue;
+			}
+			enc = engine_ticket_encode(&x->t);
+			store_ticket_put(txn, x->t.table, x->t.sys_id,
+			    x->t.number ? x->t.number : "", enc, strlen(enc));
+			free(enc);
+		}
+	}
+	return store_txn_error(txn);
+}
+
+static int
+loop_commit_meta(struct store_txn *txn, struct loop *l)
+{
+	for (size_t i = 0; i < l->npolls; i++) {
+		struct tpoll *p = &l->polls[i];
+		char *k = xprintf("watermark/%s", p->table);
+		char *v = xprintf("%" PRId64 " %s", p->wm.updated_on, p->wm.sys_id);
+
+		store_meta_put(txn, k, v, strlen(v));
+		free(k);
+		free(v);
+	}
+	if (l->cursor)
+		store_meta_put(txn, "imperai/cursor", l->cursor, strlen(l->cursor));
+	return store_txn_error(txn);
+}
+
+static int
+loop_commit_fn(struct store_txn *txn, void *arg)
+{
+	struct commit_ctx *cc = arg;
+	struct loop *l = cc->l;
+	uint64_t seq;
+
+	for (size_t i = 0; i < cc->nresults; i++) {
+		for (size_t k = 0; k < cc->results[i].neffects; k++) {
+			char *enc = engine_effect_encode(&cc->results[i].effects[k]);
+			store_outbox_add(txn, enc, strlen(enc), &seq);
+			free(enc);
+		}
+	}
+	for (size_t i = 0; i < l->ndone; i++)
+		store_outbox_del(txn, l->done_seqs[i]);
+	for (size_t i = 0; i < l->nupdated; i++) {
+		char *enc = engine_effect_encode(&l->updated[i]->e);
+		store_outbox_put(txn, l->updated[i]->seq, enc, strlen(enc));
+		free(enc);
+	}
+	for (size_t i = 0; i < l->nvindex; i++) {
+		char *tab = strchr(l->vindex[i], '\t');
+		*tab = '\0';
+		store_verification_put(txn, l->vindex[i], tab + 1, strlen(tab + 1));
+		*tab = '\t';
+	}
+	loop_commit_tickets(txn, l);
+	if (l->meta_dirty)
+		loop_commit_meta(txn, l);
+	for (size_t i = 0; i < l->naudit; i++)
+		store_audit_append(txn, loop_wall(), l->audit[i], &seq);
+	return store_txn_error(txn);
+}
+
+static struct engine_result *loop_results;
+static size_t loop_nresults;
+
+/* Queues r's effects for the next commit (the engine result is consumed). */
+static void
+loop_keep_result(struct engine_result *r)
+{
+	if (r->neffects == 0) {
+		engine_result_free(r);
+		return;
+	}
+	loop_results = xreallocarray(loop_results, loop_nresults + 1, sizeof(*loop_results));
+	loop_results[loop_nresults++] = *r;
+	engine_result_init(r);
+}
+
+static void
+loop_pending_clear(struct loop *l)
+{
+	loop_cache_clear(l);
+	for (size_t i = 0; i < loop_nresults; i++)
+		engine_result_free(&loop_results[i]);
+	free(loop_results);
+	loop_results = NULL;
+	loop_nresults = 0;
+	free(l->done_seqs);
+	l->done_seqs = NULL;
+	l->ndone = 0;
+	free(l->updated);
+	l->updated = NULL;
+	l->nupdated = 0;
+	for (size_t i = 0; i < l->naudit; i++)
+		free(l->audit[i]);
+	free(l->audit);
+	l->audit = NULL;
+	l->naudit = 0;
+	for (size_t i = 0; i < l->nvindex; i++)
+		free(l->vindex[i]);
+	free(l->vindex);
+	l->vindex = NULL;
+	l->nvindex = 0;
+	l->meta_dirty = 0;
+}
+
+static int
+loop_has_pending(const struct loop *l)
+{
+	size_t dirty = 0;
+
+	for (size_t i = 0; i < l->tbl_size && !dirty; i++)
+		for (struct lticket *x = l->tbl[i]; x && !dirty; x = x->next)
+			dirty = x->dirty;
+	return dirty || loop_nresults || l->ndone || l->nupdated || l->naudit ||
+	    l->nvindex || l->meta_dirty;
+}
+
+/* Commits everything this step decided, in one write transaction. */
+static int
+loop_commit(struct loop *l)
+{
+	struct commit_ctx cc = { l, loop_results, loop_nresults };
+	int rc;
+
+	if (!loop_has_pending(l)) {
+		loop_cache_clear(l);
+		return 0;
+	}
+	rc = store_write(l->st, loop_commit_fn, &cc);
+	if (rc < 0) {
+		log_kv(LOG_LVL_ERR, "cannot commit state: nothing was sent for it, will retry",
+		    "error", store_strerror(rc), "dir", l->cfg->state_dir, NULL);
+		/* Forget this step's decisions: the inputs are seen again next poll. */
+		loop_pending_clear(l);
+		return rc;
+	}
+	loop_pending_clear(l);
+	return 0;
+}
+
+/* --- ServiceNow polling ------------------------------------------------------ */
+
+struct pollctx {
+	struct loop	*l;
+	struct tpoll	*p;
+};
+
+static int
+loop_record_seen(struct lticket *lt, const struct snow_record *r)
+{
+	return lt->existed && lt->t.state != TS_UNTRACKED && r->mod_count <= lt->t.seen_mod_count;
+}
+
+static void
+loop_observe(struct loop *l, const char *table, const struct snow_record *r)
+{
+	struct lticket *lt = loop_ticket(l, table, r->sys_id);
+	struct engine_result res;
+
+	if (loop_record_seen(lt, r))
+		return;
+	engine_result_init(&res);
+	if (engine_observe(&l->pol, &lt->t, table, r, loop_wall(), &res) == 0)
+		loop_apply(l, lt, &res);
+	loop_keep_result(&res);
+}
+
+static void loop_poll_submit(struct loop *l, struct tpoll *p);
+
+static void
+loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
+{
+	struct pollctx *pc = arg;
+	struct loop *l = pc->l;
+	struct tpoll *p = pc->p;
+
+	free(pc);
+	p->inflight = 0;
+	if (err < 0) {
+		if (err != -ECANCELED) {
+			str_replace(&p->last_error, cause ? cause : strerror(-err));
+			log_kv(LOG_LVL_WARN, "ServiceNow poll failed: will retry at the next interval",
+			    "table", p->table, "error", cause ? cause : strerror(-err), NULL);
+		}
+		p->next_ms = loop_now_ms() + l->cfg->snow.poll_interval * 1000;
+		return;
+	}
+	for (size_t i = 0; i < page->n; i++)
+		loop_observe(l, p->table, &page->v[i]);
+	p->seen += page->n;
+	if (page->n == 0) {
+		/* An empty page ends the cycle: a short one does not (ACLs). */
+		p->last_ok = loop_wall();
+		free(p->last_error);
+		p->last_error = NULL;
+		p->next_ms = loop_now_ms() + l->cfg->snow.poll_interval * 1000;
+		log_kv(LOG_LVL_DEBUG, "poll cycle done", "table", p->table, NULL);
+		return;
+	}
+	p->cur.updated_on = page->v[page->n - 1].updated_on;
+	memcpy(p->cur.sys_id, page->v[page->n - 1].sys_id, sizeof(p->cur.sys_id));
+	p->wm = p->cur;
+	l->meta_dirty = 1;
+	loop_poll_submit(l, p);
+}
+
+static void
+loop_poll_submit(struct loop *l, struct tpoll *p)
+{
+	struct pollctx *pc = xcalloc(1, sizeof(*pc));
+
+	pc->l = l;
+	pc->p = p;
+	p->inflight = 1;
+	snow_list_page(l->snow, p->table, NULL, &p->cur, (const char *const *)p->fields,
+	    p->nfields, loop_poll_done, pc);
+}
+
+/* Starts a poll cycle: from the committed watermark minus the overlap. */
+static void
+loop_poll_start(struct loop *l, struct tpoll *p)
+{
+	p->cur = p->wm;
+	if (p->cur.updated_on > 0) {
+		p->cur.updated_on -= l->cfg->snow.poll_overlap;
+		p->cur.sys_id[0] = '\0';
+	}
+	loop_poll_submit(l, p);
+}
+
+/* --- imper.ai change feed ---------------------------------------------------- */
+
+static int
+loop_lookup_verification(struct loop *l, const char *id, char **table, char **sys_id)
+{
+	struct store_txn *txn;
+	struct buf b;
+	json_object *o = NULL, *jt, *js;
+	int rc;
+
+	buf_init(&b);
+	if ((rc = store_begin(l->st, 1, &txn)) < 0)
+		return rc;
+	rc = store_verification_get(txn, id, &b);
+	store_abort(txn);
+	if (rc == 0) {
+		o = json_tokener_parse(b.data);
+		if (o && json_object_object_get_ex(o, "table", &jt) &&
+		    json_object_object_get_ex(o, "sys_id", &js)) {
+			*table = xstrdup(json_object_get_string(jt));
+			*sys_id = xstrdup(json_object_get_string(js));
+		} else
+			rc = -EBADMSG;
+		json_object_put(o);
+	}
+	buf_free(&b);
+	return rc;
+}
+
+static void
+loop_index_verification(struct loop *l, const char *id, const struct ticket *t)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "table", json_object_new_string(t->table));
+	json_object_object_add(o, "sys_id", json_object_new_string(t->sys_id));
+	json_object_object_add(o, "number", json_object_new_string(t->number ? t->number : ""));
+	json_object_object_add(o, "generation", json_object_new_int64(t->generation));
+	l->vindex = xreallocarray(l->vindex, l->nvindex + 1, sizeof(*l->vindex));
+	l->vindex[l->nvindex++] = xprintf("%s\t%s", id,
+	    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+}
+
+static void
+loop_verification(struct loop *l, const struct imperai_verification *v)
+{
+	char *table = NULL, *sys_id = NULL;
+	struct lticket *lt;
+	struct engine_result res;
+	int rc;
+
+	rc = loop_lookup_verification(l, v->id, &table, &sys_id);
+	if (rc < 0) {
+		log_kv(LOG_LVL_WARN, "verification for an unknown request ignored",
+		    "verification", v->id, "ticket", v->ticket.number, NULL);
+		loop_audit(l, "security", "verification for an unknown request ignored", v->id);
+		return;
+	}
+	lt = loop_ticket(l, table, sys_id);
+	engine_result_init(&res);
+	if (engine_verification(&l->pol, &lt->t, v, loop_wall(), &res) == 0)
+		loop_apply(l, lt, &res);
+	loop_keep_result(&res);
+	free(table);
+	free(sys_id);
+}
+
+static void loop_feed_submit(struct loop *l);
+
+static void
+loop_feed_done(int err, const char *cause, struct imperai_feed *f, void *arg)
+{
+	struct loop *l = arg;
+
+	l->feed_inflight = 0;
+	if (err < 0) {
+		if (err != -ECANCELED) {
+			str_replace(&l->feed_last_error, cause ? cause : strerror(-err));
+			log_kv(LOG_LVL_WARN, "imper.ai change feed failed: will retry at the next interval",
+			    "error", cause ? cause : strerror(-err), NULL);
+		}
+		l->feed_next_ms = loop_now_ms() + l->cfg->imperai.poll_interval * 1000;
+		return;
+	}
+	for (size_t i = 0; i < f->n; i++)
+		loop_verification(l, &f->v[i]);
+	if (f->next_cursor && !str_eq(f->next_cursor, l->cursor)) {
+		str_replace(&l->cursor, f->next_cursor);
+		l->meta_dirty = 1;
+	}
+	l->feed_last_ok = loop_wall();
+	free(l->feed_last_error);
+	l->feed_last_error = NULL;
+	if (f->has_more && f->n > 0) {
+		loop_feed_submit(l);
+		return;
+	}
+	l->feed_next_ms = loop_now_ms() + l->cfg->imperai.poll_interval * 1000;
+}
+
+static void
+loop_feed_submit(struct loop *l)
+{
+	l->feed_inflight = 1;
+	imperai_changes(l->imp, l->cursor, l->cfg->imperai.feed_limit, loop_feed_done, l);
+}
+
+/* --- the outbox -------------------------------------------------------------- */
+
+static int
+loop_busy(const struct loop *l, const char *key)
+{
+	for (size_t i = 0; i < l->nbusy; i++)
+		if (strcmp(l->busy[i], key) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+loop_busy_add(struct loop *l, const char *key)
+{
+	l->busy = xreallocarray(l->busy, l->nbusy + 1, sizeof(*l->busy));
+	l->busy[l->nbusy++] = xstrdup(key);
+}
+
+static void
+loop_busy_del(struct loop *l, const char *key)
+{
+	for (size_t i = 0; i < l->nbusy; i++) {
+		if (strcmp(l->busy[i], key) == 0) {
+			free(l->busy[i]);
+			l->busy[i] = l->busy[--l->nbusy];
+			return;
+		}
+	}
+}
+
+static void
+loop_job_free(struct job *j)
+{
+	effect_free(&j->e);
+	free(j);
+}
+
+static void
+loop_job_end(struct job *j, int done)
+{
+	struct loop *l = j->l;
+	char *key = loop_key(j->e.table, j->e.sys_id);
+
+	loop_busy_del(l, key);
+	free(key);
+	if (j->e.kind == EFFECT_PATCH)
+		l->snow_jobs--;
+	else
+		l->imp_jobs--;
+	if (done) {
+		l->done_seqs = xreallocarray(l->done_seqs, l->ndone + 1, sizeof(*l->done_seqs));
+		l->done_seqs[l->ndone++] = j->seq;
+		l->stat_effects_done++;
+	}
+	l->outbox_dirty = 1;
+	loop_job_free(j);
+}
+
+/* A transient failure: try again later, with backoff; park after too many. */
+static void
+loop_job_retry(struct job *j, const char *why)
+{
+	struct loop *l = j->l;
+	struct job *copy = xcalloc(1, sizeof(*copy));
+	char *enc;
+	int64_t delay;
+
+	str_replace(&j->e.last_error, why);
+	if (j->e.attempts >= LOOP_MAX_ATTEMPTS) {
+		j->e.not_before = LOOP_PARKED;
+		log_kv(LOG_LVL_ERR, "write parked after repeated failures: run imperai-snowctl retry "
+		    "once the cause is fixed", "ticket", j->e.number, "effect",
+		    engine_effect_name(j->e.kind), "error", why, NULL);
+	} else {
+		delay = http_backoff_ms(j->e.attempts, 1000, 300000, (double)rand() / RAND_MAX);
+		j->e.not_before = loop_wall() + (delay + 999) / 1000;
+		char att[16];
+		snprintf(att, sizeof(att), "%d", j->e.attempts);
+		log_kv(LOG_LVL_WARN, "write failed: will retry", "ticket", j->e.number, "effect",
+		    engine_effect_name(j->e.kind), "attempt", att, "error", why, NULL);
+	}
+	/* The rewritten entry is committed with the step. */
+	copy->l = l;
+	copy->seq = j->seq;
+	enc = engine_effect_encode(&j->e);
+	engine_effect_decode(enc, strlen(enc), &copy->e, NULL);
+	free(enc);
+	l->updated = xreallocarray(l->updated, l->nupdated + 1, sizeof(*l->updated));
+	l->updated[l->nupdated++] = copy;
+	l->stat_effects_failed++;
+	loop_job_end(j, 0);
+}
+
+/* A permanent failure: the engine decides what the ticket shows. */
+static void
+loop_job_failed(struct job *j, const char *why)
+{
+	struct loop *l = j->l;
+	struct lticket *lt = loop_ticket(l, j->e.table, j->e.sys_id);
+	struct engine_result res;
+
+	log_kv(LOG_LVL_ERR, "write refused", "ticket", j->e.number, "effect",
+	    engine_effect_name(j->e.kind), "error", why, NULL);
+	engine_result_init(&res);
+	if (engine_effect_failed(&l->pol, &lt->t, &j->e, why, loop_wall(), &res) == 0)
+		loop_apply(l, lt, &res);
+	loop_keep_result(&res);
+	loop_job_end(j, 1);
+}
+
+static void
+loop_create_done(int err, long status, const char *cause, struct imperai_verification *v,
+    void *arg)
+{
+	struct job *j = arg;
+	struct loop *l = j->l;
+	struct lticket *lt;
+	struct engine_result res;
+
+	if (err == -ECANCELED) {
+		loop_job_end(j, 0);
+		return;
+	}
+	if (err < 0) {
+		if (status >= 400 && status < 500 && status != 401 && status != 429)
+			loop_job_failed(j, cause ? cause : strerror(-err));
+		else
+			loop_job_retry(j, cause ? cause : strerror(-err));
+		return;
+	}
+	lt = loop_ticket(l, j->e.table, j->e.sys_id);
+	engine_result_init(&res);
+	if (engine_created(&l->pol, &lt->t, j->e.generation, v, loop_wall(), &res) == 0) {
+		if (str_eq(lt->t.request_id, v->id))
+			loop_index_verification(l, v->id, &lt->t);
+		loop_apply(l, lt, &res);
+	}
+	loop_keep_result(&res);
+	log_kv(LOG_LVL_INFO, "verification requested", "ticket", j->e.number,
+	    "verification", v->id, NULL);
+	loop_job_end(j, 1);
+}
+
+static void
+loop_cancel_done(int err, long status, const char *cause, struct imperai_verification *v,
+    void *arg)
+{
+	struct job *j = arg;
+
+	(void)v;
+	if (err == -ECANCELED) {
+		loop_job_end(j, 0);
+		return;
+	}
+	/* Gone or already final: nothing left to cancel. */
+	if (err < 0 && status != 404 && status != 409) {
+		if (status >= 400 && status < 500 && status != 401 && status != 429)
+			loop_job_failed(j, cause ? cause : strerror(-err));
+		else
+			loop_job_retry(j, cause ? cause : strerror(-err));
+		return;
+	}
+	log_kv(LOG_LVL_INFO, "verification canceled", "ticket", j->e.number,
+	    "verification", j->e.request_id, NULL);
+	loop_job_end(j, 1);
+}
+
+static const char *const *loop_patch_fields(struct loop *l, const char *table, size_t *n);
+
+static void
+loop_patched(struct job *j, struct snow_record *rec)
+{
+	struct loop *l = j->l;
+	struct lticket *lt = loop_ticket(l, j->e.table, j->e.sys_id);
+	struct engine_result res;
+
+	engine_result_init(&res);
+	if (engine_patched(&l->pol, &lt->t, j->e.revision, rec, loop_wall(), &res) == 0)
+		loop_apply(l, lt, &res);
+	loop_keep_result(&res);
+	log_kv(LOG_LVL_INFO, "ticket updated", "ticket", j->e.number, "event", j->e.tag, NULL);
+	loop_audit(l, "write", j->e.tag ? j->e.tag : "patch", j->e.number);
+	loop_job_end(j, 1);
+}
+
+static void
+loop_patch_done(int err, long status, const char *cause, struct snow_record *rec, void *arg)
+{
+	struct job *j = arg;
+
+	if (err == -ECANCELED) {
+		loop_job_end(j, 0);
+		return;
+	}
+	if (err == -ENOENT) {
+		log_kv(LOG_LVL_WARN, "ticket no longer exists or is hidden by an ACL: write dropped",
+		    "ticket", j->e.number, NULL);
+		loop_job_end(j, 1);
+		return;
+	}
+	if (err < 0) {
+		if (status >= 400 && status < 500 && status != 401 && status != 429)
+			loop_job_failed(j, cause ? cause : strerror(-err));
+		else
+			loop_job_retry(j, cause ? cause : strerror(-err));
+		return;
+	}
+	loop_patched(j, rec);
+}
+
+static void loop_patch_send(struct job *j);
+
+/* Read-back before replaying a PATCH that may have landed. */
+static void
+loop_check_done(int err, long status, const char *cause, struct snow_record *rec, void *arg)
+{
+	struct job *j = arg;
+	struct loop *l = j->l;
+	const struct config_table *ct;
+	const char *field;
+
+	(void)status;
+	if (err == -ECANCELED) {
+		loop_job_end(j, 0);
+		return;
+	}
+	if (err == -ENOENT) {
+		loop_job_end(j, 1);
+		return;
+	}
+	if (err < 0) {
+		loop_job_retry(j, cause ? cause : strerror(-err));
+		return;
+	}
+	ct = config_table(l->cfg, j->e.table);
+	field = ct ? snow_record_get(rec, ct->field) : NULL;
+	if (field && engine_field_has_revision(field, j->e.generation, j->e.revision)) {
+		log_kv(LOG_LVL_INFO, "write had landed before the answer was lost: not repeated",
+		    "ticket", j->e.number, "event", j->e.tag, NULL);
+		loop_patched(j, rec);
+		return;
+	}
+	loop_patch_send(j);
+}
+
+static void
+loop_patch_send(struct job *j)
+{
+	struct loop *l = j->l;
+	size_t n;
+	const char *const *fields = loop_patch_fields(l, j->e.table, &n);
+
+	snow_patch(l->snow, j->e.table, j->e.sys_id, j->e.patch_json, fields, n,
+	    loop_patch_done, j);
+}
+
+static void
+loop_job_start(struct loop *l, struct job *j)
+{
+	char *key = loop_key(j->e.table, j->e.sys_id);
+	size_t n;
+	const char *const *fields;
+
+	loop_busy_add(l, key);
+	free(key);
+	switch (j->e.kind) {
+	case EFFECT_CREATE:
+		l->imp_jobs++;
+		imperai_create(l->imp, &j->e.create, loop_create_done, j);
+		break;
+	case EFFECT_CANCEL:
+		l->imp_jobs++;
+		imperai_cancel(l->imp, j->e.request_id, loop_cancel_done, j);
+		break;
+	case EFFECT_PATCH:
+		l->snow_jobs++;
+		if (j->checking) {
+			fields = loop_patch_fields(l, j->e.table, &n);
+			snow_get(l->snow, j->e.table, j->e.sys_id, fields, n, loop_check_done, j);
+		} else
+			loop_patch_send(j);
+		break;
+	}
+}
+
+struct scan_ctx {
+	struct loop	*l;
+	struct job	**start;
+	size_t		 nstart;
+	char		**blocked;	/* tickets with an earlier entry waiting */
+	size_t		 nblocked;
+	int64_t		 now;
+	int64_t		 next_due;
+	int		 snow_room;
+	int		 imp_room;
+};
+
+static int
+loop_scan_blocked(struct scan_ctx *sc, const char *key)
+{
+	for (size_t i = 0; i < sc->nblocked; i++)
+		if (strcmp(sc->blocked[i], key) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+loop_scan_fn(uint64_t seq, const void *val, size_t len, void *arg)
+{
+	struct scan_ctx *sc = arg;
+	struct job *j;
+	char *key, *cause = NULL;
+	int *room;
+
+	if (sc->snow_room <= 0 && sc->imp_room <= 0)
+		return 1;
+	j = xcalloc(1, sizeof(*j));
+	j->l = sc->l;
+	j->seq = seq;
+	if (engine_effect_decode(val, len, &j->e, &cause) < 0) {
+		log_kv(LOG_LVL_ERR, "outbox entry unreadable: skipped", "error", cause, NULL);
+		free(cause);
+		free(j);
+		return 0;
+	}
+	key = loop_key(j->e.table, j->e.sys_id);
+	room = j->e.kind == EFFECT_PATCH ? &sc->snow_room : &sc->imp_room;
+	if (loop_busy(sc->l, key) || loop_scan_blocked(sc, key) || j->e.not_before > sc->now ||
+	    *room <= 0) {
+		if (j->e.not_before > sc->now && j->e.not_before < sc->next_due)
+			sc->next_due = j->e.not_before;
+		/* Later effects of this ticket wait for this one: order matters. */
+		sc->blocked = xreallocarray(sc->blocked, sc->nblocked + 1, sizeof(*sc->blocked));
+		sc->blocked[sc->nblocked++] = key;
+		loop_job_free(j);
+		return 0;
+	}
+	sc->blocked = xreallocarray(sc->blocked, sc->nblocked + 1, sizeof(*sc->blocked));
+	sc->blocked[sc->nblocked++] = key;
+	(*room)--;
+	sc->start = xreallocarray(sc->start, sc->nstart + 1, sizeof(*sc->start));
+	sc->start[sc->nstart++] = j;
+	return 0;
+}
+
+struct mark_ctx {
+	struct job	**jobs;
+	size_t		 n;
+};
+
+/* Marks PATCHes attempted before they are sent: a crash after this commit
+ * makes the next start read the ticket back before replaying. */
+static int
+loop_mark_fn(struct store_txn *txn, void *arg)
+{
+	struct mark_ctx *mc = arg;
+
+	for (size_t i = 0; i < mc->n; i++) {
+		struct job *j = mc->jobs[i];
+		char *enc;
+
+		if (j->e.kind != EFFECT_PATCH)
+			continue;
+		enc = engine_effect_encode(&j->e);
+		store_outbox_put(txn, j->seq, enc, strlen(enc));
+		free(enc);
+	}
+	return store_txn_error(txn);
+}
+
+static int
+loop_drain(struct loop *l)
+{
+	int cap_snow = l->cfg->snow.http.concurrency * 2;
+	int cap_imp = l->cfg->imperai.http.concurrency * 2;
+	struct scan_ctx sc = { .l = l, .now = loop_wall(), .next_due = INT64_MAX };
+	struct mark_ctx mc;
+	struct store_txn *txn;
+	int rc;
+
+	if (!l->outbox_dirty && loop_now_ms() < l->next_scan_ms)
+		return 0;
+	sc.snow_room = cap_snow - l->snow_jobs;
+	sc.imp_room = cap_imp - l->imp_jobs;
+	if (sc.snow_room <= 0 && sc.imp_room <= 0)
+		return 0;
+	if ((rc = store_begin(l->st, 1, &txn)) < 0)
+		return rc;
+	store_outbox_each(txn, loop_scan_fn, &sc);
+	store_abort(txn);
+	for (size_t i = 0; i < sc.nblocked; i++)
+		free(sc.blocked[i]);
+	free(sc.blocked);
+	l->outbox_dirty = 0;
+	l->next_scan_ms = loop_now_ms() + (sc.next_due == INT64_MAX ? 60000 :
+	    (sc.next_due - sc.now) * 1000);
+	for (size_t i = 0; i < sc.nstart; i++) {
+		struct job *j = sc.start[i];
+		if (j->e.kind == EFFECT_PATCH) {
+			j->checking = j->e.attempts > 0;
+			j->e.attempts++;
+		} else
+			j->e.attempts++;
+	}
+	mc.jobs = sc.start;
+	mc.n = sc.nstart;
+	if (sc.nstart > 0 && (rc = store_write(l->st, loop_mark_fn, &mc)) < 0) {
+		for (size_t i = 0; i < sc.nstart; i++)
+			loop_job_free(sc.start[i]);
+		free(sc.start);
+		return rc;
+	}
+	for (size_t i = 0; i < sc.nstart; i++)
+		loop_job_start(l, sc.start[i]);
+	free(sc.start);
+	return 0;
+}
+
+/* --- fields asked for ------------------------------------------------------- */
+
+static void
+loop_add_field(char ***v, size_t *n, const char *name)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*v)[i], name) == 0)
+			return;
+	*v = xreallocarray(*v, *n + 1, sizeof(**v));
+	(*v)[(*n)++] = xstrdup(name);
+}
+
+/* Only the fields the engine and the policy look at. */
+static void
+loop_poll_fields(struct loop *l, struct tpoll *p)
+{
+	const struct config_table *ct = config_table(l->cfg, p->table);
+	static const char *base[] = { "sys_id", "number", "sys_mod_count", "sys_updated_on",
+	    "state", "active", "category", "subcategory", "short_description", "description",
+	    "assigned_to.name" };
+	char **extra = NULL;
+	size_t nextra = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(base); i++)
+		loop_add_field(&p->fields, &p->nfields, base[i]);
+	if (ct) {
+		char *s;
+		loop_add_field(&p->fields, &p->nfields, ct->field);
+		loop_add_field(&p->fields, &p->nfields, ct->requester_field);
+		s = xprintf("%s.name", ct->requester_field);
+		loop_add_field(&p->fields, &p->nfields, s);
+		free(s);
+		s = xprintf("%s.email", ct->requester_field);
+		loop_add_field(&p->fields, &p->nfields, s);
+		free(s);
+		s = xprintf("%s.user_name", ct->requester_field);
+		loop_add_field(&p->fields, &p->nfields, s);
+		free(s);
+	}
+	flows_fields(l->flows, p->table, &extra, &nextra);
+	for (size_t i = 0; i < nextra; i++) {
+		loop_add_field(&p->fields, &p->nfields, extra[i]);
+		free(extra[i]);
+	}
+	free(extra);
+}
+
+static const char *const *
+loop_patch_fields(struct loop *l, const char *table, size_t *n)
+{
+	for (size_t i = 0; i < l->npolls; i++) {
+		if (strcmp(l->polls[i].table, table) == 0) {
+			*n = l->polls[i].nfields;
+			return (const char *const *)l->polls[i].fields;
+		}
+	}
+	*n = 0;
+	return NULL;
+}
+
+/* --- life ---------------------------------------------------------------------- */
+
+static void
+loop_polls_free(struct loop *l)
+{
+	for (size_t i = 0; i < l->npolls; i++) {
+		free(l->polls[i].table);
+		for (size_t k = 0; k < l->polls[i].nfields; k++)
+			free(l->polls[i].fields[k]);
+		free(l->polls[i].fields);
+		free(l->polls[i].last_error);
+	}
+	free(l->polls);
+	l->polls = NULL;
+	l->npolls = 0;
+}
+
+static void
+loop_load_positions(struct loop *l)
+{
+	struct store_txn *txn;
+	struct buf b;
+
+	buf_init(&b);
+	if (store_begin(l->st, 1, &txn) < 0)
+		return;
+	for (size_t i = 0; i < l->npolls; i++) {
+		char *k = xprintf("watermark/%s", l->polls[i].table);
+		long long t;
+		char sid[33];
+
+		buf_reset(&b);
+		if (store_meta_get(txn, k, &b) == 0 && sscanf(b.data, "%lld %32s", &t, sid) >= 1) {
+			l->polls[i].wm.updated_on = t;
+			if (sscanf(b.data, "%*lld %32s", sid) == 1)
+				memcpy(l->polls[i].wm.sys_id, sid, sizeof(sid));
+		}
+		free(k);
+	}
+	buf_reset(&b);
+	if (store_meta_get(txn, "imperai/cursor", &b) == 0 && b.len > 0)
+		l->cursor = xstrdup(b.data);
+	store_abort(txn);
+	buf_free(&b);
+}
+
+static void
+loop_polls_init(struct loop *l)
+{
+	l->npolls = l->cfg->snow.ntables;
+	l->polls = xcalloc(l->npolls, sizeof(*l->polls));
+	for (size_t i = 0; i < l->npolls; i++) {
+		l->polls[i].table = xstrdup(l->cfg->snow.tables[i].name);
+		loop_poll_fields(l, &l->polls[i]);
+	}
+}
+
+static int
+loop_clients(struct loop *l, char **cause)
+{
+	l->http = http_client_new();
+	l->snow = snow_client_new(l->cfg, l->http, cause);
+	if (l->snow == NULL)
+		return -EINVAL;
+	l->imp = imperai_client_new(l->cfg, l->http, cause);
+	if (l->imp == NULL)
+		return -EINVAL;
+	return 0;
+}
+
+static void
+loop_clients_free(struct loop *l)
+{
+	if (l->http)
+		http_cancel_all(l->http);
+	/* Cancellation callbacks may have queued state: keep it. */
+	loop_commit(l);
+	if (l->snow)
+		snow_client_free(l->snow);
+	if (l->imp)
+		imperai_client_free(l->imp);
+	if (l->http)
+		http_client_free(l->http);
+	l->snow = NULL;
+	l->imp = NULL;
+	l->http = NULL;
+}
+
+int
+loop_new(struct config *cfg, struct flows *flows, struct loop **out, char **cause)
+{
+	struct loop *l = xcalloc(1, sizeof(*l));
+	int rc;
+
+	l->cfg = cfg;
+	l->flows = flows;
+	l->pol.cfg = cfg;
+	l->pol.flows = flows;
+	l->pol.match = flows_match;
+	rc = store_open(cfg->state_dir, cfg->map_size, 0, &l->st, cause);
+	if (rc < 0)
+		goto fail;
+	if ((rc = loop_clients(l, cause)) < 0)
+		goto fail;
+	loop_polls_init(l);
+	loop_load_positions(l);
+	l->outbox_dirty = 1;
+	l->progress_ms = loop_now_ms();
+	l->started = loop_wall();
+	srand((unsigned)(l->started ^ getpid()));
+	*out = l;
+	return 0;
+fail:
+	loop_free(l);
+	return rc;
+}
+
+void
+loop_reload(struct loop *l, struct config *cfg, struct flows *flows)
+{
+	struct snow_watermark *saved = xcalloc(l->npolls ? l->npolls : 1, sizeof(*saved));
+	char **names = xcalloc(l->npolls ? l->npolls : 1, sizeof(*names));
+	size_t nsaved = l->npolls;
+	char *cause = NULL;
+
+	for (size_t i = 0; i < nsaved; i++) {
+		saved[i] = l->polls[i].wm;
+		names[i] = xstrdup(l->polls[i].table);
+	}
+	loop_clients_free(l);
+	loop_polls_free(l);
+	config_free(l->cfg);
+	flows_free(l->flows);
+	l->cfg = cfg;
+	l->flows = flows;
+	l->pol.cfg = cfg;
+	l->pol.flows = flows;
+	if (loop_clients(l, &cause) < 0) {
+		log_kv(LOG_LVL_ERR, "reload: cannot set up the clients", "error", cause, NULL);
+		free(cause);
+	}
+	loop_polls_init(l);
+	for (size_t i = 0; i < l->npolls; i++)
+		for (size_t k = 0; k < nsaved; k++)
+			if (strcmp(l->polls[i].table, names[k]) == 0)
+				l->polls[i].wm = saved[k];
+	loop_load_positions(l);
+	for (size_t k = 0; k < nsaved; k++)
+		free(names[k]);
+	free(names);
+	free(saved);
+	l->outbox_dirty = 1;
+	l->feed_next_ms = 0;
+}
+
+static void
+loop_schedule(struct loop *l, int64_t now)
+{
+	if (l->snow == NULL || l->imp == NULL)
+		return;
+	for (size_t i = 0; i < l->npolls; i++)
+		if (!l->polls[i].inflight && now >= l->polls[i].next_ms)
+			loop_poll_start(l, &l->polls[i]);
+	if (!l->feed_inflight && now >= l->feed_next_ms)
+		loop_feed_submit(l);
+}
+
+static void
+loop_write_status(struct loop *l)
+{
+	json_object *o = json_object_new_object(), *tabs = json_object_new_object();
+	struct http_pool_stats ss, is;
+	struct store_txn *txn;
+	const char *s;
+	char buf[32];
+
+	json_object_object_add(o, "pid", json_object_new_int64(getpid()));
+	json_object_object_add(o, "started", json_object_new_int64(l->started));
+	json_object_object_add(o, "updated", json_object_new_int64(loop_wall()));
+	for (size_t i = 0; i < l->npolls; i++) {
+		json_object *t = json_object_new_object();
+		json_object_object_add(t, "last_ok", json_object_new_int64(l->polls[i].last_ok));
+		util_format_snow_time(l->polls[i].wm.updated_on, buf);
+		json_object_object_add(t, "watermark", json_object_new_string(buf));
+		if (l->polls[i].last_error)
+			json_object_object_add(t, "last_error",
+			    json_object_new_string(l->polls[i].last_error));
+		json_object_object_add(tabs, l->polls[i].table, t);
+	}
+	json_object_object_add(o, "tables", tabs);
+	json_object_object_add(o, "feed_last_ok", json_object_new_int64(l->feed_last_ok));
+	if (l->feed_last_error)
+		json_object_object_add(o, "feed_last_error", json_object_new_string(l->feed_last_error));
+	if (l->snow && l->imp) {
+		http_pool_stats(snow_client_pool(l->snow), &ss);
+		http_pool_stats(imperai_client_pool(l->imp), &is);
+		json_object_object_add(o, "snow_requests", json_object_new_int64((int64_t)ss.requests));
+		json_object_object_add(o, "snow_budget_used", json_object_new_int(ss.budget_used));
+		json_object_object_add(o, "snow_rate_limited", json_object_new_int64((int64_t)ss.rate_limited));
+		json_object_object_add(o, "snow_budget_waits", json_object_new_int64((int64_t)ss.budget_waits));
+		json_object_object_add(o, "imperai_requests", json_object_new_int64((int64_t)is.requests));
+		json_object_object_add(o, "imperai_budget_used", json_object_new_int(is.budget_used));
+		json_object_object_add(o, "imperai_rate_limited", json_object_new_int64((int64_t)is.rate_limited));
+	}
+	json_object_object_add(o, "effects_done", json_object_new_int64((int64_t)l->stat_effects_done));
+	json_object_object_add(o, "effects_failed", json_object_new_int64((int64_t)l->stat_effects_failed));
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	if (store_begin(l->st, 0, &txn) == 0) {
+		store_meta_put(txn, "daemon/status", s, strlen(s));
+		if (store_commit(txn) < 0)
+			log_kv(LOG_LVL_WARN, "cannot record the daemon's status in the store", NULL);
+	}
+	json_object_put(o);
+}
+
+int
+loop_step(struct loop *l, int max_wait_ms)
+{
+	int64_t now = loop_now_ms(), until = now + max_wait_ms;
+	int rc;
+
+	loop_schedule(l, now);
+	if ((rc = loop_drain(l)) < 0)
+		return rc;
+	while (l->http && http_pending(l->http) > 0 && loop_now_ms() < until) {
+		http_perform(l->http, (int)(until - loop_now_ms()));
+		if (loop_has_pending(l) || l->outbox_dirty)
+			break;
+	}
+	if (l->http && http_pending(l->http) == 0) {
+		int64_t left = until - loop_now_ms();
+		if (left > 0)
+			http_perform(l->http, (int)(left > 50 ? 50 : left));
+	}
+	if ((rc = loop_commit(l)) < 0) {
+		l->fatal = rc == -ENOSPC ? rc : 0;
+		return 0;	/* retried next step; the watchdog sees no progress */
+	}
+	if ((rc = loop_drain(l)) < 0)
+		return 0;
+	if (loop_now_ms() - l->status_ms > LOOP_STATUS_EVERY_MS) {
+		loop_write_status(l);
+		l->status_ms = loop_now_ms();
+	}
+	l->progress_ms = loop_now_ms();
+	return 0;
+}
+
+int64_t
+loop_last_progress(const struct loop *l)
+{
+	return l->progress_ms;
+}
+
+void
+loop_status(const struct loop *l, char *buf, size_t len)
+{
+	snprintf(buf, len, "polling %zu table%s; %d ServiceNow and %d imper.ai writes in flight",
+	    l->npolls, l->npolls == 1 ? "" : "s", l->snow_jobs, l->imp_jobs);
+}
+
+void
+loop_free(struct loop *l)
+{
+	if (l == NULL)
+		return;
+	loop_clients_free(l);
+	loop_pending_clear(l);
+	loop_polls_free(l);
+	for (size_t i = 0; i < l->nbusy; i++)
+		free(l->busy[i]);
+	free(l->busy);
+	free(l->tbl);
+	free(l->cursor);
+	free(l->feed_last_error);
+	if (l->st)
+		store_close(l->st);
+	config_free(l->cfg);
+	flows_free(l->flows);
+	free(l);
+}
