@@ -19,7 +19,6 @@
 
 #define IMPERAI_MAX_ID		128
 #define IMPERAI_MAX_CURSOR	1024
-#define IMPERAI_MAX_KEY		255
 #define IMPERAI_MAX_LIMIT	500
 #define IMPERAI_MAX_ERROR	512
 #define IMPERAI_JSON_DEPTH	32
@@ -1232,47 +1231,6 @@ imperai_submit_verification(struct imperai_client *ic, struct http_request *r, c
 	http_submit(ic->pool, r, imperai_verification_done, call);
 }
 
-int
-imperai_create(struct imperai_client *ic, const struct imperai_create *req,
-    imperai_verification_fn done, void *arg)
-{
-	struct http_request r;
-
-	if (!imperai_token_valid(req->idempotency_key, IMPERAI_MAX_KEY))
-		return -EINVAL;
-	imperai_request(ic, &r, "POST", xprintf("%s/v1/verification-requests", ic->base));
-	http_request_header(&r, "Idempotency-Key: %s", req->idempotency_key);
-	imperai_request_body(&r, imperai_create_body(req));
-	imperai_submit_verification(ic, &r, xstrdup("imper.ai create"), done, arg);
-	return 0;
-}
-
-int
-imperai_get(struct imperai_client *ic, const char *id, imperai_verification_fn done, void *arg)
-{
-	struct http_request r;
-
-	if (!imperai_id_valid(id))
-		return -EINVAL;
-	imperai_request(ic, &r, "GET", xprintf("%s/v1/verification-requests/%s", ic->base, id));
-	imperai_submit_verification(ic, &r, xprintf("imper.ai get %s", id), done, arg);
-	return 0;
-}
-
-int
-imperai_cancel(struct imperai_client *ic, const char *id, imperai_verification_fn done, void *arg)
-{
-	struct http_request r;
-
-	if (!imperai_id_valid(id))
-		return -EINVAL;
-	imperai_request(ic, &r, "POST",
-	    xprintf("%s/v1/verification-requests/%s/cancel", ic->base, id));
-	imperai_request_body(&r, xstrdup("{}"));
-	imperai_submit_verification(ic, &r, xprintf("imper.ai cancel %s", id), done, arg);
-	return 0;
-}
-
 /* Percent-encodes everything but RFC 3986 unreserved characters. */
 static void
 imperai_urlencode(struct buf *b, const char *s)
@@ -1287,7 +1245,77 @@ imperai_urlencode(struct buf *b, const char *s)
 	}
 }
 
-int
+/* "<base>/v1/verification-requests/<id><suffix>", the id encoded so that
+ * no value can leave its path segment. */
+static char *
+imperai_id_url(const struct imperai_client *ic, const char *id, const char *suffix)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_addf(&b, "%s/v1/verification-requests/", ic->base);
+	imperai_urlencode(&b, id != NULL ? id : "");
+	buf_adds(&b, suffix);
+	return buf_detach(&b);
+}
+
+/* The key as a header value: printable ASCII stays, other bytes and '%'
+ * become %XX, so the same key always gives the same header. */
+static char *
+imperai_header_safe(const char *s)
+{
+	struct buf b;
+
+	buf_init(&b);
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c > 0x20 && c < 0x7f && c != '%')
+			buf_addc(&b, (char)c);
+		else
+			buf_addf(&b, "%%%02X", c);
+	}
+	return buf_detach(&b);
+}
+
+void
+imperai_create(struct imperai_client *ic, const struct imperai_create *req,
+    imperai_verification_fn done, void *arg)
+{
+	struct http_request r;
+	char *key;
+
+	imperai_request(ic, &r, "POST", xprintf("%s/v1/verification-requests", ic->base));
+	if (req->idempotency_key != NULL) {
+		key = imperai_header_safe(req->idempotency_key);
+		http_request_header(&r, "Idempotency-Key: %s", key);
+		free(key);
+	}
+	imperai_request_body(&r, imperai_create_body(req));
+	imperai_submit_verification(ic, &r, xstrdup("imper.ai create"), done, arg);
+}
+
+void
+imperai_get(struct imperai_client *ic, const char *id, imperai_verification_fn done, void *arg)
+{
+	struct http_request r;
+
+	imperai_request(ic, &r, "GET", imperai_id_url(ic, id, ""));
+	imperai_submit_verification(ic, &r, xprintf("imper.ai get %s",
+	    imperai_id_valid(id) ? id : "(invalid id)"), done, arg);
+}
+
+void
+imperai_cancel(struct imperai_client *ic, const char *id, imperai_verification_fn done, void *arg)
+{
+	struct http_request r;
+
+	imperai_request(ic, &r, "POST", imperai_id_url(ic, id, "/cancel"));
+	imperai_request_body(&r, xstrdup("{}"));
+	imperai_submit_verification(ic, &r, xprintf("imper.ai cancel %s",
+	    imperai_id_valid(id) ? id : "(invalid id)"), done, arg);
+}
+
+void
 imperai_changes(struct imperai_client *ic, const char *cursor, int limit,
     imperai_feed_fn done, void *arg)
 {
@@ -1295,8 +1323,6 @@ imperai_changes(struct imperai_client *ic, const char *cursor, int limit,
 	struct http_request r;
 	struct buf url;
 
-	if (cursor != NULL && *cursor != '\0' && !imperai_token_valid(cursor, IMPERAI_MAX_CURSOR))
-		return -EINVAL;
 	if (limit < 1)
 		limit = 100;
 	if (limit > IMPERAI_MAX_LIMIT)
@@ -1313,5 +1339,4 @@ imperai_changes(struct imperai_client *ic, const char *cursor, int limit,
 	call->fdone = done;
 	call->arg = arg;
 	http_submit(ic->pool, &r, imperai_feed_done, call);
-	return 0;
 }

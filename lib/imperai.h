@@ -152,15 +152,16 @@ typedef void (*imperai_feed_fn)(int err, const char *cause, struct imperai_feed 
 
 struct imperai_client *imperai_client_new(const struct config *c, struct http_client *h, char **cause);
 void imperai_client_free(struct imperai_client *ic);
-/* Each returns 0 when queued (done is then called exactly once, from
- * http_perform) or -EINVAL for an unusable argument (an id outside
- * [A-Za-z0-9_-], an idempotency key outside printable ASCII), in which case
- * done is never called. */
-int imperai_create(struct imperai_client *ic, const struct imperai_create *req,
+/* Each queues one request; done is called exactly once, from
+ * http_perform(), never before these return.  Arguments are made safe
+ * rather than refused: an id is percent-encoded into the path, bytes of an
+ * idempotency key outside printable ASCII (and '%') become %XX, the
+ * cursor is percent-encoded, limit is clamped to 1-500 (< 1: 100). */
+void imperai_create(struct imperai_client *ic, const struct imperai_create *req,
     imperai_verification_fn done, void *arg);
-int imperai_get(struct imperai_client *ic, const char *id, imperai_verification_fn done, void *arg);
-int imperai_cancel(struct imperai_client *ic, const char *id, imperai_verification_fn done, void *arg);
-int imperai_changes(struct imperai_client *ic, const char *cursor, int limit,
+void imperai_get(struct imperai_client *ic, const char *id, imperai_verification_fn done, void *arg);
+void imperai_cancel(struct imperai_client *ic, const char *id, imperai_verification_fn done, void *arg);
+void imperai_changes(struct imperai_client *ic, const char *cursor, int limit,
     imperai_feed_fn done, void *arg);
 struct http_pool *imperai_client_pool(struct imperai_client *ic);
 
