@@ -19,13 +19,13 @@ import json
 import os
 import random
 import re
-import secrets
 import signal
 import socket
 import struct
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -235,7 +235,9 @@ class Store:
             with open(mpath, encoding="utf-8") as f:
                 self.meta.update(json.load(f))
         for name in os.listdir(self.vdir):
-            if name.endswith(".json"):
+            if ".tmp." in name:  # a write cut short by a crash: the old file stands
+                os.unlink(os.path.join(self.vdir, name))
+            elif name.endswith(".json"):
                 with open(os.path.join(self.vdir, name), encoding="utf-8") as f:
                     self.index(json.load(f))
         # a crash between a record and meta.json leaves meta behind: catch up
@@ -883,6 +885,12 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "not_found", "no such endpoint: %s" % path)
         except ApiError as e:
             self.answer_error(e)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception:  # a simulator bug: say so, keep serving
+            traceback.print_exc()
+            self.close_connection = True
+            self.answer_error(ApiError(500, "internal_error", "simulator error (see its stderr)"))
 
     def pre_fault(self, fault, cfg):
         """Faults that answer instead of the service; True when one did."""
@@ -1223,6 +1231,7 @@ def main(argv=None):
         srv.serve_forever(poll_interval=0.2)
     finally:
         srv.server_close()
+        store.lock.acquire()  # a write in progress ends first; no new one starts
     return 0
 
 
