@@ -420,11 +420,14 @@ imperai_get_time(const struct imperai_pctx *pc, json_object *obj, const char *ke
 	if (!json_object_is_type(o, json_type_string))
 		return imperai_bad(pc, key, "expected RFC 3339 time%s, got %s",
 		    flags & IMPERAI_F_NULLABLE ? " or null" : "", imperai_jtype(o));
-	if (util_parse_rfc3339(json_object_get_string(o), out) == 0)
-		return 0;
 	q = imperai_quote(json_object_get_string(o));
-	rc = imperai_bad(pc, key, "expected RFC 3339 time, got %s", q);
+	if (util_parse_rfc3339(json_object_get_string(o), out) != 0)
+		rc = imperai_bad(pc, key, "expected RFC 3339 time, got %s", q);
+	else if (*out <= 0)	/* 0 stands for null in the struct */
+		rc = imperai_bad(pc, key, "expected a time after 1970-01-01, got %s", q);
 	free(q);
+	if (rc != 0)
+		*out = 0;
 	return rc;
 }
 

@@ -5,7 +5,7 @@
  *
  * Parsers are strict about types, tolerant of unknown fields, and every
  * failure names the field and the response: "change feed: data[3].risk_score:
- * expected integer 0-10, got string". */
+ * expected integer 0-10 or null, got string". */
 #ifndef IMPERAI_IMPERAI_H
 #define IMPERAI_IMPERAI_H
 

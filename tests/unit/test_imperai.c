@@ -344,6 +344,10 @@ test_parse_rejects_wrong_types_naming_the_field(void **state)
 	    "test: updated_at: expected RFC 3339 time, got integer");
 	assert_vmin_with_fails("\"updated_at\":\"2026-11-24 10:00:00\"",
 	    "test: updated_at: expected RFC 3339 time, got \"2026-11-24 10:00:00\"");
+	assert_vmin_with_fails("\"created_at\":\"1970-01-01T00:00:00Z\"",
+	    "test: created_at: expected a time after 1970-01-01, got \"1970-01-01T00:00:00Z\"");
+	assert_vmin_with_fails("\"created_at\":\"0689-11-24T10:02:00Z\"",
+	    "test: created_at: expected a time after 1970-01-01, got \"0689-11-24T10:02:00Z\"");
 	assert_vmin_with_fails("\"completed_at\":{}",
 	    "test: completed_at: expected RFC 3339 time or null, got object");
 	assert_vmin_with_fails("\"expires_at\":null",
