@@ -18,6 +18,7 @@
 #include "log.h"
 
 #define LOG_VALUE_MAX	1024
+#define LOG_JOURNAL_SOCKET	"/run/systemd/journal/socket"
 
 struct log_state {
 	char		 ident[64];
@@ -70,8 +71,12 @@ log_init(const char *ident, enum log_target target, int foreground)
 	if (target == LOG_TARGET_AUTO)
 		target = journal ? LOG_TARGET_JOURNAL :
 		    foreground ? LOG_TARGET_STDERR : LOG_TARGET_SYSLOG;
-#ifndef HAVE_SYSTEMD
-	/* Without libsystemd the journal is reached through stderr's prefixes. */
+	/* Without libsystemd the journal is reached through stderr's prefixes;
+	 * sd_journal_send() drops messages silently when journald is absent. */
+#ifdef HAVE_SYSTEMD
+	if (target == LOG_TARGET_JOURNAL && access(LOG_JOURNAL_SOCKET, W_OK) != 0)
+		target = LOG_TARGET_STDERR;
+#else
 	if (target == LOG_TARGET_JOURNAL)
 		target = LOG_TARGET_STDERR;
 #endif

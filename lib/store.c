@@ -444,9 +444,9 @@ store_commit_cause(const struct store *s, int rc)
 	if (rc == MDB_MAP_FULL)
 		return xprintf("the state map in %s is full", s->dir);
 	if (rc == ENOSPC || rc == EDQUOT)
-		return xprintf("%s writing the state in %s: free space on its filesystem; "
-		    "nothing was written and the change will be retried", rc == ENOSPC ?
-		    "disk full" : "disk quota exceeded", s->dir);
+		return xprintf("%s writing the state in %s: free space on that filesystem "
+		    "(df %s); the transaction was rolled back, nothing was half-written",
+		    rc == ENOSPC ? "disk full" : "disk quota exceeded", s->dir, s->dir);
 	return xprintf("cannot commit the state in %s: %s", s->dir, mdb_strerror(rc));
 }
 
@@ -1259,6 +1259,7 @@ store_audit_check_head(struct store_txn *t, struct store_audit_walk *w)
 	if (hseq == last && strcmp(hash, w->prev) == 0)
 		return 0;
 	w->expect = hseq > last ? last + 1 : hseq == last ? last : hseq + 1;
+	w->checked = w->expect - 1;
 	if (hseq > last)
 		w->cause = xprintf("audit entries %" PRIu64 " to %" PRIu64 " in %s are missing: "
 		    "the log was truncated outside imperai-snowd", last + 1, hseq, w->dir);
