@@ -318,6 +318,9 @@ class SimHandler(http.server.BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "ServiceNow"
+    # Headers and body go out in two writes; with Nagle the second waits
+    # for the client's delayed ACK (40 ms per answer on Linux).
+    disable_nagle_algorithm = True
 
     def version_string(self):
         return self.server_version

@@ -141,11 +141,9 @@ def _compare(a, b, numeric):
     return (a > b) - (a < b)
 
 
-def _ordered(op, a, v, numeric):
-    if a == "":  # an empty value is NULL to SQL: no ordering comparison holds
-        return False
-    c = _compare(a, v, numeric)
-    return {"<": c < 0, "<=": c <= 0, ">": c > 0, ">=": c >= 0}[op]
+def _ordered(accept):
+    """An ordering test; an empty value is NULL to SQL, so none holds."""
+    return lambda a, v, numeric: a != "" and accept(_compare(a, v, numeric))
 
 
 def _between(a, v, numeric):
@@ -153,32 +151,49 @@ def _between(a, v, numeric):
     return a != "" and _compare(a, lo, numeric) >= 0 and _compare(a, hi, numeric) <= 0
 
 
-def term_matches(op, a, v, numeric):
-    if op == "=":
-        return _compare(a, v, numeric) == 0 if a and v else a == v
-    if op == "!=":
-        return not term_matches("=", a, v, numeric)
-    if op in ("<", "<=", ">", ">="):
-        return _ordered(op, a, v, numeric)
-    if op == "IN":
-        return a in v.split(",")
-    if op == "NOT IN":
-        return a not in v.split(",")
-    if op == "LIKE":
-        return v in a
-    if op == "NOT LIKE":
-        return v not in a
-    if op == "STARTSWITH":
-        return a.startswith(v)
-    if op == "ENDSWITH":
-        return a.endswith(v)
-    if op in ("ISEMPTY", "EMPTYSTRING"):
-        return a == ""
-    if op == "ISNOTEMPTY":
-        return a != ""
-    if op == "BETWEEN":
-        return _between(a, v, numeric)
-    return op == "ANYTHING"
+def _equal(a, v, numeric):
+    return _compare(a, v, numeric) == 0 if a and v else a == v
+
+
+# op -> test(record value, query value, numeric field?)
+OP_TESTS = {
+    "=": _equal,
+    "!=": lambda a, v, n: not _equal(a, v, n),
+    "<": _ordered(lambda c: c < 0),
+    "<=": _ordered(lambda c: c <= 0),
+    ">": _ordered(lambda c: c > 0),
+    ">=": _ordered(lambda c: c >= 0),
+    "IN": lambda a, v, n: a in v,       # v prepared as a set
+    "NOT IN": lambda a, v, n: a not in v,
+    "LIKE": lambda a, v, n: v in a,
+    "NOT LIKE": lambda a, v, n: v not in a,
+    "STARTSWITH": lambda a, v, n: a.startswith(v),
+    "ENDSWITH": lambda a, v, n: a.endswith(v),
+    "ISEMPTY": lambda a, v, n: a == "",
+    "EMPTYSTRING": lambda a, v, n: a == "",
+    "ISNOTEMPTY": lambda a, v, n: a != "",
+    "BETWEEN": _between,
+    "ANYTHING": lambda a, v, n: True,
+}
+
+
+def _term_test(term, numeric, value_of):
+    test, field, v = OP_TESTS[term.op], term.field, term.value
+    if term.op in ("IN", "NOT IN"):
+        v = frozenset(v.split(","))
+    return lambda rec: test(value_of(rec, field), v, numeric)
+
+
+def _any(tests):
+    if len(tests) == 1:
+        return tests[0]
+    return lambda rec: any(t(rec) for t in tests)
+
+
+def _all(tests):
+    if len(tests) == 1:
+        return tests[0]
+    return lambda rec: all(t(rec) for t in tests)
 
 
 def compile_query(query, field_type, value_of, unknown_mode="ignore"):
@@ -195,18 +210,13 @@ def compile_query(query, field_type, value_of, unknown_mode="ignore"):
             kept = [t for t in clause if field_type(t.field) is not None]
             bad = bad or len(kept) != len(clause)
             if kept:
-                clauses.append([(t, field_type(t.field) in NUMERIC_TYPES) for t in kept])
-        groups.append(clauses)
+                clauses.append(_any([_term_test(t, field_type(t.field) in NUMERIC_TYPES,
+                                                value_of) for t in kept]))
+        # A group left without conditions matches every row.
+        groups.append(_all(clauses) if clauses else (lambda rec: True))
     if bad and unknown_mode == "empty":
         return NO_ROWS
-
-    def clause_ok(rec, clause):
-        return any(term_matches(t.op, value_of(rec, t.field), t.value, num)
-                   for t, num in clause)
-
-    def predicate(rec):
-        return any(all(clause_ok(rec, c) for c in clauses) for clauses in groups)
-    return predicate
+    return _any(groups)
 
 
 def sort_rows(rows, order, field_type, value_of):

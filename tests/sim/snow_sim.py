@@ -30,6 +30,7 @@ import secrets
 import sys
 import threading
 import time
+import traceback
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
@@ -163,9 +164,12 @@ class AuthState:
 
     def new_session(self, user):
         """Set-Cookie headers of a fresh server session."""
-        sid = secrets.token_hex(16).upper()
+        sid, now = secrets.token_hex(16).upper(), self.clock.now()
         with self.lock:
-            self.sessions[sid] = {"user": user, "last": self.clock.now()}
+            if len(self.sessions) >= 10000:  # clients without cookies make one per call
+                idle = self.settings["session_timeout"]
+                self.sessions = {k: s for k, s in self.sessions.items() if now - s["last"] <= idle}
+            self.sessions[sid] = {"user": user, "last": now}
         self.stats.bump("sessions_created")
         return [("Set-Cookie", "JSESSIONID=%s; Path=/; HttpOnly" % sid),
                 ("Set-Cookie", "glide_user_route=glide.%s; Path=/; HttpOnly" % secrets.token_hex(16)),
@@ -224,7 +228,16 @@ class SnowHandler(SimHandler):
             return self.drop()
         if action in PRE_ACTIONS:
             return self.answer(self.fault_answer(action, status))
-        self.answer(handler(), action)
+        self.answer(self.run(handler), action)
+
+    def run(self, handler):
+        """A bug in the simulator answers 500 with the reason instead of
+        dropping the connection, which a client would take for a fault."""
+        try:
+            return handler()
+        except Exception as e:  # noqa: BLE001 - reported, never hidden
+            traceback.print_exc()
+            return Response.json(500, error_body("Simulator error", repr(e)))
 
     def route(self):
         m = TABLE_PATH_RE.match(self.url_path)
@@ -252,7 +265,7 @@ class SnowHandler(SimHandler):
         if action == "slow":
             time.sleep(srv.faults.config()["slow_ms"] / 1000.0)
         if action == "malformed":
-            resp = Response(200, resp.body[:max(1, len(resp.body) // 2)] or b"{", resp.ctype,
+            resp = Response(resp.status, resp.body[:len(resp.body) // 2] or b"{", resp.ctype,
                             resp.headers)
         srv.stats.status(resp.status)
         if action == "slow_body":

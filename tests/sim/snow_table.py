@@ -156,7 +156,12 @@ class SnowInstance:
             found = self.resolve(table, {}, path)
             return found[1].type if found else None
 
+        fields = self.schema[table].fields
+
         def value_of(rec, path):
+            fdef = fields.get(path)
+            if fdef is not None:  # plain field: the hot path of every poll
+                return "" if fdef.type == "journal_input" else rec.get(path, "")
             found = self.resolve(table, rec, path)
             return found[3] if found else ""
         return field_type, value_of
