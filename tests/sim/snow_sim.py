@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import traceback
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -194,6 +194,11 @@ class SnowServer(LoopbackServer):
         self.verbose = verbose
 
 
+def same_secret(expected, given):
+    """Constant-time comparison that also takes non-ASCII input."""
+    return secrets.compare_digest(expected.encode(), given.encode())
+
+
 def table_template(version, table, sys_id):
     """Stats key of a Table API path: the sys_id becomes {sys_id}."""
     return "/api/now%s/table/%s%s" % ("/" + version if version else "", table,
@@ -294,8 +299,8 @@ class SnowHandler(SimHandler):
         cookie = SimpleCookie()
         try:
             cookie.load(self.headers.get("Cookie", ""))
-        except Exception:
-            pass
+        except CookieError:
+            pass  # a malformed cookie header is no session
         sid = cookie["JSESSIONID"].value if "JSESSIONID" in cookie else None
         header = self.headers.get("Authorization")
         if header is None:
@@ -325,7 +330,7 @@ class SnowHandler(SimHandler):
         with store.lock:
             entry = store.auth.get(user)
             rec = store.user_by_name(user)
-        if not entry or not rec or not secrets.compare_digest(entry["password"], password):
+        if not entry or not rec or not same_secret(entry["password"], password):
             return False
         return rec.get("active") != "false" and rec.get("locked_out") != "true"
 
@@ -454,8 +459,7 @@ class SnowHandler(SimHandler):
             return Response.json(405, OAUTH_FAILURE)
         form = {k: v[0] for k, v in parse_qs(self.body.decode("utf-8", "replace")).items()}
         client = srv.oauth_clients.get(form.get("client_id", ""))
-        if not client or not secrets.compare_digest(client["client_secret"],
-                                                    form.get("client_secret", "")):
+        if not client or not same_secret(client["client_secret"], form.get("client_secret", "")):
             return Response.json(401, OAUTH_FAILURE)
         grant, cid = form.get("grant_type"), client["client_id"]
         if grant == "password":
