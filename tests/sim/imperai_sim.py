@@ -19,15 +19,16 @@ import json
 import os
 import random
 import re
-import signal
-import socket
-import struct
 import sys
 import threading
 import time
 import traceback
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from simcommon import (  # noqa: E402 - the shared simulator pieces, next to this file
+    LOOPBACK, PRE_ACTIONS, FaultError, FaultInjector, LoopbackServer, Response, SimHandler,
+    Stats, announce, atomic_write, serve_until_signal)
 
 API = "/v1/verification-requests"
 FINAL = ("passed", "failed", "timed_out", "not_enough_questions", "canceled")
@@ -69,12 +70,6 @@ EMAIL_RE = re.compile(r"^[^@\s<>\"]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9]
 PHONE_RE = re.compile(r"^\+[1-9][0-9]{7,14}$")
 ACTION_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
-FAULT_KEYS = {
-    "latency_ms": int, "jitter_ms": int, "error_rate": float, "error_codes": list,
-    "rate_429": float, "retry_after": int, "html_rate": float, "reset_rate": float,
-    "apply_then_drop_rate": float, "slow_rate": float, "slow_ms": int,
-    "malformed_rate": float, "seed": int, "methods": list, "path_prefix": str,
-}
 ERROR_CODE_NAMES = {500: "internal_error", 502: "bad_gateway", 503: "unavailable",
                     504: "gateway_timeout"}
 
@@ -198,25 +193,12 @@ def validate_create(body):
     return out
 
 
-def write_atomic(path, data):
-    tmp = "%s.tmp.%d.%d" % (path, os.getpid(), threading.get_ident())
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(os.path.dirname(path), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Store:
     """All state, behind one lock; every change is written before it is answered."""
 
-    def __init__(self, datadir, seed, link_ttl, daily_cap):
+    def __init__(self, datadir, seed, link_ttl, daily_cap, durable=True):
         self.lock = threading.RLock()
+        self.durable = durable
         self.dir = datadir
         self.vdir = os.path.join(datadir, "verifications")
         self.seed, self.link_ttl, self.daily_cap = seed, link_ttl, daily_cap
@@ -256,12 +238,12 @@ class Store:
                 self.tokens[tok] = (kind, r["id"])
 
     def save_meta(self):
-        write_atomic(os.path.join(self.dir, "meta.json"),
-                     json.dumps(self.meta, sort_keys=True).encode())
+        atomic_write(os.path.join(self.dir, "meta.json"),
+                     json.dumps(self.meta, sort_keys=True).encode(), self.durable)
 
     def save(self, r):
-        write_atomic(os.path.join(self.vdir, r["id"] + ".json"),
-                     json.dumps(r, sort_keys=True).encode())
+        atomic_write(os.path.join(self.vdir, r["id"] + ".json"),
+                     json.dumps(r, sort_keys=True).encode(), self.durable)
         self.save_meta()
 
     # clock and changes
@@ -271,10 +253,12 @@ class Store:
             return int(self.meta["frozen_now"])
         return int(time.time() + self.meta["clock_offset"])
 
-    def set_clock(self, advance=None, at=None, freeze=None):
+    def set_clock(self, advance=None, at=None, freeze=None, reset=False):
         """The sim clock: real time plus an offset, or frozen (it moves only when told)."""
         with self.lock:
             m = self.meta
+            if reset:
+                m["clock_offset"], m["frozen_now"] = 0.0, None
             key = "frozen_now" if m["frozen_now"] is not None else "clock_offset"
             if at is not None:
                 m[key] = at if key == "frozen_now" else at - time.time()
@@ -301,6 +285,12 @@ class Store:
         for r in self.v.values():
             if r["status"] in EXPIRABLE and now >= r["expires_at"]:
                 self.finish(r, "timed_out", None)
+
+    def clock_state(self):
+        with self.lock:
+            now = self.now()
+            return {"now": now, "now_text": rfc3339(now), "offset": now - int(time.time()),
+                    "frozen": self.meta["frozen_now"] is not None}
 
     def outage_left(self):
         return max(0, self.meta["outage_until"] - self.now())
@@ -562,91 +552,6 @@ class Store:
             return self.v[hit[1]]
 
 
-class Faults:
-    """Fault injection, same shape as the ServiceNow simulator's."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.set({})
-
-    def set(self, cfg):
-        for k, v in cfg.items():
-            want = FAULT_KEYS.get(k)
-            if want is None:
-                raise ApiError(400, "invalid_request", "%s: unknown fault setting" % k)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) if want is float \
-                else isinstance(v, want) and not isinstance(v, bool)
-            if not ok:
-                raise ApiError(400, "invalid_request", "%s: expected %s" % (k, want.__name__))
-            if want is float and not 0 <= v <= 1:
-                raise ApiError(400, "invalid_request", "%s: expected a rate from 0 to 1" % k)
-        codes = cfg.get("error_codes", [500, 502, 503])
-        if not all(isinstance(c, int) and 400 <= c <= 599 for c in codes):
-            raise ApiError(400, "invalid_request", "error_codes: expected HTTP status codes")
-        full = {"latency_ms": 0, "jitter_ms": 0, "error_rate": 0.0, "error_codes": [500, 502, 503],
-                "rate_429": 0.0, "retry_after": 1, "html_rate": 0.0, "reset_rate": 0.0,
-                "apply_then_drop_rate": 0.0, "slow_rate": 0.0, "slow_ms": 2000,
-                "malformed_rate": 0.0, "seed": 0, "methods": [], "path_prefix": "/v1/"}
-        full.update(cfg)
-        with self.lock:
-            self.cfg = full
-            self.rng = random.Random(full["seed"])
-        return full
-
-    def get(self):
-        with self.lock:
-            return dict(self.cfg)
-
-    def decide(self, method, path):
-        """(latency seconds, fault name or None, config) for one request."""
-        with self.lock:
-            c = self.cfg
-            if not path.startswith(c["path_prefix"]) or path.startswith("/sim/"):
-                return 0, None, c
-            if c["methods"] and method not in c["methods"]:
-                return 0, None, c
-            delay = (c["latency_ms"] + self.rng.uniform(0, c["jitter_ms"])) / 1000.0
-            for name, rate in (("reset", c["reset_rate"]), ("error", c["error_rate"]),
-                               ("rate_429", c["rate_429"]), ("html", c["html_rate"]),
-                               ("apply_then_drop", c["apply_then_drop_rate"]),
-                               ("malformed", c["malformed_rate"]), ("slow", c["slow_rate"])):
-                if rate > 0 and self.rng.random() < rate:
-                    return delay, name, c
-            return delay, None, c
-
-    def pick_code(self):
-        with self.lock:
-            return self.rng.choice(self.cfg["error_codes"] or [500])
-
-
-class Stats:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.reset()
-
-    def reset(self):
-        with self.lock:
-            self.requests, self.by_status, self.faults, self.total = {}, {}, {}, 0
-
-    def request(self, route):
-        with self.lock:
-            self.requests[route] = self.requests.get(route, 0) + 1
-            self.total += 1
-
-    def status(self, code):
-        with self.lock:
-            self.by_status[str(code)] = self.by_status.get(str(code), 0) + 1
-
-    def fault(self, name):
-        with self.lock:
-            self.faults[name] = self.faults.get(name, 0) + 1
-
-    def snapshot(self):
-        with self.lock:
-            return {"requests": dict(self.requests), "by_status": dict(self.by_status),
-                    "faults": dict(self.faults), "total": self.total}
-
-
 def route_name(method, path):
     """The stats key: "GET /v1/verification-requests/{id}"."""
     parts = path.split("/")
@@ -709,7 +614,7 @@ def send_form(r, error=None, recipient="", agent=""):
         err, esc(recipient), esc(agent)))
 
 
-def verify_form(r, tok, outcome, risk):
+def verify_form(r, outcome, risk):
     hidden = ""
     if outcome:
         hidden += '<input type="hidden" name="outcome" value="%s">' % esc(outcome)
@@ -748,7 +653,7 @@ def password_problem(pw, again):
     return None
 
 
-def verdict(form, vid, store):
+def verdict(form):
     """The verification page's outcome rule (tests/sim/IMPERAI.md)."""
     outcome, risk = form.get("outcome") or None, form.get("risk")
     risk = int(risk) if risk not in (None, "") and risk.isdigit() and int(risk) <= 10 else None
@@ -765,150 +670,125 @@ def verdict(form, vid, store):
     return outcome, risk
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "imperai_sim/1"
-    timeout = 120
 
-    def log_message(self, fmt, *args):
-        if self.server.verbose:
-            sys.stderr.write("imperai_sim: %s %s\n" % (self.address_string(), fmt % args))
+def error_response(e):
+    return Response.json(e.status, e.body(), list(e.headers.items()))
 
-    # plumbing
 
-    def read_body(self):
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            return self.read_chunked()
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            self.rfile.read(n)
-            raise ApiError(413, "payload_too_large", "body: larger than %d bytes" % MAX_BODY)
-        return self.rfile.read(n) if n > 0 else b""
+def html_response(status_page):
+    return Response.html(*status_page)
 
-    def read_chunked(self):
-        data = b""
-        while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass
-                return data
-            data += self.rfile.read(size)
-            self.rfile.readline()
-            if len(data) > MAX_BODY:
-                raise ApiError(413, "payload_too_large", "body: larger than %d bytes" % MAX_BODY)
 
-    def json_body(self, raw):
-        try:
-            return json.loads(raw.decode("utf-8")) if raw.strip() else {}
-        except UnicodeDecodeError:
-            raise ApiError(400, "invalid_json", "body: not valid UTF-8")
-        except ValueError as e:
-            raise ApiError(400, "invalid_json", "body: not valid JSON: %s" % e)
+def json_body(raw):
+    try:
+        return json.loads(raw.decode("utf-8")) if raw.strip() else {}
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "body: not valid UTF-8")
+    except ValueError as e:
+        raise ApiError(400, "invalid_json", "body: not valid JSON: %s" % e)
 
-    def answer(self, status, body, ctype="application/json", headers=None, fault=None):
-        if isinstance(body, (dict, list)):
-            data = json.dumps(body).encode()
-        else:
-            data = body.encode() if isinstance(body, str) else body
-        if fault == "malformed":
-            data = data[:max(1, len(data) // 2)]
-        if fault == "apply_then_drop":
-            return self.drop()
-        if not self.path.startswith("/sim/"):
-            self.server.stats.status(status)
-        self.send_response(status)
-        self.send_header("Content-Type", ctype + ("; charset=utf-8" if "charset" not in ctype
-                                                   else ""))
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if fault == "slow":
-            self.wfile.flush()
-            time.sleep(self.server.faults.get()["slow_ms"] / 1000.0)
-        if self.command != "HEAD":
-            self.wfile.write(data)
 
-    def answer_error(self, e, fault=None):
-        self.answer(e.status, e.body(), headers=e.headers, fault=fault)
+def want_keys(body, allowed):
+    """Control bodies: an unknown key is a typo that would test nothing."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_request", "body: expected a JSON object")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ApiError(400, "invalid_request", "unknown keys: " + ", ".join(unknown))
+    return body
 
-    def drop(self):
-        """Closes the connection without an answer (TCP reset)."""
-        self.close_connection = True
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.connection.close()
-        except OSError:
-            pass
+
+class Handler(SimHandler):
+    server_version = "imperai_sim"
+    timeout = 120  # an idle keep-alive connection is closed after this
 
     def do_GET(self):
-        self.dispatch("GET")
+        self.dispatch()
 
-    def do_POST(self):
-        self.dispatch("POST")
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
-    def do_PUT(self):
-        self.dispatch("PUT")
-
-    def do_PATCH(self):
-        self.dispatch("PATCH")
-
-    def do_DELETE(self):
-        self.dispatch("DELETE")
-
-    def dispatch(self, method):
-        url = urllib.parse.urlsplit(self.path)
-        path, query = url.path, urllib.parse.parse_qs(url.query)
-        store = self.server.store
+    def handle(self):
+        """A client that hangs up (a timeout, a test of one) is not an error."""
         try:
-            raw = self.read_body()
-            with store.lock:
-                store.tick()
-            if path.startswith("/sim/"):
-                return self.control(method, path, raw)
-            self.server.stats.request(route_name(method, path))
-            delay, fault, cfg = self.server.faults.decide(method, path)
-            if delay > 0:
-                time.sleep(delay)
-            if fault:
-                self.server.stats.fault(fault)
-            if self.pre_fault(fault, cfg):
-                return
-            if path == API or path.startswith(API + "/"):
-                return self.api(method, path, query, raw, fault)
-            if not path.startswith("/v1/"):
-                return self.pages(method, path, query, raw, fault)
-            self.check_api()
-            raise ApiError(404, "not_found", "no such endpoint: %s" % path)
-        except ApiError as e:
-            self.answer_error(e)
+            super().handle()
         except (ConnectionError, TimeoutError):
             self.close_connection = True
-        except Exception:  # a simulator bug: say so, keep serving
-            traceback.print_exc()
-            self.close_connection = True
-            self.answer_error(ApiError(500, "internal_error", "simulator error (see its stderr)"))
 
-    def pre_fault(self, fault, cfg):
-        """Faults that answer instead of the service; True when one did."""
-        if fault == "reset":
-            self.drop()
-        elif fault == "error":
-            code = self.server.faults.pick_code()
-            self.answer_error(ApiError(code, ERROR_CODE_NAMES.get(code, "error"),
-                                       "injected fault"))
-        elif fault == "rate_429":
-            self.answer_error(ApiError(429, "rate_limited", "Too many requests",
-                                       headers={"Retry-After": str(cfg["retry_after"])}))
-        elif fault == "html":
-            self.answer(200, page("Service maintenance", "<p>imper.ai is under maintenance.</p>"),
-                        ctype="text/html")
-        else:
-            return False
-        return True
+    def dispatch(self):
+        srv = self.server
+        url = urllib.parse.urlsplit(self.path)
+        path, query = url.path, urllib.parse.parse_qs(url.query)
+        n = self.headers.get("Content-Length") or "0"
+        if not n.isdigit() or int(n) > MAX_BODY:
+            self.close_connection = True  # the body is not read: the connection is unusable
+            return self.send(error_response(ApiError(
+                413, "payload_too_large", "body: larger than %d bytes" % MAX_BODY)))
+        raw = self.read_body()
+        with srv.store.lock:
+            srv.store.tick()
+        if path.startswith("/sim/"):
+            return self.send(self.run(lambda: self.control(path, raw)))
+        srv.stats.request(route_name(self.command, path))
+        latency, action, status = srv.faults.decide(self.command, path)
+        if latency:
+            time.sleep(latency)
+        if action:
+            srv.stats.fault(action)
+        if action == "reset":
+            return self.drop()
+        if action in PRE_ACTIONS:
+            return self.answer(self.fault_answer(action, status))
+        self.answer(self.run(lambda: self.route(path, query, raw)), action)
+
+    def run(self, fn):
+        """An ApiError becomes its answer; a simulator bug answers 500 and
+        says so, rather than dropping the connection like a fault."""
+        try:
+            return fn()
+        except ApiError as e:
+            return error_response(e)
+        except Exception:  # noqa: BLE001 - reported on stderr, never hidden
+            traceback.print_exc()
+            return error_response(ApiError(500, "internal_error",
+                                           "simulator error (see its stderr)"))
+
+    def answer(self, resp, action=None):
+        """Sends resp, unless a fault that lets the request apply drops,
+        delays or breaks the answer (as the ServiceNow simulator does)."""
+        srv = self.server
+        if action == "apply_then_drop":
+            return self.drop()
+        if action == "slow":
+            time.sleep(srv.faults.config()["slow_ms"] / 1000.0)
+        if action == "malformed":
+            resp = Response(resp.status, resp.body[:len(resp.body) // 2] or b"{", resp.ctype,
+                            resp.headers)
+        srv.stats.status(resp.status)
+        if action == "slow_body":
+            return self.send_slowly(resp, srv.faults.config()["slow_body_ms"] / 1000.0)
+        self.send(resp)
+
+    def fault_answer(self, action, status):
+        cfg = self.server.faults.config()
+        if action == "html":
+            return Response.html(cfg["html_status"], page(
+                "Service maintenance", "<p>imper.ai is under maintenance.</p>"))
+        if action == "rate_429":
+            return error_response(ApiError(429, "rate_limited", "Too many requests",
+                                           headers={"Retry-After": str(cfg["retry_after"])}))
+        if status in (502, 503, 504):  # what a load balancer in front says
+            return Response.html(status, "<html><body><h1>%d Service Unavailable</h1>"
+                                         "</body></html>" % status)
+        return error_response(ApiError(status, ERROR_CODE_NAMES.get(status, "internal_error"),
+                                       "Simulated failure (fault injection)"))
+
+    def route(self, path, query, raw):
+        if path == API or path.startswith(API + "/"):
+            return self.api(path, query, raw)
+        if path.startswith("/v1/") or path == "/v1":
+            self.check_api()
+            raise ApiError(404, "not_found", "no such endpoint: %s" % path)
+        return html_response(self.pages(path, query, raw))
 
     # the API
 
@@ -918,94 +798,107 @@ class Handler(BaseHTTPRequestHandler):
         if left > 0:
             raise ApiError(503, "unavailable", "imper.ai is temporarily unavailable",
                            headers={"Retry-After": str(left)})
-        auth = self.headers.get("Authorization", "")
-        scheme, _, key = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(),
-                                                                 self.server.api_key.encode()):
+        scheme, _, key = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                key.strip().encode(), self.server.api_key.encode()):
             raise ApiError(401, "unauthorized", "missing or invalid API key",
                            headers={"WWW-Authenticate": 'Bearer realm="imper.ai"'})
 
-    def api(self, method, path, query, raw, fault):
+    def api(self, path, query, raw):
         self.check_api()
-        store = self.server.store
+        store, method = self.server.store, self.command
         rest = path[len(API):].strip("/")
+        parts = rest.split("/")
         if rest == "" and method == "POST":
             key = self.headers.get("Idempotency-Key")
             if key is not None and not KEY_RE.match(key):
                 raise ApiError(400, "invalid_idempotency_key",
                                "Idempotency-Key: 1-255 printable ASCII characters without spaces")
-            status, obj = store.create(self.json_body(raw), key)
-            return self.answer(status, obj, fault=fault,
-                               headers={"Location": "%s/%s" % (API, obj["id"])})
+            status, obj = store.create(json_body(raw), key)
+            return Response.json(status, obj, [("Location", "%s/%s" % (API, obj["id"]))])
         if rest == "changes" and method == "GET":
             limit = query.get("limit", ["100"])[-1]
             if not limit.isdigit() or not 1 <= int(limit) <= 500:
                 raise ApiError(400, "invalid_request", "limit: expected an integer from 1 to 500")
-            feed = store.feed(query.get("cursor", [""])[-1], int(limit))
-            return self.answer(200, feed, fault=fault)
-        parts = rest.split("/")
-        if len(parts) == 1 and parts[0] and method == "GET":
+            return Response.json(200, store.feed(query.get("cursor", [""])[-1], int(limit)))
+        if len(parts) == 1 and rest and method == "GET":
             with store.lock:
-                obj = store.api(store.get(parts[0]))
-            return self.answer(200, obj, fault=fault)
-        if len(parts) == 2 and parts[1] == "cancel" and method == "POST":
-            body = self.json_body(raw)
+                return Response.json(200, store.api(store.get(rest)))
+        if parts[1:] == ["cancel"] and method == "POST":
+            body = json_body(raw)
             reason = want_str(body if isinstance(body, dict) else {}, "reason", "", maxlen=256)
-            return self.answer(200, store.cancel(parts[0], reason), fault=fault)
+            return Response.json(200, store.cancel(parts[0], reason))
         if rest in ("", "changes") or len(parts) == 1 or parts[1:] == ["cancel"]:
             raise ApiError(405, "method_not_allowed", "%s is not allowed on %s" % (method, path))
         raise ApiError(404, "not_found", "no such endpoint: %s" % path)
 
     # control
 
-    def control(self, method, path, raw):
-        s = self.server
-        store = s.store
-        body = self.json_body(raw) if method == "POST" else {}
-        if not isinstance(body, dict):
-            raise ApiError(400, "invalid_request", "body: expected a JSON object")
-        if path == "/sim/faults":
-            return self.answer(200, s.faults.set(body) if method == "POST" else s.faults.get())
-        if path == "/sim/stats" and method == "GET":
-            return self.answer(200, s.stats.snapshot())
-        if path == "/sim/stats/reset" and method == "POST":
-            s.stats.reset()
-            return self.answer(200, s.stats.snapshot())
-        if path == "/sim/clock":
-            if method == "POST":
-                for k in ("advance", "set"):
-                    if k in body and (not isinstance(body[k], (int, float)) or
-                                      isinstance(body[k], bool)):
-                        raise ApiError(400, "invalid_request", "%s: expected seconds" % k)
-                if not isinstance(body.get("freeze", False), bool):
-                    raise ApiError(400, "invalid_request", "freeze: expected true or false")
-                store.set_clock(body.get("advance"), body.get("set"), body.get("freeze"))
-            now = store.now()
-            return self.answer(200, {"now": now, "now_rfc3339": rfc3339(now),
-                                     "frozen": store.meta["frozen_now"] is not None})
-        if path == "/sim/outage" and method == "POST":
-            secs = body.get("seconds")
-            if not isinstance(secs, int) or isinstance(secs, bool) or secs < 0:
-                raise ApiError(400, "invalid_request", "seconds: expected an integer >= 0")
-            store.set_outage(secs)
-            return self.answer(200, {"outage_until": rfc3339(store.meta["outage_until"] or None),
-                                     "seconds": store.outage_left()})
-        if path == "/sim/act" and method == "POST":
-            return self.answer(200, self.act(body))
-        if path == "/sim/dump" and method == "GET":
-            with store.lock:
-                dump = json.dumps({"meta": store.meta, "now": store.now(),
-                                   "verifications": sorted(store.v.values(),
-                                                           key=lambda r: r["seq"])})
-            return self.answer(200, dump)
-        if path == "/sim/outbox" and method == "GET":
-            return self.answer(200, {"messages": self.outbox()})
-        if path == "/sim/health" and method == "GET":
-            with store.lock:
-                health = {"status": "ok", "now": store.now(), "verifications": len(store.v),
-                          "seq": store.meta["seq"]}
-            return self.answer(200, health)
-        raise ApiError(404, "not_found", "no such control endpoint: %s %s" % (method, path))
+    def control(self, path, raw):
+        routes = {
+            ("GET", "/sim/health"): self.sim_health,
+            ("GET", "/sim/faults"): self.server.faults.config,
+            ("POST", "/sim/faults"): lambda: self.sim_faults(raw),
+            ("GET", "/sim/stats"): self.server.stats.snapshot,
+            ("POST", "/sim/stats/reset"): self.sim_stats_reset,
+            ("GET", "/sim/clock"): self.server.store.clock_state,
+            ("POST", "/sim/clock"): lambda: self.sim_clock(raw),
+            ("POST", "/sim/outage"): lambda: self.sim_outage(raw),
+            ("POST", "/sim/act"): lambda: self.act(want_keys(json_body(raw), ACT_KEYS)),
+            ("GET", "/sim/outbox"): lambda: {"messages": self.outbox()},
+            ("GET", "/sim/dump"): self.sim_dump,
+        }
+        fn = routes.get((self.command, path.rstrip("/")))
+        if fn is None:
+            raise ApiError(404, "not_found", "no such control endpoint: %s %s" %
+                           (self.command, path))
+        out = fn()
+        return out if isinstance(out, Response) else Response.json(200, out)
+
+    def sim_health(self):
+        store = self.server.store
+        with store.lock:
+            return {"status": "ok", "now": store.now(), "verifications": len(store.v),
+                    "seq": store.meta["seq"]}
+
+    def sim_faults(self, raw):
+        try:
+            return self.server.faults.configure(json_body(raw))
+        except FaultError as e:
+            raise ApiError(400, "invalid_request", str(e))
+
+    def sim_stats_reset(self):
+        self.server.stats.reset()
+        return self.server.stats.snapshot()
+
+    def sim_clock(self, raw):
+        body = want_keys(json_body(raw), ("advance", "set", "freeze", "reset"))
+        for k in ("advance", "set"):
+            if k in body and (not isinstance(body[k], (int, float)) or isinstance(body[k], bool)):
+                raise ApiError(400, "invalid_request", "%s: expected seconds" % k)
+        for k in ("freeze", "reset"):
+            if not isinstance(body.get(k, False), bool):
+                raise ApiError(400, "invalid_request", "%s: expected true or false" % k)
+        store = self.server.store
+        store.set_clock(body.get("advance"), body.get("set"), body.get("freeze"),
+                        body.get("reset", False))
+        return store.clock_state()
+
+    def sim_outage(self, raw):
+        secs = want_keys(json_body(raw), ("seconds",)).get("seconds")
+        if not isinstance(secs, int) or isinstance(secs, bool) or secs < 0:
+            raise ApiError(400, "invalid_request", "seconds: expected an integer >= 0")
+        store = self.server.store
+        store.set_outage(secs)
+        return {"outage_until": rfc3339(store.meta["outage_until"] or None),
+                "seconds": store.outage_left()}
+
+    def sim_dump(self):
+        store = self.server.store
+        with store.lock:
+            return {"meta": dict(store.meta), "now": store.now(),
+                    "verifications": json.loads(json.dumps(
+                        sorted(store.v.values(), key=lambda r: r["seq"])))}
 
     def act(self, b):
         store = self.server.store
@@ -1042,49 +935,46 @@ class Handler(BaseHTTPRequestHandler):
 
     # pages
 
-    def form(self, raw):
+    @staticmethod
+    def form(raw):
         return {k: v[-1] for k, v in urllib.parse.parse_qs(raw.decode("utf-8", "replace"),
                                                            keep_blank_values=True).items()}
 
-    def html(self, status_page, fault):
-        status, body = status_page
-        self.answer(status, body, ctype="text/html", fault=fault)
-
-    def pages(self, method, path, query, raw, fault):
-        parts = path.strip("/").split("/")
+    def pages(self, path, query, raw):
+        """(status, html) of a page."""
+        parts, method = path.strip("/").split("/"), self.command
         store = self.server.store
-        if path in ("/", "/verifications") and method == "GET":
-            return self.html((200, self.list_page()), fault)
-        if path == "/outbox" and method == "GET":
-            return self.html((200, self.outbox_page()), fault)
-        if len(parts) == 2 and parts[0] == "verifications" and method == "GET":
+        if method == "GET" and path in ("/", "/verifications"):
+            return 200, self.list_page()
+        if method == "GET" and path == "/outbox":
+            return 200, self.outbox_page()
+        if method == "GET" and len(parts) == 2 and parts[0] == "verifications":
             with store.lock:
                 r = store.v.get(parts[1])
-                found = (200, self.details_page(r)) if r is not None else \
-                    (404, page("Not found", "<p>No such verification.</p>"))
-            return self.html(found, fault)
-        if len(parts) == 2 and parts[0] in ("send", "verify", "reset") and method in ("GET",
-                                                                                      "POST"):
+                if r is not None:
+                    return 200, self.details_page(r)
+            return 404, page("Not found", "<p>No such verification.</p>")
+        if method in ("GET", "POST") and len(parts) == 2 and parts[0] in ("send", "verify",
+                                                                          "reset"):
             r = store.by_token(parts[1], parts[0])
             if r is None:
-                return self.html((404, page("Not found", '<p id="gone" class="error">'
-                                            'This link is not valid.</p>')), fault)
-            fn = getattr(self, "%s_page" % parts[0])
-            return self.html(fn(method, r, parts[1], query, self.form(raw)), fault)
-        return self.html((404, page("Not found", "<p>No such page.</p>")), fault)
+                return 404, page("Not found", '<p id="gone" class="error">'
+                                 'This link is not valid.</p>')
+            return getattr(self, "%s_page" % parts[0])(r, query, self.form(raw))
+        return 404, page("Not found", "<p>No such page.</p>")
 
-    def send_page(self, method, r, tok, query, form):
+    def send_page(self, r, query, form):
         store = self.server.store
         with store.lock:
-            if r["used"]["send"] or r["status"] != "pending":
-                if r["used"]["send"]:
-                    return 410, page("Link already used", (
-                        '<p id="gone" class="error">This link has already been used: a '
-                        'verification link was sent to %s on %s by %s.</p>') % (
-                        esc(r["recipient_masked"]), esc(rfc3339(r["sent_at"])),
-                        esc(r["initiated_by"])))
+            if r["used"]["send"]:
+                return 410, page("Link already used", (
+                    '<p id="gone" class="error">This link has already been used: a '
+                    'verification link was sent to %s on %s by %s.</p>') % (
+                    esc(r["recipient_masked"]), esc(rfc3339(r["sent_at"])),
+                    esc(r["initiated_by"])))
+            if r["status"] != "pending":
                 return gone_page("Link no longer valid", why_gone(r))
-            if method == "GET":
+            if self.command == "GET":
                 return 200, send_form(r)
         try:
             store.send(r["id"], form.get("recipient"), form.get("agent"))
@@ -1096,17 +986,17 @@ class Handler(BaseHTTPRequestHandler):
             '<p>Ticket <strong id="ticket-number">%s</strong>.</p>') % (
             esc(r["channel"]), esc(r["recipient_masked"]), esc(r["ticket"]["number"])))
 
-    def verify_page(self, method, r, tok, query, form):
+    def verify_page(self, r, query, form):
         store = self.server.store
         with store.lock:
             if r["status"] not in ("link_sent", "in_progress"):
                 return gone_page("Link no longer valid", why_gone(r))
-            if method == "GET":
+            if self.command == "GET":
                 if r["status"] == "link_sent":
                     store.start(r["id"])
-                risk = query.get("risk", [None])[-1]
-                return 200, verify_form(r, tok, query.get("outcome", [None])[-1], risk)
-            outcome, risk = verdict(form, r["id"], store)
+                return 200, verify_form(r, query.get("outcome", [None])[-1],
+                                        query.get("risk", [None])[-1])
+            outcome, risk = verdict(form)
             store.complete(r["id"], outcome, risk)
             link = ""
             if outcome == "passed" and r["tokens"]["reset"]:
@@ -1117,7 +1007,7 @@ class Handler(BaseHTTPRequestHandler):
                 "ok" if outcome == "passed" else "error",
                 esc(STATUS_LABEL[outcome].lower()), link))
 
-    def reset_page(self, method, r, tok, query, form):
+    def reset_page(self, r, query, form):
         store = self.server.store
         with store.lock:
             if r["action"]["status"] == "completed" or r["status"] != "passed":
@@ -1125,7 +1015,7 @@ class Handler(BaseHTTPRequestHandler):
                                  "This link has already been used. Each link works only once.")
             if store.now() >= (r["reset_expires_at"] or 0):
                 return gone_page("Link expired", "This password-reset link has expired.")
-            if method == "GET":
+            if self.command == "GET":
                 return 200, reset_form(r)
             problem = password_problem(form.get("password", ""), form.get("confirm", ""))
             if problem:
@@ -1145,7 +1035,8 @@ class Handler(BaseHTTPRequestHandler):
                 '<td class="status">%s</td><td class="category">%s</td>'
                 '<td class="initiated-by">%s</td><td class="time">%s</td></tr>' % (
                     esc(r["id"]), esc(r["id"]), esc(r["ticket"]["number"]),
-                    esc((r["requester"] or {}).get("name")), esc((r["requester"] or {}).get("email")),
+                    esc((r["requester"] or {}).get("name")),
+                    esc((r["requester"] or {}).get("email")),
                     esc(risk_level(r["risk_score"])), esc(STATUS_LABEL[r["status"]]),
                     esc(r["category"]), esc(r["initiated_by"]),
                     esc(rfc3339(r["completed_at"] or r["created_at"]))) for r in rows)
@@ -1154,13 +1045,15 @@ class Handler(BaseHTTPRequestHandler):
             '<th>Risk level</th><th>Status</th><th>Category</th><th>Initiated by</th>'
             '<th>Time</th></tr></thead><tbody>%s</tbody></table>') % trs)
 
-    def details_page(self, r):
+    @staticmethod
+    def details_page(r):
+        req = r["requester"] or {}
         items = (("ticket-number", "Ticket", r["ticket"]["number"]),
                  ("subject", "Subject", r["subject"]),
                  ("description", "Description", r["description"]),
                  ("requested-action", "Requested action", r["requested_action"]),
-                 ("requester", "Requester", "%s <%s>" % ((r["requester"] or {}).get("name") or "",
-                                                         (r["requester"] or {}).get("email") or "")),
+                 ("requester", "Requester", "%s <%s>" % (req.get("name") or "",
+                                                         req.get("email") or "")),
                  ("status", "Status", STATUS_LABEL[r["status"]]),
                  ("risk-level", "Risk level", risk_level(r["risk_score"])),
                  ("initiated-by", "Initiated by", r["initiated_by"]),
@@ -1184,54 +1077,82 @@ class Handler(BaseHTTPRequestHandler):
             '<th>Ticket</th><th>Link</th></tr></thead><tbody>%s</tbody></table>') % rows)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+ACT_KEYS = ("id", "do", "recipient", "agent", "channel", "outcome", "risk_score", "status",
+            "automated", "ticket")
+
+
+class Server(LoopbackServer):
+    def serve_forever(self, poll_interval=0.1):
+        """A shorter poll than the default 0.5 s: SIGTERM is answered sooner."""
+        super().serve_forever(poll_interval)
+
+
+def json_arg(text):
+    """A JSON object given inline ('{...}') or as a file name."""
+    if text.lstrip().startswith("{"):
+        return json.loads(text)
+    with open(text) as f:
+        return json.load(f)
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description="imper.ai API simulator (contract v1)")
-    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free one)")
-    p.add_argument("--port-file", help="write the bound port to this file")
+    p = argparse.ArgumentParser(description="imper.ai API simulator, contract v1 (loopback only)")
+    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1, 0 = any free port")
+    p.add_argument("--port-file", help="also write the port number to this file")
     p.add_argument("--data", required=True, help="state directory (created if missing)")
     p.add_argument("--api-key", help="the accepted Bearer key (default sim-api-key)")
     p.add_argument("--api-key-file", help="read the accepted key from this file")
     p.add_argument("--seed", type=int, help="make ids, tokens and risk scores reproducible")
     p.add_argument("--daily-cap", type=int, default=5,
-                   help="links sent per requester per UTC day (0: no cap)")
+                   help="links sent per user per UTC day, 0 = no cap")
     p.add_argument("--link-ttl", type=int, default=86400,
                    help="seconds from create until a request times out")
     p.add_argument("--public-url", help="base URL put in links (default http://127.0.0.1:PORT)")
+    p.add_argument("--faults", type=json_arg, default={}, help="fault config: JSON or file")
+    p.add_argument("--fault", action="append", default=[], metavar="KEY=VALUE",
+                   help="one fault key (JSON value), e.g. --fault error_rate=0.1")
+    p.add_argument("--no-fsync", action="store_true", help="skip fsync (faster, not crash-safe)")
     p.add_argument("--verbose", action="store_true", help="log each request to stderr")
     return p.parse_args(argv)
 
 
+def fault_config(args):
+    cfg = dict(args.faults)
+    for item in args.fault:
+        key, _, value = item.partition("=")
+        try:
+            cfg[key] = json.loads(value)
+        except ValueError:
+            cfg[key] = value
+    return cfg
+
+
 def main(argv=None):
     args = parse_args(argv)
-    key = args.api_key or "sim-api-key"
-    if args.api_key_file:
-        with open(args.api_key_file, encoding="utf-8") as f:
-            key = f.read().rstrip("\r\n")
-    store = Store(os.path.abspath(args.data), args.seed, args.link_ttl, args.daily_cap)
-    srv = Server(("127.0.0.1", args.port), Handler)
-    port = srv.server_address[1]
-    store.base_url = (args.public_url or "http://127.0.0.1:%d" % port).rstrip("/")
-    srv.store, srv.faults, srv.stats = store, Faults(), Stats()
-    srv.api_key, srv.verbose = key, args.verbose
-    if args.port_file:
-        write_atomic(os.path.abspath(args.port_file), ("%d\n" % port).encode())
-    print("imperai_sim listening on http://127.0.0.1:%d" % port, flush=True)
-
-    def stop(signum, frame):
-        threading.Thread(target=srv.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
-        srv.serve_forever(poll_interval=0.2)
-    finally:
-        srv.server_close()
-        store.lock.acquire()  # a write in progress ends first; no new one starts
+        key = args.api_key or "sim-api-key"
+        if args.api_key_file:
+            with open(args.api_key_file, encoding="utf-8") as f:
+                key = f.read().rstrip("\r\n")
+        faults = fault_config(args)
+        store = Store(os.path.abspath(args.data), args.seed, args.link_ttl, args.daily_cap,
+                      durable=not args.no_fsync)
+    except (OSError, ValueError) as e:
+        sys.stderr.write("imperai_sim: %s\n" % e)
+        return 2
+    srv = Server(LOOPBACK, args.port, Handler)
+    port = srv.server_address[1]
+    store.base_url = (args.public_url or "http://%s:%d" % (LOOPBACK, port)).rstrip("/")
+    srv.store, srv.faults, srv.stats = store, FaultInjector(), Stats()
+    srv.api_key, srv.verbose = key, args.verbose
+    try:
+        srv.faults.configure(faults)
+    except FaultError as e:
+        sys.stderr.write("imperai_sim: %s\n" % e)
+        return 2
+    announce("imperai_sim", port, args.port_file and os.path.abspath(args.port_file))
+    # The lock is taken for good at the end: a write in progress finishes first.
+    serve_until_signal(srv, store.lock.acquire)
     return 0
 
 

@@ -491,15 +491,19 @@ class ExpiryTest(SimCase):
         e = self.sim.act(v["id"], "expire")
         self.assertEqual(e["status"], "timed_out")
         got = self.sim.ok("POST", "/sim/clock", {"set": FIXED_NOW, "freeze": True}, key=None)
-        self.assertEqual((got["now"], got["now_rfc3339"], got["frozen"]),
+        self.assertEqual((got["now"], got["now_text"], got["frozen"]),
                          (FIXED_NOW, "2026-11-24T10:00:00Z", True))
+        self.assertEqual(self.sim.ok("GET", "/sim/clock", key=None)["now"], FIXED_NOW)
         got = self.sim.ok("POST", "/sim/clock", {"advance": 5}, key=None)
         self.assertEqual(got["now"], FIXED_NOW + 5)
         got = self.sim.ok("POST", "/sim/clock", {"freeze": False}, key=None)
         self.assertFalse(got["frozen"])
         self.assertGreaterEqual(got["now"], FIXED_NOW + 5)
-        r = self.sim.call("POST", "/sim/clock", {"advance": "soon"}, key=None)
-        self.assertEqual(r.status, 400)
+        for bad in ({"advance": "soon"}, {"forward": 5}, {"freeze": 1}):
+            r = self.sim.call("POST", "/sim/clock", bad, key=None)
+            self.assertEqual(r.status, 400, bad)
+        got = self.sim.ok("POST", "/sim/clock", {"reset": True}, key=None)
+        self.assertLess(abs(got["now"] - time.time()), 5)
 
 
 class PagesTest(SimCase):
@@ -675,30 +679,41 @@ class FaultTest(SimCase):
     def test_fault_settings_round_trip_and_are_validated(self):
         cfg = self.faults(error_rate=0.25, error_codes=[502], methods=["POST"], seed=9)
         self.assertEqual(self.sim.ok("GET", "/sim/faults", key=None), cfg)
-        self.assertEqual(cfg["path_prefix"], "/v1/")
-        for bad in ({"error_rate": 2}, {"nonsense": 1}, {"latency_ms": "fast"},
-                    {"error_codes": [200]}, {"reset_rate": True}):
+        self.assertEqual((cfg["path_prefix"], cfg["reset_rate"], cfg["burst_429"]), ("", 0, 1))
+        for bad in ({"nonsense": 1}, {"latency_ms": "fast"}, {"reset_rate": True},
+                    {"error_rate": -1}, {"methods": "POST"}, {"path_prefix": 5}):
             r = self.sim.call("POST", "/sim/faults", bad, key=None)
             self.assertEqual(r.status, 400, bad)
+            self.assertEqual(r.json()["error"]["code"], "invalid_request")
+        self.assertEqual(self.sim.ok("GET", "/sim/faults", key=None), cfg)  # unchanged
 
     def test_error_rate_answers_the_chosen_codes(self):
+        self.faults(error_rate=1, error_codes=[500])
+        r = self.sim.call("GET", API + "/changes")
+        self.assertEqual((r.status, r.json()["error"]["code"]), (500, "internal_error"))
         self.faults(error_rate=1, error_codes=[502])
         r = self.sim.call("GET", API + "/changes")
-        self.assertEqual((r.status, r.json()["error"]["code"]), (502, "bad_gateway"))
-        self.assertEqual(self.sim.ok("GET", "/sim/stats", key=None)["faults"], {"error": 1})
+        self.assertEqual(r.status, 502)  # from the load balancer: HTML
+        self.assertTrue(r.headers["Content-Type"].startswith("text/html"))
+        self.assertEqual(self.sim.ok("GET", "/sim/stats", key=None)["faults"], {"error": 2})
 
-    def test_rate_429_sends_retry_after(self):
-        self.faults(rate_429=1, retry_after=7)
-        r = self.sim.call("GET", API + "/changes")
-        self.assertEqual((r.status, r.headers["Retry-After"]), (429, "7"))
-        self.assertEqual(r.json()["error"]["code"], "rate_limited")
+    def test_rate_429_sends_retry_after_in_bursts(self):
+        self.faults(rate_429=0.5, burst_429=3, retry_after=7, seed=1)
+        statuses = [self.sim.call("GET", API + "/changes") for _ in range(12)]
+        first = next(i for i, r in enumerate(statuses) if r.status == 429)
+        self.assertEqual([r.status for r in statuses[first:first + 3]], [429] * 3)
+        r = statuses[first]
+        self.assertEqual((r.headers["Retry-After"], r.json()["error"]["code"]),
+                         ("7", "rate_limited"))
 
     def test_html_rate_answers_a_page_instead_of_json(self):
-        self.faults(html_rate=1)
+        self.faults(html_rate=1, html_status=503)
         r = self.sim.call("GET", API + "/changes")
-        self.assertEqual(r.status, 200)
+        self.assertEqual(r.status, 503)
         self.assertTrue(r.headers["Content-Type"].startswith("text/html"))
         self.assertTrue(r.text.startswith("<!DOCTYPE html>"))
+        self.faults(html_rate=1)
+        self.assertEqual(self.sim.call("GET", API + "/changes").status, 200)
 
     def test_reset_rate_drops_the_connection_without_applying(self):
         self.faults(reset_rate=1, methods=["POST"])
@@ -731,10 +746,27 @@ class FaultTest(SimCase):
         r = self.sim.call("GET", API + "/changes")
         self.assertEqual(r.status, 200)
         self.assertGreaterEqual(time.monotonic() - t0, 0.4)
-        self.faults(latency_ms=200, jitter_ms=50)
+        self.faults(latency_ms=250, jitter_ms=50)
         t0 = time.monotonic()
         self.sim.call("GET", API + "/changes")
         self.assertGreaterEqual(time.monotonic() - t0, 0.2)
+
+    def test_slow_body_trickles_the_answer(self):
+        self.faults(slow_body_rate=1, slow_body_ms=300)
+        conn = http.client.HTTPConnection("127.0.0.1", self.sim.port, timeout=10)
+        try:
+            t0 = time.monotonic()
+            conn.request("GET", API + "/changes", headers={"Authorization": "Bearer " + KEY})
+            r = conn.getresponse()
+            headers_after = time.monotonic() - t0
+            body = r.read()
+            self.assertEqual(r.status, 200)
+            self.assertLess(headers_after, 0.25)
+            self.assertGreaterEqual(time.monotonic() - t0, 0.2)
+            json.loads(body)  # complete, just slow
+        finally:
+            conn.close()
+        self.assertEqual(self.sim.ok("GET", "/sim/stats", key=None)["faults"], {"slow_body": 1})
 
     def test_methods_and_path_prefix_select_requests(self):
         self.faults(error_rate=1, methods=["POST"])
@@ -742,8 +774,11 @@ class FaultTest(SimCase):
         self.faults(error_rate=1, error_codes=[503], path_prefix=API + "/changes")
         self.assertEqual(self.sim.call("GET", API + "/changes").status, 503)
         self.assertEqual(self.sim.call("POST", API, create_body(3)).status, 201)
-        self.faults(error_rate=1, path_prefix="/")
+        self.faults(error_rate=1, error_codes=[500], path_prefix="/")
         self.assertEqual(self.sim.call("GET", "/sim/health", key=None).status, 200)
+        self.assertEqual(self.sim.page("/outbox")[0], 500)  # pages are not spared by default
+        self.faults(error_rate=1, path_prefix="/v1/")
+        self.assertEqual(self.sim.page("/outbox")[0], 200)
 
     def test_seed_makes_faults_reproducible(self):
         def run():
