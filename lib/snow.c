@@ -196,7 +196,10 @@ snow_json(const char *body, size_t len, struct json_object **out, char **cause)
 	jerr = json_tokener_get_error(tok);
 	end = json_tokener_get_parse_end(tok);
 	json_tokener_free(tok);
-	if (jerr == json_tokener_success && strspn(body + end, " \t\r\n") == len - end) {
+	while (jerr == json_tokener_success && end < len && (body[end] == ' ' ||
+	    body[end] == '\t' || body[end] == '\r' || body[end] == '\n'))
+		end++;
+	if (jerr == json_tokener_success && end == len) {
 		*out = o;
 		return 0;
 	}

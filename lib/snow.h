@@ -112,7 +112,8 @@ struct snow_client;
 /* Validates the servicenow settings (https instance, or http on loopback
  * only; the credentials the auth method needs) and creates the pool. */
 struct snow_client *snow_client_new(const struct config *c, struct http_client *h, char **cause);
-/* Completes its outstanding requests with -ECANCELED, then frees. */
+/* Completes its outstanding requests with -ECANCELED, then frees; its
+ * pool stays in the http client until http_client_free(). */
 void snow_client_free(struct snow_client *s);
 
 /* Completion of a list request: err 0 and the page, or err < 0 and a
@@ -133,8 +134,8 @@ typedef void (*snow_record_fn)(int err, long status, const char *cause,
  *
  * The requests below return 0 when queued (done then runs exactly once,
  * from http_perform() or a cancel), or -EINVAL with *cause when the
- * arguments are refused (bad table name or sys_id, bad filter): done is
- * not called.  fields: the fields to read back (sys_id, sys_updated_on
+ * arguments are refused (bad table name or sys_id, bad filter), or
+ * -ECANCELED once snow_client_free() has begun: done is not called.  fields: the fields to read back (sys_id, sys_updated_on
  * and sys_mod_count are added to poll pages). */
 
 /* GET one page of the poll query for table from w (keyset).  Retried on

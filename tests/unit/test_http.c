@@ -79,7 +79,7 @@ static struct http_pool_opts
 test_opts(void)
 {
 	struct http_pool_opts o = {
-		.name = "test", .concurrency = 1, .connect_timeout = 1, .timeout = 1,
+		.name = "test", .concurrency = 1, .connect_timeout = 5, .timeout = 5,
 		.max_retries = 2, .backoff_base_ms = 1, .backoff_max_ms = 2,
 	};
 	return o;
@@ -133,11 +133,11 @@ ndone(const struct fixture *f)
 	return n;
 }
 
-/* Drives the client until n callbacks ran; 5 s is only a failure bound. */
+/* Drives the client until n callbacks ran; 10 s is only a failure bound. */
 static void
 pump(struct fixture *f, int n)
 {
-	int64_t bound = real_ms() + 5000;
+	int64_t bound = real_ms() + 10000;
 
 	while (ndone(f) < n && real_ms() < bound)
 		http_perform(f->c, 100);
@@ -526,7 +526,7 @@ test_429_pauses_the_whole_pool_until_retry_after(void **state)
 		{ TS_REPLY, 200, NULL, "one", 0, 0, 0 },
 		{ TS_REPLY, 200, NULL, "two", 0, 0, 0 },
 	};
-	int64_t bound = real_ms() + 5000;
+	int64_t bound = real_ms() + 10000;
 
 	(void)state;
 	ts_script(f->ts, s, ARRAY_SIZE(s));
@@ -632,10 +632,12 @@ static void
 test_slow_answer_times_out(void **state)
 {
 	struct http_pool_opts o = test_opts();
-	struct fixture *f = fixture_new(&o);
+	struct fixture *f;
 	struct ts_step s[] = { { TS_HANG, 0, NULL, NULL, 0, 0, 0 } };
 
 	(void)state;
+	o.timeout = 1;
+	f = fixture_new(&o);
 	ts_script(f->ts, s, ARRAY_SIZE(s));
 	submit(f, "PATCH", "/slow", 0, 0);
 	pump(f, 1);
@@ -763,7 +765,7 @@ test_cancel_all_completes_queued_and_in_flight_requests(void **state)
 	struct http_pool_opts o = test_opts();
 	struct fixture *f;
 	struct ts_step s[] = { { TS_HANG, 0, NULL, NULL, 0, 0, 0 } };
-	int64_t bound = real_ms() + 5000;
+	int64_t bound = real_ms() + 10000;
 
 	(void)state;
 	o.timeout = 30;

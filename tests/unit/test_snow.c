@@ -742,8 +742,8 @@ env_new(enum config_auth auth)
 	e->cfg->snow.password = xstrdup("p@ss w\xc3\xb6rd");
 	e->cfg->snow.instance = ts_url(e->ts, "/");
 	e->cfg->snow.page_size = 50;
-	e->cfg->snow.http = (struct config_http){ .concurrency = 1, .connect_timeout = 1,
-	    .timeout = 2, .max_retries = 0 };
+	e->cfg->snow.http = (struct config_http){ .concurrency = 1, .connect_timeout = 5,
+	    .timeout = 5, .max_retries = 0 };
 	e->s = snow_client_new(e->cfg, e->h, &cause);
 	if (e->s == NULL)
 		fail_msg("snow_client_new: %s", cause);
@@ -765,7 +765,7 @@ env_free(struct env *e)
 static void
 env_pump(struct env *e, int n)
 {
-	int64_t bound = real_ms() + 5000;
+	int64_t bound = real_ms() + 10000;
 	int done;
 
 	for (;;) {
@@ -1228,7 +1228,7 @@ test_client_free_cancels_outstanding_requests(void **state)
 {
 	struct env *e = env_new(CONFIG_AUTH_OAUTH);
 	struct ts_step hang = { TS_HANG, 0, NULL, NULL, 0, 0, 0 };
-	int64_t bound = real_ms() + 5000;
+	int64_t bound = real_ms() + 10000;
 
 	(void)state;
 	ts_script(e->ts, &hang, 1);
