@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "flows.h"
 #include "imperai.h"
 #include "util.h"
 
@@ -63,6 +64,8 @@ struct ticket {
 	uint32_t	 landed_revision;	/* highest revision seen in the field */
 	char		*request_id;
 	char		*requester;	/* sys_id the current request was made for */
+	char		*requester_name;	/* display name, for close notes */
+	char		*gen_reason;	/* why this generation began: "new", "requester_changed", ... */
 	/* the ticket as last observed */
 	int64_t		 seen_mod_count;
 	int64_t		 seen_updated_on;
@@ -71,14 +74,19 @@ struct ticket {
 	char		*subcategory;
 	char		*snow_state;	/* ServiceNow "state" value */
 	char		*short_description;
+	int		 ended;		/* inactive, resolved, closed or canceled in ServiceNow */
 	/* the verification as last reported */
 	struct imperai_verification v;
+	int64_t		 sent_at;	/* when the link was first reported sent */
 	int		 on_fail_applied;
 	int		 untracked_noted;	/* "no longer needs verification" said */
+	uint32_t	 resolve_revision;	/* the PATCH that resolved it, 0 if none */
+	int		 resolve_failed;	/* ServiceNow refused our resolve: never retried */
+	int64_t		 resolved_at;
 	int64_t		 created_at;
 	int64_t		 state_since;
 	struct ticket_history history[ENGINE_HISTORY_MAX];
-	size_t		 nhistory;	/* ring: the newest ENGINE_HISTORY_MAX kept */
+	size_t		 nhistory;	/* the newest ENGINE_HISTORY_MAX, oldest first */
 	char		*last_error;
 };
 
@@ -132,10 +140,30 @@ struct engine_result {
 void engine_result_init(struct engine_result *r);
 void engine_result_free(struct engine_result *r);
 
+struct flow;
+
+/* Finds the flow for a record; flows_match in the daemon, a fake in tests. */
+typedef const struct flow *(*engine_match_fn)(const struct flows *f, const char *table,
+    const struct snow_record *r);
+
 struct engine_policy {
 	const struct config	*cfg;
 	const struct flows	*flows;
+	engine_match_fn		 match;
 };
+
+/* The daemon's policy: flows_match() decides.  Inline so that only callers
+ * (not the engine itself) link against flows.c. */
+static inline void
+engine_policy_init(struct engine_policy *p, const struct config *cfg, const struct flows *f)
+{
+	p->cfg = cfg;
+	p->flows = f;
+	p->match = flows_match;
+}
+
+/* An outcome older than this is never acted on when the flow sets no max_age. */
+#define ENGINE_DEFAULT_MAX_AGE	3600
 
 /* A ServiceNow record of table was observed (poll, resync, read-back).
  * t is the stored ticket, or a fresh ticket_init()ed one in TS_UNTRACKED. */
