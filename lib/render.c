@@ -651,7 +651,7 @@ render_action(struct buf *b, const struct ticket *t)
 static void
 render_resolved(struct buf *b, const struct ticket *t)
 {
-	if (t->resolve_revision == 0 || (t->state != TS_RESOLVED && t->state != TS_CLOSED))
+	if (t->resolved_at <= 0 || (t->state != TS_RESOLVED && t->state != TS_CLOSED))
 		return;
 	buf_addf(b, "Ticket %s automatically by imperai-snow",
 	    t->state == TS_CLOSED ? "closed" : "resolved");
