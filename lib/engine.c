@@ -28,6 +28,9 @@
 #define MAX_DESCRIPTION		16384
 #define MAX_NAME		256
 #define MAX_ERROR		512
+/* What the store accepts back: anything the engine keeps fits. */
+#define ENGINE_MAX_STRING	(1u << 20)
+#define ENGINE_TIME_MAX		INT64_C(253402300799)	/* 9999-12-31 23:59:59 */
 
 /* Everything one decision needs besides the ticket. */
 struct engine_ctx {
@@ -205,18 +208,36 @@ engine_dup(const char *s)
 	return s ? xstrdup(s) : NULL;
 }
 
+/* A string from imper.ai as the store can take it back: valid UTF-8 and
+ * capped (imperai.c's own caps are lower, so normally an exact copy). */
+static char *
+engine_dup_wire(const char *s)
+{
+	if (s == NULL)
+		return NULL;
+	if (strlen(s) <= ENGINE_MAX_STRING && util_utf8_valid(s, strlen(s)))
+		return xstrdup(s);
+	return render_plain(s, ENGINE_MAX_STRING);
+}
+
+static int64_t
+engine_clamp_time(int64_t t)
+{
+	return t < 0 ? 0 : t > ENGINE_TIME_MAX ? ENGINE_TIME_MAX : t;
+}
+
 static void
 engine_ref_copy(struct imperai_ticket_ref *dst, const struct imperai_ticket_ref *src)
 {
-	dst->instance = engine_dup(src->instance);
-	dst->table = engine_dup(src->table);
-	dst->sys_id = engine_dup(src->sys_id);
-	dst->number = engine_dup(src->number);
-	dst->url = engine_dup(src->url);
+	dst->instance = engine_dup_wire(src->instance);
+	dst->table = engine_dup_wire(src->table);
+	dst->sys_id = engine_dup_wire(src->sys_id);
+	dst->number = engine_dup_wire(src->number);
+	dst->url = engine_dup_wire(src->url);
 }
 
 /* Frees the fields this module copies (and only those: the snapshot never
- * holds others, see engine_verif_copy). */
+ * holds others, see engine_snapshot). */
 static void
 engine_verif_clear(struct imperai_verification *v)
 {
@@ -235,34 +256,42 @@ engine_verif_clear(struct imperai_verification *v)
 	v->risk_score = -1;
 }
 
-/* The snapshot the engine keeps; replaces what dst held. */
+/* The snapshot the engine keeps of src, in n (zeroed by the caller): only
+ * the fields the engine uses, repaired so the store can read it back. */
 static void
-engine_verif_copy(struct imperai_verification *dst, const struct imperai_verification *src)
+engine_snapshot(struct imperai_verification *n, const struct imperai_verification *src)
 {
-	struct imperai_verification n;
+	n->id = engine_dup_wire(src->id);
+	engine_ref_copy(&n->ticket, &src->ticket);
+	n->status = (unsigned)src->status < ARRAY_SIZE(engine_status_names) ? src->status :
+	    IMPERAI_PENDING;
+	n->channel = engine_dup_wire(src->channel);
+	n->recipient_masked = engine_dup_wire(src->recipient_masked);
+	n->initiated_by = engine_dup_wire(src->initiated_by);
+	n->risk_score = src->risk_score >= 0 && src->risk_score <= 10 ? src->risk_score : -1;
+	n->recommendation = engine_dup_wire(src->recommendation);
+	n->analysis_summary = engine_dup_wire(src->analysis_summary);
+	n->additional_info = engine_dup_wire(src->additional_info);
+	n->send_link_url = engine_dup_wire(src->send_link_url);
+	n->details_url = engine_dup_wire(src->details_url);
+	n->expires_at = engine_clamp_time(src->expires_at);
+	n->completed_at = engine_clamp_time(src->completed_at);
+	n->updated_at = engine_clamp_time(src->updated_at);
+	n->action.type = engine_dup_wire(src->action.type);
+	n->action.status = (unsigned)src->action.status < ARRAY_SIZE(engine_action_names) ?
+	    src->action.status : IMPERAI_ACTION_NONE;
+	n->action.completed_at = engine_clamp_time(src->action.completed_at);
+	n->action.automated = src->action.automated != 0;
+}
 
-	memset(&n, 0, sizeof(n));
-	n.id = engine_dup(src->id);
-	engine_ref_copy(&n.ticket, &src->ticket);
-	n.status = src->status;
-	n.channel = engine_dup(src->channel);
-	n.recipient_masked = engine_dup(src->recipient_masked);
-	n.initiated_by = engine_dup(src->initiated_by);
-	n.risk_score = src->risk_score;
-	n.recommendation = engine_dup(src->recommendation);
-	n.analysis_summary = engine_dup(src->analysis_summary);
-	n.additional_info = engine_dup(src->additional_info);
-	n.send_link_url = engine_dup(src->send_link_url);
-	n.details_url = engine_dup(src->details_url);
-	n.expires_at = src->expires_at;
-	n.completed_at = src->completed_at;
-	n.updated_at = src->updated_at;
-	n.action.type = engine_dup(src->action.type);
-	n.action.status = src->action.status;
-	n.action.completed_at = src->action.completed_at;
-	n.action.automated = src->action.automated;
+/* Replaces what dst held by the snapshot in n (which dst now owns). */
+static void
+engine_verif_move(struct imperai_verification *dst, struct imperai_verification *n)
+{
 	engine_verif_clear(dst);
-	*dst = n;
+	*dst = *n;
+	memset(n, 0, sizeof(*n));
+	n->risk_score = -1;
 }
 
 static void
@@ -358,7 +387,7 @@ engine_result_free(struct engine_result *r)
 static void
 engine_kv(struct buf *b, const char *key, const char *val)
 {
-	char *v = render_plain(val ? val : "-", 200);
+	char *plain = render_plain(val ? val : "-", 200), *v = render_mask_emails(plain);
 	int quote = *v == '\0' || strpbrk(v, " \t\n\"=\\") != NULL;
 
 	buf_addf(b, "%s%s=%s", b->len ? " " : "", key, quote ? "\"" : "");
@@ -370,6 +399,7 @@ engine_kv(struct buf *b, const char *key, const char *val)
 	if (quote)
 		buf_addc(b, '"');
 	free(v);
+	free(plain);
 }
 
 /* Adds an event; the variadic part is key, value pairs ending with NULL. */
@@ -411,7 +441,7 @@ engine_enter_state(struct ticket *t, enum tstate to, const char *why, int64_t no
 	h->at = now;
 	h->from = from;
 	h->to = to;
-	h->why = xstrdup(engine_nz(why));
+	h->why = render_plain(engine_nz(why), 64);
 	t->state = to;
 	t->state_since = now;
 	if (out == NULL)
@@ -880,46 +910,59 @@ engine_refuse_foreign(struct engine_ctx *c, const struct ticket *t,
 	    "reported_table", v->ticket.table, "reported_sys_id", v->ticket.sys_id, NULL);
 }
 
+/* A create answer the ticket does not want: cancel it or ignore it.
+ * Returns 1 when handled so. */
+static int
+engine_created_unwanted(struct engine_ctx *c, const struct ticket *t, uint32_t generation,
+    const struct imperai_verification *n)
+{
+	if (!engine_ref_matches(t, n)) {
+		engine_refuse_foreign(c, t, n);
+		return 1;
+	}
+	if (generation != t->generation || (t->state != TS_AWAITING_REQUEST &&
+	    t->request_id == NULL)) {
+		/* made for a generation (or a ticket state) that no longer wants it */
+		engine_cancel(c, t, n->id, generation, "stale");
+		engine_event(c->out, LOG_LVL_NOTICE, "stale request canceled", "ticket", t->number,
+		    "verification", n->id, NULL);
+		return 1;
+	}
+	if (t->state != TS_AWAITING_REQUEST) {
+		engine_event(c->out, LOG_LVL_DEBUG, "create replay ignored", "ticket", t->number,
+		    "verification", n->id, NULL);
+		return 1;
+	}
+	return 0;
+}
+
 int
 engine_created(const struct engine_policy *p, struct ticket *t, uint32_t generation,
     const struct imperai_verification *v, int64_t now, struct engine_result *out)
 {
 	struct engine_ctx c;
-	enum imperai_status status;
+	struct imperai_verification n = { .risk_score = -1 };
 	int rc;
 
 	if (t == NULL || v == NULL || v->id == NULL)
 		return -EINVAL;
 	if ((rc = engine_ctx_init(&c, p, t->table, now, out)) < 0)
 		return rc;
-	if (!engine_ref_matches(t, v)) {
-		engine_refuse_foreign(&c, t, v);
-		return 0;
-	}
-	if (generation != t->generation || (t->state != TS_AWAITING_REQUEST &&
-	    t->request_id == NULL)) {
-		/* made for a generation (or a ticket state) that no longer wants it */
-		engine_cancel(&c, t, v->id, generation, "stale");
-		engine_event(out, LOG_LVL_NOTICE, "stale request canceled", "ticket", t->number,
-		    "verification", v->id, NULL);
-		return 0;
-	}
-	if (t->state != TS_AWAITING_REQUEST) {
-		engine_event(out, LOG_LVL_DEBUG, "create replay ignored", "ticket", t->number,
-		    "verification", v->id, NULL);
-		return 0;
-	}
-	str_replace(&t->request_id, v->id);
+	engine_snapshot(&n, v);
+	if (engine_created_unwanted(&c, t, generation, &n))
+		goto out;
+	str_replace(&t->request_id, n.id);
 	free(t->last_error);
 	t->last_error = NULL;
-	engine_verif_copy(&t->v, v);
-	status = v->status;
-	t->v.status = IMPERAI_PENDING;
+	n.status = IMPERAI_PENDING;	/* a later status is applied below, as a change */
+	engine_verif_move(&t->v, &n);
 	engine_enter_state(t, TS_LINK_READY, "created", now, out);
 	engine_patch(&c, t, "link", NULL, NULL);
-	if (status != IMPERAI_PENDING)
-		return engine_verification(p, t, v, now, out);
-	return 0;
+	if (v->status != IMPERAI_PENDING)
+		rc = engine_verification(p, t, v, now, out);
+out:
+	engine_verif_clear(&n);
+	return rc;
 }
 
 /* Did anything the field or the decisions show change? */
@@ -1174,9 +1217,9 @@ engine_outcome_event(struct engine_ctx *c, const struct ticket *t)
 	free(r);
 }
 
-/* Applies v (a relevant change of the current request) to t. */
+/* Applies the snapshot n (a relevant change of the current request) to t. */
 static void
-engine_apply(struct engine_ctx *c, struct ticket *t, const struct imperai_verification *v)
+engine_apply(struct engine_ctx *c, struct ticket *t, struct imperai_verification *n)
 {
 	enum imperai_status old = t->v.status;
 	enum imperai_action_status old_action = t->v.action.status;
@@ -1184,14 +1227,14 @@ engine_apply(struct engine_ctx *c, struct ticket *t, const struct imperai_verifi
 	struct engine_change ch = { .to = t->state, .more = json_object_new_object() };
 
 	buf_init(&ch.extra);
-	engine_verif_copy(&t->v, v);
+	engine_verif_move(&t->v, n);
 	if (engine_status_final(old))
 		t->v.status = old;
 	else
 		ch.to = engine_state_for(t->v.status);
 	if (t->sent_at == 0 && (t->v.status == IMPERAI_LINK_SENT ||
 	    t->v.status == IMPERAI_IN_PROGRESS || (t->v.channel != NULL && t->v.status != old)))
-		t->sent_at = v->updated_at > 0 ? v->updated_at : c->now;
+		t->sent_at = t->v.updated_at > 0 ? t->v.updated_at : c->now;
 	ch.tag = engine_change_tag(old, &t->v, old_action);
 	if (t->v.status == IMPERAI_FAILED && old != IMPERAI_FAILED)
 		buf_adds(&ch.extra, "Not resolved automatically: the verification failed.\n");
@@ -1215,25 +1258,23 @@ engine_verification(const struct engine_policy *p, struct ticket *t,
     const struct imperai_verification *v, int64_t now, struct engine_result *out)
 {
 	struct engine_ctx c;
+	struct imperai_verification n = { .risk_score = -1 };
 	int rc;
 
 	if (t == NULL || v == NULL || v->id == NULL)
 		return -EINVAL;
 	if ((rc = engine_ctx_init(&c, p, t->table, now, out)) < 0)
 		return rc;
-	if (!engine_ref_matches(t, v)) {
-		engine_refuse_foreign(&c, t, v);
-		return 0;
-	}
-	if (!str_eq(v->id, t->request_id) || t->state == TS_AWAITING_REQUEST ||
-	    !(engine_state_live(t->state) || engine_state_final(t->state))) {
+	engine_snapshot(&n, v);
+	if (!engine_ref_matches(t, &n))
+		engine_refuse_foreign(&c, t, &n);
+	else if (!str_eq(n.id, t->request_id) || t->state == TS_AWAITING_REQUEST ||
+	    !(engine_state_live(t->state) || engine_state_final(t->state)))
 		engine_event(out, LOG_LVL_DEBUG, "stale verification ignored", "ticket", t->number,
-		    "verification", v->id, "current", t->request_id, NULL);
-		return 0;
-	}
-	if (!engine_verif_relevant(&t->v, v))
-		return 0;
-	engine_apply(&c, t, v);
+		    "verification", n.id, "current", t->request_id, NULL);
+	else if (engine_verif_relevant(&t->v, &n))
+		engine_apply(&c, t, &n);
+	engine_verif_clear(&n);
 	return 0;
 }
 
@@ -1279,7 +1320,7 @@ engine_patched(const struct engine_policy *p, struct ticket *t, uint32_t revisio
 	if ((rc = engine_ctx_init(&c, p, t->table, now, out)) < 0)
 		return rc;
 	known = t->seen_mod_count > t->own_mod_count ? t->seen_mod_count : t->own_mod_count;
-	t->own_mod_count = r->mod_count;
+	t->own_mod_count = r->mod_count < -1 ? -1 : r->mod_count;
 	if (revision > t->landed_revision && revision <= t->revision)
 		t->landed_revision = revision;
 	out->changed = 1;
@@ -1338,10 +1379,8 @@ engine_field_has_revision(const char *field, uint32_t generation, uint32_t revis
 
 /* The store's JSON: "v" is the schema version this build writes and reads. */
 #define ENGINE_SCHEMA		1
-#define ENGINE_MAX_DOC		(16u << 20)
-#define ENGINE_MAX_STRING	65536
+#define ENGINE_MAX_DOC		(64u << 20)
 #define ENGINE_MAX_PATCH	(8u << 20)
-#define ENGINE_TIME_MAX		INT64_C(253402300799)	/* 9999-12-31 23:59:59 */
 
 static void
 enc_str(struct json_object *o, const char *k, const char *v)

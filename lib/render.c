@@ -174,6 +174,7 @@ static int
 render_url_host(const char *url, const char **host, size_t *hlen)
 {
 	const char *p, *end;
+	long port = 0;
 
 	if (strncasecmp(url, "https://", 8) == 0)
 		p = url + 8;
@@ -192,10 +193,12 @@ render_url_host(const char *url, const char **host, size_t *hlen)
 		return 0;
 	if (*p != ':' || p + 1 == end || end - p > 6)
 		return -EINVAL;
-	for (p++; p < end; p++)
+	for (p++; p < end; p++) {
 		if (!isdigit((unsigned char)*p))
 			return -EINVAL;
-	return 0;
+		port = port * 10 + (*p - '0');
+	}
+	return port >= 1 && port <= 65535 ? 0 : -EINVAL;
 }
 
 int

@@ -55,6 +55,8 @@ static struct flow flow_v[] = {
 	  .ncategories = 1, .action = "account_unlock", .automated = 0, .max_age = 3600 },
 	{ .name = "ritm-reset", .table = "sc_req_item", .categories = reset_cats,
 	  .ncategories = 1, .action = "password_reset", .automated = 1, .max_age = 1800 },
+	{ .name = "task-reset", .table = "sc_task", .categories = reset_cats,
+	  .ncategories = 1, .action = "password_reset", .automated = 1 },
 };
 static struct flows flows = { .v = flow_v, .n = ARRAY_SIZE(flow_v) };
 
@@ -134,7 +136,8 @@ static void
 record(struct h *h, struct snow_record *r)
 {
 	int john = str_eq(h->caller, CALLER2);
-	const char *rf = str_eq(h->table, "sc_req_item") ? "requested_for" : "caller_id";
+	const char *rf = str_eq(h->table, "sc_req_item") ? "requested_for" :
+	    str_eq(h->table, "sc_task") ? "request_item.requested_for" : "caller_id";
 	char walk[64];
 
 	memset(r, 0, sizeof(*r));
@@ -837,6 +840,35 @@ test_catalog_item_resolve_sets_closed_complete(void **state)
 	assert_int_equal(action_done(h, 1), 0);
 	assert_patch_has(effect(h, 0), "state", "3");
 	assert_patch_lacks(effect(h, 0), "close_code");
+	assert_int_equal(h->t.state, TS_CLOSED);
+}
+
+/* sc_task: no field or requester_field configured, so the defaults apply;
+ * the flow sets no max_age, so ENGINE_DEFAULT_MAX_AGE does. */
+static void
+test_catalog_task_uses_default_requester_walk_and_field(void **state)
+{
+	struct h *h = *state;
+
+	ticket_free(&h->t);
+	ticket_init(&h->t, "sc_task", SYS2);
+	h->table = "sc_task";
+	h->state = "2";
+	to_awaiting(h);
+	assert_string_equal(effect(h, 0)->create.requester_name, "Jane Doe");
+	assert_string_equal(effect(h, 0)->create.requester_email, "jane.doe@example.com");
+	assert_string_equal(h->t.requester, CALLER1);
+	assert_int_equal(created(h, 1, "vr_81", T0 + 20), 0);
+	assert_patch_has(effect(h, 0), FIELD, "Send Verification link");
+	assert_int_equal(patched(h, 1, 0), 0);
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_PASSED, .risk = 1,
+	    .completed_at = T0 + 300, .action = IMPERAI_ACTION_COMPLETED, .action_at = T0 + 400 },
+	    T0 + 300 + ENGINE_DEFAULT_MAX_AGE + 1), 0);
+	assert_event(h, "resolve refused", "reason=too_old");
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_PASSED, .risk = 2,
+	    .completed_at = T0 + 300, .action = IMPERAI_ACTION_COMPLETED, .action_at = T0 + 400 },
+	    T0 + 400), 0);
+	assert_patch_has(effect(h, 0), "state", "3");
 	assert_int_equal(h->t.state, TS_CLOSED);
 }
 
@@ -1593,6 +1625,74 @@ test_hostile_ticket_text_is_capped_and_repaired_before_sending(void **state)
 }
 
 static void
+test_hostile_verification_still_round_trips_through_the_store(void **state)
+{
+	struct h *h = *state;
+	struct imperai_verification v;
+	struct ticket back;
+	char *enc, *cause = NULL;
+
+	to_link_ready(h);
+	v_init(h, &v, "vr_81", IMPERAI_PASSED);
+	v.risk_score = 42;
+	v.recommendation = xstrdup("bad \xff\xfe bytes \xed\xa0\x80 and \x01 control");
+	v.completed_at = -5;
+	v.expires_at = INT64_MAX;
+	v.action.status = (enum imperai_action_status)77;
+	reset_result(h);
+	assert_int_equal(engine_verification(&pol, &h->t, &v, T0 + 50, &h->res), 0);
+	v_free(&v);
+	assert_kinds(h, "patch");
+	assert_int_equal(h->t.v.risk_score, -1);
+	assert_true(util_utf8_valid(h->t.v.recommendation, strlen(h->t.v.recommendation)));
+	enc = engine_ticket_encode(&h->t);
+	assert_int_equal(engine_ticket_decode(enc, strlen(enc), &back, &cause), 0);
+	assert_null(cause);
+	free(enc);
+	ticket_free(&back);
+}
+
+static void
+test_observed_field_shows_which_revision_landed(void **state)
+{
+	struct h *h = *state;
+	struct snow_record r;
+
+	to_awaiting(h);
+	assert_int_equal(created(h, 1, "vr_81", T0 + 20), 0);
+	h->mod++;
+	record(h, &r);
+	snow_record_set(&r, FIELD, "<p>...<span>imperai-snow ref 1.1</span></p>");
+	reset_result(h);
+	assert_int_equal(engine_observe(&pol, &h->t, "incident", &r, T0 + 30, &h->res), 0);
+	assert_int_equal(h->t.landed_revision, 1);
+	/* a revision we never wrote is not believed */
+	h->mod++;
+	r.mod_count = h->mod;
+	snow_record_set(&r, FIELD, "imperai-snow ref 1.9");
+	assert_int_equal(engine_observe(&pol, &h->t, "incident", &r, T0 + 40, &h->res), 0);
+	assert_int_equal(h->t.landed_revision, 1);
+	snow_record_free(&r);
+}
+
+static void
+test_error_text_in_events_has_emails_masked(void **state)
+{
+	struct h *h = *state;
+	struct effect e;
+
+	to_awaiting(h);
+	e = h->res.effects[0];
+	memset(&h->res.effects[0], 0, sizeof(h->res.effects[0]));
+	reset_result(h);
+	assert_int_equal(engine_effect_failed(&pol, &h->t, &e, "422: requester_email "
+	    "jane.doe@example.com is unknown", T0 + 30, &h->res), 0);
+	effect_free(&e);
+	assert_event(h, "effect failed", "error=\"422: requester_email j***e@e***.com is unknown\"");
+	assert_no_raw_email(h);
+}
+
+static void
 test_field_has_revision(void **state)
 {
 	(void)state;
@@ -1928,6 +2028,7 @@ main(void)
 		T(test_pass_with_action_in_one_change_resolves),
 		T(test_flow_that_closes_closes_the_incident),
 		T(test_catalog_item_resolve_sets_closed_complete),
+		T(test_catalog_task_uses_default_requester_walk_and_field),
 		T(test_high_risk_pass_is_not_resolved_and_applies_on_fail),
 		T(test_high_risk_outcome_patch_carries_on_fail),
 		T(test_outcome_older_than_max_age_is_not_resolved),
@@ -1966,6 +2067,9 @@ main(void)
 		T(test_event_values_are_one_line_and_quoted),
 		T(test_no_raw_email_in_events_fields_or_notes),
 		T(test_hostile_ticket_text_is_capped_and_repaired_before_sending),
+		T(test_hostile_verification_still_round_trips_through_the_store),
+		T(test_observed_field_shows_which_revision_landed),
+		T(test_error_text_in_events_has_emails_masked),
 		T(test_field_has_revision),
 		T(test_state_and_effect_names),
 		T(test_ticket_round_trips_through_json),
