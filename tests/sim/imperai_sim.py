@@ -808,7 +808,7 @@ class Handler(SimHandler):
         self.check_api()
         store, method = self.server.store, self.command
         rest = path[len(API):].strip("/")
-        parts = rest.split("/")
+        parts = [urllib.parse.unquote(x) for x in rest.split("/")]  # routed raw, then decoded
         if rest == "" and method == "POST":
             key = self.headers.get("Idempotency-Key")
             if key is not None and not KEY_RE.match(key):
@@ -823,7 +823,7 @@ class Handler(SimHandler):
             return Response.json(200, store.feed(query.get("cursor", [""])[-1], int(limit)))
         if len(parts) == 1 and rest and method == "GET":
             with store.lock:
-                return Response.json(200, store.api(store.get(rest)))
+                return Response.json(200, store.api(store.get(parts[0])))
         if parts[1:] == ["cancel"] and method == "POST":
             body = json_body(raw)
             reason = want_str(body if isinstance(body, dict) else {}, "reason", "", maxlen=256)

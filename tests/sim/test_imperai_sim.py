@@ -10,6 +10,7 @@ Environment:
                           fixture bodies the C unit test parses
 """
 
+import errno
 import http.client
 import json
 import os
@@ -281,6 +282,10 @@ class ApiTest(SimCase):
         self.assertEqual(self.sim.ok("GET", API + "/" + v["id"]), v)
         r = self.sim.call("GET", API + "/vr_doesnotexist")
         self.assertEqual((r.status, r.json()["error"]["code"]), (404, "not_found"))
+        r = self.sim.call("GET", API + "/..%2F" + v["id"])  # a segment stays a segment
+        self.assertEqual((r.status, r.json()["error"]["message"]),
+                         (404, "no verification request ../" + v["id"]))
+        self.assertEqual(self.sim.ok("GET", API + "/" + v["id"].replace("_", "%5F")), v)
 
     def test_cancel_is_idempotent_and_refuses_final_requests(self):
         v = self.sim.create(10)
@@ -1019,6 +1024,76 @@ class SimAnswersTest(unittest.TestCase):
             r = subprocess.run([tool, kind, "-"], input=body, capture_output=True, timeout=10)
             self.assertEqual(r.returncode, 1, name)
             self.assertTrue(r.stdout.startswith(b"FAIL: "), name)
+
+
+def parse_check_tool(test):
+    tool = os.environ.get("IMPERAI_PARSE_CHECK")
+    if not tool or not os.access(tool, os.X_OK):
+        test.skipTest("IMPERAI_PARSE_CHECK not set to an executable: build "
+                      "tests/unit/imperai_parse_check (make check does) to run the C client "
+                      "against the simulator")
+    return tool
+
+
+class CClientTest(unittest.TestCase):
+    """The C client over the real lib/http.c against the simulator."""
+
+    def run_client(self, sim):
+        tool = parse_check_tool(self)
+        r = subprocess.run([tool, "client", sim.base], capture_output=True, timeout=50)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = {}
+        for line in r.stdout.decode().splitlines():
+            name, *fields = line.split()
+            out[name] = dict(f.split("=", 1) for f in fields)
+        return out
+
+    def check_run(self, sim, out, first_status):
+        self.assertEqual((out["create"]["err"], out["create"]["state"]), ("0", "pending"))
+        self.assertIn(out["create"]["status"], first_status)
+        vid = out["create"]["id"]
+        self.assertEqual(out["create-again"], {"err": "0", "status": "200", "id": vid,
+                                               "state": "pending"})
+        self.assertEqual(out["get"]["id"], vid)
+        self.assertEqual(out["changes"], {"err": "0", "items": "6"})
+        for call in ("cancel", "cancel-again"):
+            self.assertEqual((out[call]["err"], out[call]["status"], out[call]["state"]),
+                             ("0", "200", "canceled"))
+        self.assertEqual((out["create-conflict"]["err"], out["create-conflict"]["status"]),
+                         (str(-errno.EEXIST), "409"))
+        dump = sim.ok("GET", "/sim/dump", key=None)["verifications"]
+        keyed = [v for v in dump if (v["idem"] or {}).get("key", "").startswith("dev12345/")]
+        self.assertEqual(len(keyed), 1)  # replays never made a second request
+
+    def test_client_calls_against_the_simulator(self):
+        parse_check_tool(self)
+        sim = Sim()
+        try:
+            for i in range(5):
+                sim.create(i)
+            self.check_run(sim, self.run_client(sim), ("201",))
+        finally:
+            sim.close()
+
+    def test_client_retries_through_faults_without_duplicates(self):
+        parse_check_tool(self)
+        sim = Sim("--faults", json.dumps({
+            "apply_then_drop_rate": 0.15, "reset_rate": 0.1, "error_rate": 0.1,
+            "rate_429": 0.05, "retry_after": 1, "seed": 7, "path_prefix": "/v1/"}))
+        try:
+            sim.ok("POST", "/sim/faults", {}, key=None)  # --faults worked; off while seeding
+            for i in range(5):
+                sim.create(i)
+            sim.ok("POST", "/sim/faults", {
+                "apply_then_drop_rate": 0.15, "reset_rate": 0.1, "error_rate": 0.1,
+                "rate_429": 0.05, "retry_after": 1, "seed": 7, "path_prefix": "/v1/"},
+                key=None)
+            out = self.run_client(sim)
+            faults = sim.ok("GET", "/sim/stats", key=None)["faults"]
+            self.assertGreater(sum(faults.values()), 0)
+            self.check_run(sim, out, ("200", "201"))
+        finally:
+            sim.close()
 
 
 if __name__ == "__main__":

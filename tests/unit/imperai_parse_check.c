@@ -1,55 +1,25 @@
-/* imperai_parse_check: runs the client's parsers on a body, so that tests of
- * the simulator can check its answers against the C client.
+/* imperai_parse_check: runs the C client on the simulator's answers.
  *
  *   imperai_parse_check verification|feed|error|error-verification FILE|-
+ *	Runs one parser on a body; prints "OK" (exit 0) or "FAIL: <cause>"
+ *	(exit 1).
+ *   imperai_parse_check client URL [API-KEY]
+ *	Drives the real client (lib/http.c) through create, a replayed
+ *	create, get, the whole change feed, cancel twice and a conflicting
+ *	create; prints one line per call: "<call> err=<n> status=<http>
+ *	id=<id> state=<status>" or "changes err=<n> items=<n> ids=<n>".
  *
- * Prints "OK" (exit 0) or "FAIL: <cause>" (exit 1); usage errors exit 2. */
+ * Usage errors exit 2. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "http.h"
 #include "imperai.h"
 #include "util.h"
-
-/* The parsers never talk HTTP: weak stand-ins keep this tool linkable
- * without lib/http.c (a build with the real one uses the real one). */
-__attribute__((weak)) struct http_pool *
-http_pool_new(struct http_client *c, const struct http_pool_opts *o, char **cause)
-{
-	(void)c;
-	(void)o;
-	*cause = xstrdup("imperai_parse_check has no HTTP");
-	return NULL;
-}
-
-__attribute__((weak)) void
-http_request_init(struct http_request *r, const char *method, char *url)
-{
-	(void)r;
-	(void)method;
-	(void)url;
-	abort();
-}
-
-__attribute__((weak)) void
-http_request_header(struct http_request *r, const char *fmt, ...)
-{
-	(void)r;
-	(void)fmt;
-	abort();
-}
-
-__attribute__((weak)) void
-http_submit(struct http_pool *p, struct http_request *r, http_done_fn done, void *arg)
-{
-	(void)p;
-	(void)r;
-	(void)done;
-	(void)arg;
-	abort();
-}
 
 static int
 slurp(const char *path, struct buf *b)
@@ -94,27 +64,19 @@ check(const char *kind, const char *body, size_t len, char **cause)
 	return rc;
 }
 
-int
-main(int argc, char **argv)
+static int
+parse_main(const char *kind, const char *path)
 {
-	static const char *const kinds[] = { "verification", "feed", "error", "error-verification" };
 	struct buf b;
 	char *cause = NULL;
-	int known = 0, rc;
+	int rc;
 
-	for (size_t i = 0; argc == 3 && i < ARRAY_SIZE(kinds); i++)
-		known |= strcmp(argv[1], kinds[i]) == 0;
-	if (!known) {
-		fprintf(stderr, "usage: imperai_parse_check "
-		    "verification|feed|error|error-verification FILE|-\n");
-		return 2;
-	}
 	buf_init(&b);
-	if ((rc = slurp(argv[2], &b)) != 0) {
-		fprintf(stderr, "imperai_parse_check: %s: %s\n", argv[2], strerror(-rc));
+	if ((rc = slurp(path, &b)) != 0) {
+		fprintf(stderr, "imperai_parse_check: %s: %s\n", path, strerror(-rc));
 		return 2;
 	}
-	rc = check(argv[1], b.data, b.len, &cause);
+	rc = check(kind, b.data, b.len, &cause);
 	if (rc == 0)
 		printf("OK\n");
 	else
@@ -122,4 +84,146 @@ main(int argc, char **argv)
 	free(cause);
 	buf_free(&b);
 	return rc == 0 ? 0 : 1;
+}
+
+/* The client run: one call at a time, each driven to completion. */
+struct run {
+	struct http_client	*h;
+	struct imperai_client	*ic;
+	int			 pending;
+	char			 id[160];
+	char			*cursor;
+	size_t			 items;
+	int			 has_more;
+};
+
+struct call {
+	struct run	*r;
+	const char	*name;
+};
+
+static void
+run_verification(int err, long status, const char *cause, struct imperai_verification *v,
+    void *arg)
+{
+	struct call *call = arg;
+	struct run *r = call->r;
+
+	printf("%s err=%d status=%ld id=%s state=%s\n", call->name, err, status,
+	    v != NULL ? v->id : "-", v != NULL ? imperai_status_name(v->status) : "-");
+	if (err != 0 && cause != NULL)
+		fprintf(stderr, "%s: %s\n", call->name, cause);
+	if (v != NULL && r->id[0] == '\0')
+		snprintf(r->id, sizeof r->id, "%s", v->id);
+	r->pending--;
+}
+
+static void
+run_feed(int err, const char *cause, struct imperai_feed *f, void *arg)
+{
+	struct run *r = arg;
+
+	if (err != 0) {
+		printf("changes err=%d items=%zu\n", err, r->items);
+		fprintf(stderr, "changes: %s\n", cause != NULL ? cause : "?");
+		r->has_more = 0;
+	} else {
+		r->items += f->n;
+		r->has_more = f->has_more && f->n > 0;
+		str_replace(&r->cursor, f->next_cursor);
+	}
+	r->pending--;
+}
+
+static void
+run_wait(struct run *r)
+{
+	while (r->pending > 0)
+		http_perform(r->h, 1000);
+}
+
+static void
+run_call(struct run *r, const char *name, const struct imperai_create *req, const char *id,
+    int cancel)
+{
+	struct call call = { r, name };
+
+	r->pending = 1;
+	if (req != NULL)
+		imperai_create(r->ic, req, run_verification, &call);
+	else if (cancel)
+		imperai_cancel(r->ic, id, run_verification, &call);
+	else
+		imperai_get(r->ic, id, run_verification, &call);
+	run_wait(r);
+}
+
+static void
+run_changes(struct run *r)
+{
+	int pages = 0;
+
+	do {
+		r->pending = 1;
+		imperai_changes(r->ic, r->cursor, 2, run_feed, r);
+		run_wait(r);
+	} while (r->has_more && ++pages < 10000);
+	printf("changes err=0 items=%zu\n", r->items);
+}
+
+static int
+client_main(const char *url, const char *key)
+{
+	struct imperai_create req;
+	struct config c;
+	struct run r;
+	char *cause = NULL;
+
+	memset(&c, 0, sizeof c);
+	memset(&r, 0, sizeof r);
+	c.imperai.api_url = (char *)(uintptr_t)url;
+	c.imperai.api_key = (char *)(uintptr_t)key;
+	c.imperai.http = (struct config_http){ .concurrency = 2, .connect_timeout = 5,
+	    .timeout = 5, .max_retries = 8 };
+	r.h = http_client_new();
+	if ((r.ic = imperai_client_new(&c, r.h, &cause)) == NULL) {
+		fprintf(stderr, "imperai_parse_check: %s\n", cause);
+		return 2;
+	}
+	memset(&req, 0, sizeof req);
+	req.ticket = (struct imperai_ticket_ref){ "dev12345", "incident",
+	    "46d44a5fa9fe198101b5a8b5de1e3e13", "INC0010001", "https://dev12345.example/x" };
+	req.subject = "Password reset";
+	req.action = "password_reset";
+	req.requester_email = "jane@example.com";
+	req.idempotency_key = "dev12345/incident/46d44a5fa9fe198101b5a8b5de1e3e13/1";
+	run_call(&r, "create", &req, NULL, 0);
+	run_call(&r, "create-again", &req, NULL, 0);
+	run_call(&r, "get", NULL, r.id, 0);
+	run_changes(&r);
+	run_call(&r, "cancel", NULL, r.id, 1);
+	run_call(&r, "cancel-again", NULL, r.id, 1);
+	req.subject = "Something else";
+	run_call(&r, "create-conflict", &req, NULL, 0);
+	imperai_client_free(r.ic);
+	http_client_free(r.h);
+	free(r.cursor);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const char *const kinds[] = { "verification", "feed", "error", "error-verification" };
+
+	if ((argc == 3 || argc == 4) && strcmp(argv[1], "client") == 0)
+		return client_main(argv[2], argc == 4 ? argv[3] : "sim-api-key");
+	for (size_t i = 0; argc == 3 && i < ARRAY_SIZE(kinds); i++) {
+		if (strcmp(argv[1], kinds[i]) == 0)
+			return parse_main(argv[1], argv[2]);
+	}
+	fprintf(stderr, "usage: imperai_parse_check "
+	    "verification|feed|error|error-verification FILE|-\n"
+	    "       imperai_parse_check client URL [API-KEY]\n");
+	return 2;
 }
