@@ -476,9 +476,9 @@ util_url_split(const char *url, char **scheme, char **host, int *port, char **pa
 }
 
 /* Secrets live in their own mapping, so they can be kept out of core files
- * and wiped reliably.  Layout: [size_t maplen][bytes...NUL]. */
-char *
-secret_dup(const char *s, size_t len)
+ * and wiped reliably.  Layout: [size_t maplen][bytes...NUL], zero-filled. */
+static char *
+secret_alloc(size_t len)
 {
 	size_t maplen = sizeof(size_t) + len + 1;
 	long pg = sysconf(_SC_PAGESIZE);
@@ -492,9 +492,16 @@ secret_dup(const char *s, size_t len)
 	(void)madvise(m, maplen, MADV_DONTDUMP);
 #endif
 	memcpy(m, &maplen, sizeof(maplen));
-	memcpy(m + sizeof(size_t), s, len);
-	m[sizeof(size_t) + len] = '\0';
 	return m + sizeof(size_t);
+}
+
+char *
+secret_dup(const char *s, size_t len)
+{
+	char *p = secret_alloc(len);
+
+	memcpy(p, s, len);
+	return p;
 }
 
 void
@@ -542,7 +549,7 @@ secret_read_file(const char *path, char **out, char **cause)
 		*cause = xprintf("secret file %s is larger than 64 KiB", path);
 		goto out;
 	}
-	tmp = secret_dup("", (size_t)st.st_size);
+	tmp = secret_alloc((size_t)st.st_size);
 	n = read(fd, tmp, (size_t)st.st_size);
 	if (n < 0) {
 		rc = -errno;
