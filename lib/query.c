@@ -59,6 +59,8 @@ struct query {
 static const char *
 query_get(const struct snow_record *r, const char *name)
 {
+	if (r != NULL && strcmp(name, "sys_id") == 0 && r->sys_id[0] != '\0')
+		return r->sys_id;
 	for (size_t i = 0; r != NULL && i < r->nfields; i++)
 		if (strcmp(r->fields[i].name, name) == 0)
 			return r->fields[i].value ? r->fields[i].value : "";

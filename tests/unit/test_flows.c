@@ -764,6 +764,16 @@ test_query_every_operator(void **state)
 }
 
 static void
+test_query_reads_sys_id_from_the_record_header(void **state)
+{
+	struct snow_record *r = rec("number", "INC0010001", NULL);
+
+	(void)state;
+	strcpy(r->sys_id, "46d44a5d2f1e3010a3c1f37d2799b6a1");
+	assert_true(ev("sys_id>46d44a5d2f1e3010a3c1f37d2799b6a0", r));
+}
+
+static void
 test_query_compares_numbers_numerically_and_text_bytewise(void **state)
 {
 	(void)state;
@@ -875,6 +885,7 @@ main(void)
 		cmocka_unit_test(test_query_caret_or_binds_to_the_previous_term),
 		cmocka_unit_test(test_query_nq_is_a_top_level_or_of_groups),
 		cmocka_unit_test(test_query_every_operator),
+		cmocka_unit_test(test_query_reads_sys_id_from_the_record_header),
 		cmocka_unit_test(test_query_compares_numbers_numerically_and_text_bytewise),
 		cmocka_unit_test(test_query_ignores_orderby_and_the_end_marker),
 		cmocka_unit_test(test_query_compile_errors_say_where),
