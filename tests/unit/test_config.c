@@ -1022,6 +1022,87 @@ read_all(const char *path)
 	return buf_detach(&b);
 }
 
+/* The "# expect: TEXT" lines of a data file; NULL-terminated. */
+static char **
+data_expects(const char *text, size_t *n)
+{
+	char **v = NULL;
+	const char *p = text;
+
+	*n = 0;
+	while ((p = strstr(p, "# expect: ")) != NULL) {
+		const char *e = strchr(p, '\n');
+		p += strlen("# expect: ");
+		v = xreallocarray(v, *n + 2, sizeof(*v));
+		v[(*n)++] = xstrndup(p, e ? (size_t)(e - p) : strlen(p));
+		v[*n] = NULL;
+	}
+	return v;
+}
+
+/* Each expectation is met by one message, and no message is left over. */
+static void
+data_check(const char *file, char **expects, size_t nexp, const struct errlist *errs)
+{
+	for (size_t i = 0; i < nexp; i++)
+		if (find_msg(errs, expects[i]) == NULL) {
+			dump(errs);
+			fail_msg("%s: no message contains \"%s\"", file, expects[i]);
+		}
+	if (errs->n != nexp) {
+		dump(errs);
+		fail_msg("%s: %zu messages for %zu expectations", file, errs->n, nexp);
+	}
+	for (size_t i = 0; i < nexp; i++)
+		free(expects[i]);
+	free(expects);
+}
+
+static void
+test_data_files_give_exactly_the_expected_errors(void **state)
+{
+	struct fx *f = *state;
+	const char *top = getenv("top_srcdir");
+	char *dir, *cmd, *cd;
+	char line[4096];
+	FILE *ls;
+	int files = 0;
+
+	if (top == NULL)
+		skip();
+	/* secrets by credential are looked up in an empty directory */
+	cd = xprintf("%s/creds", f->dir);
+	assert_int_equal(mkdir(cd, 0700), 0);
+	setenv("CREDENTIALS_DIRECTORY", cd, 1);
+	dir = xprintf("%s/tests/data/config", top);
+	cmd = xprintf("ls '%s' | grep '\\.conf$'", dir);
+	ls = popen(cmd, "r");
+	assert_non_null(ls);
+	while (fgets(line, sizeof(line), ls) != NULL) {
+		char *path, *text, **exp;
+		size_t nexp;
+
+		line[strcspn(line, "\n")] = '\0';
+		path = xprintf("%s/%s", dir, line);
+		text = read_all(path);
+		exp = data_expects(text, &nexp);
+		config_free(f->c);
+		f->c = NULL;
+		errlist_free(&f->errs);
+		config_load(path, CONFIG_SECRETS_OPTIONAL, &f->c, &f->errs, NULL);
+		assert_true(nexp == 0 ? f->c != NULL : f->c == NULL);
+		data_check(line, exp, nexp, &f->errs);
+		free(text);
+		free(path);
+		files++;
+	}
+	pclose(ls);
+	assert_true(files >= 4);
+	free(cmd);
+	free(dir);
+	free(cd);
+}
+
 /* The entry of key in the man page: from its .It line to the next .It. */
 static char *
 man_entry(const char *man, const char *key)
@@ -1128,6 +1209,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_unreadable_file_is_an_error_with_errno, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shipped_config_loads_with_only_warnings_when_secrets_are_optional, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shipped_config_loads_cleanly_with_its_credentials, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_data_files_give_exactly_the_expected_errors, setup, teardown),
 		cmocka_unit_test(test_man_page_documents_every_key_with_its_range_and_default),
 		cmocka_unit_test(test_schema_rows_are_reported_in_order_and_end),
 	};

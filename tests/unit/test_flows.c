@@ -118,6 +118,58 @@ assert_one_error(const char *text, const char *want)
 	errlist_free(&errs);
 }
 
+static char *
+read_all(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	struct buf b;
+	char chunk[4096];
+	size_t n;
+
+	assert_non_null(fp);
+	buf_init(&b);
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+		buf_add(&b, chunk, n);
+	fclose(fp);
+	return buf_detach(&b);
+}
+
+/* The "# expect: TEXT" lines of a data file; NULL-terminated. */
+static char **
+data_expects(const char *text, size_t *n)
+{
+	char **v = NULL;
+	const char *p = text;
+
+	*n = 0;
+	while ((p = strstr(p, "# expect: ")) != NULL) {
+		const char *e = strchr(p, '\n');
+		p += strlen("# expect: ");
+		v = xreallocarray(v, *n + 2, sizeof(*v));
+		v[(*n)++] = xstrndup(p, e ? (size_t)(e - p) : strlen(p));
+		v[*n] = NULL;
+	}
+	return v;
+}
+
+/* Each expectation is met by one message, and no message is left over. */
+static void
+data_check(const char *file, char **expects, size_t nexp, const struct errlist *errs)
+{
+	for (size_t i = 0; i < nexp; i++)
+		if (find_msg(errs, expects[i]) == NULL) {
+			dump(errs);
+			fail_msg("%s: no message contains \"%s\"", file, expects[i]);
+		}
+	if (errs->n != nexp) {
+		dump(errs);
+		fail_msg("%s: %zu messages for %zu expectations", file, errs->n, nexp);
+	}
+	for (size_t i = 0; i < nexp; i++)
+		free(expects[i]);
+	free(expects);
+}
+
 static const char good[] =
     "flows:\n"
     "  - name: password-reset\n"
@@ -850,6 +902,47 @@ test_query_fields_are_deduplicated(void **state)
 	query_free(q);
 }
 
+static void
+test_data_files_give_exactly_the_expected_errors(void **state)
+{
+	const char *top = getenv("top_srcdir");
+	char *dir, *cmd;
+	char line[4096];
+	FILE *ls;
+	int files = 0;
+
+	(void)state;
+	if (top == NULL)
+		skip();
+	dir = xprintf("%s/tests/data/flows", top);
+	cmd = xprintf("ls '%s' | grep '\\.yaml$'", dir);
+	ls = popen(cmd, "r");
+	assert_non_null(ls);
+	while (fgets(line, sizeof(line), ls) != NULL) {
+		char *path, *text, **exp;
+		size_t nexp;
+		struct flows *f = NULL;
+		struct errlist errs = { NULL, 0 };
+
+		line[strcspn(line, "\n")] = '\0';
+		path = xprintf("%s/%s", dir, line);
+		text = read_all(path);
+		exp = data_expects(text, &nexp);
+		flows_parse(text, strlen(text), "flows.yaml", &f, &errs);
+		assert_true(nexp == 0 ? f != NULL : f == NULL);
+		data_check(line, exp, nexp, &errs);
+		flows_free(f);
+		errlist_free(&errs);
+		free(text);
+		free(path);
+		files++;
+	}
+	pclose(ls);
+	assert_true(files >= 4);
+	free(cmd);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -890,6 +983,7 @@ main(void)
 		cmocka_unit_test(test_query_ignores_orderby_and_the_end_marker),
 		cmocka_unit_test(test_query_compile_errors_say_where),
 		cmocka_unit_test(test_query_fields_are_deduplicated),
+		cmocka_unit_test(test_data_files_give_exactly_the_expected_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
