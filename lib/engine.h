@@ -63,6 +63,7 @@ struct ticket {
 	uint32_t	 landed_revision;	/* highest revision seen in the field */
 	char		*request_id;
 	char		*requester;	/* sys_id the current request was made for */
+	char		*requester_name;	/* display name, for close notes */
 	/* the ticket as last observed */
 	int64_t		 seen_mod_count;
 	int64_t		 seen_updated_on;
@@ -80,6 +81,9 @@ struct ticket {
 	struct ticket_history history[ENGINE_HISTORY_MAX];
 	size_t		 nhistory;	/* ring: the newest ENGINE_HISTORY_MAX kept */
 	char		*last_error;
+	/* shown by imperai-snowctl show/list; NULL until observed */
+	char		*requester_email;	/* as ServiceNow has it; the CLI masks it */
+	char		*description;
 };
 
 void ticket_init(struct ticket *t, const char *table, const char *sys_id);
@@ -109,6 +113,7 @@ struct effect {
 	int		 attempts;	/* shell bookkeeping, persisted */
 	int64_t		 not_before;	/* shell bookkeeping: retry time */
 	char		*last_error;
+	int64_t		 created_at;	/* when decided (now); 0 if unknown: outbox age */
 };
 void effect_free(struct effect *e);
 char *engine_effect_encode(const struct effect *e);
