@@ -33,7 +33,8 @@ enum log_target {
 void log_init(const char *ident, enum log_target target, int foreground);
 void log_set_level(enum log_level lvl);
 enum log_level log_get_level(void);
-/* "err", "warning", "notice", "info", "debug" -> level; -EINVAL otherwise. */
+/* "err", "warning", "notice", "info", "debug" -> level ("error" and
+ * "warn" accepted too); -EINVAL otherwise. */
 int log_level_parse(const char *s, enum log_level *out);
 const char *log_level_name(enum log_level lvl);
 /* Redirects output to a callback (tests). NULL restores. */
@@ -41,8 +42,16 @@ void log_set_sink(void (*sink)(enum log_level, const char *line, void *arg), voi
 
 /* msg then kv pairs: key, value, key, value, ..., NULL.  Values are
  * quoted when they contain spaces, quotes or '='; control characters are
- * escaped so one event is always one line. */
+ * escaped so one event is always one line.  More exactly: a NULL value
+ * prints as -, an empty one as ""; '"' and '\' are escaped, control
+ * characters become \n \t \r or \xNN, invalid UTF-8 bytes \xNN, and a
+ * value that needed any escaping is quoted too; values are cut at 1024
+ * bytes with "...". */
+#if defined(__GNUC__)
+void log_kv(enum log_level lvl, const char *msg, ...) __attribute__((sentinel));
+#else
 void log_kv(enum log_level lvl, const char *msg, ...);
+#endif
 void log_kvv(enum log_level lvl, const char *msg, va_list ap);
 
 /* printf-style, for messages without structure. */
@@ -58,9 +67,16 @@ void fatalx(int code, const char *fmt, ...) PRINTFLIKE(2, 3) __attribute__((nore
 
 /* Formats one kv line into b (exposed for tests). */
 void log_format_kv(struct buf *b, const char *msg, va_list ap);
+/* The journal fields log_kv() would send, one "NAME=value" a line
+ * (exposed for tests): MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, then each
+ * key upper-cased to [A-Z0-9_] (KV_ prefixed if it would start with a
+ * digit or '_' or clash with those three). */
+void log_format_journal(struct buf *b, enum log_level lvl, const char *msg, va_list ap);
 
 /* PII masking: "jane.doe@example.com" -> "j***e@e***.com";
- * "+1 555 123 4567" -> "+*********67".  Always returns a new string. */
+ * "+1 555 123 4567" -> "+*********67".  Always returns a new string:
+ * "" for NULL or "", "***" for something with no '@' (email) or no digit
+ * (phone); phones with fewer than 5 digits are masked whole. */
 char *mask_email(const char *email);
 char *mask_phone(const char *phone);
 /* Masks whichever of the two the string looks like. */

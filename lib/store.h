@@ -59,10 +59,20 @@ int store_txn_error(const struct store_txn *t);
 
 /* Runs fn inside one write transaction and commits.  If fn or the commit
  * meets a full map, the map is grown and fn run once more.  fn returning
- * non-zero aborts and that value is returned. */
+ * non-zero aborts and that value is returned.  No other transaction of
+ * this process may be open (the map can only be resized then). */
 int store_write(struct store *s, int (*fn)(struct store_txn *t, void *arg), void *arg);
+/* Why the last store_write()/store_commit() failed and what to do
+ * (disk full, map cannot grow...); NULL if it gave no detail. */
+const char *store_last_cause(const struct store *s);
 
-/* Values returned through struct buf are copies the caller frees. */
+/* Values returned through struct buf are copies the caller frees; out
+ * must be initialised (buf_init) and is reset.  A missing key returns
+ * -ENOENT without failing the transaction; any other error is sticky.
+ *
+ * The *_each callbacks run inside the transaction: no I/O in them, and
+ * they must not modify the database being walked (collect, then act).
+ * The pointers they get are valid only during the call. */
 int store_ticket_get(struct store_txn *t, const char *table, const char *sys_id, struct buf *out);
 int store_ticket_put(struct store_txn *t, const char *table, const char *sys_id,
     const char *number, const void *val, size_t len);
@@ -99,12 +109,17 @@ int store_request_each(struct store_txn *t,
     int (*fn)(uint64_t seq, const void *val, size_t len, void *arg), void *arg);
 
 /* Audit log: entry n stores {seq, time, prev: hex sha256 of entry n-1's
- * stored bytes, event: json}.  Append-only. */
+ * stored bytes, event: json}.  Append-only.  event_json must be one JSON
+ * object (-EINVAL otherwise).  The last seq and its hash are also kept in
+ * meta ("audit/head") so that altering or dropping the last entry shows. */
 int store_audit_append(struct store_txn *t, int64_t now, const char *event_json, uint64_t *seq);
+/* The last entry's seq and the hex SHA-256 of its bytes; -ENOENT if empty. */
+int store_audit_last(struct store_txn *t, uint64_t *seq, char hash[65]);
 int store_audit_each(struct store_txn *t, uint64_t from_seq,
     int (*fn)(uint64_t seq, const void *val, size_t len, void *arg), void *arg);
 /* Walks the chain; returns 0 if intact, -EBADMSG with *bad_seq = the first
- * entry whose predecessor hash does not match (or that does not parse). */
+ * entry whose predecessor hash does not match (or that does not parse, or
+ * is missing; an altered last entry is reported as itself). */
 int store_audit_verify(struct store *s, uint64_t *checked, uint64_t *bad_seq, char **cause);
 
 /* Human text for a store error code. */

@@ -1,5 +1,6 @@
 /* util: allocation wrappers, buffers, error lists, time formats, secrets. */
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -273,10 +274,12 @@ util_parse_datetime(const char *s, char sep, int64_t *out)
 int
 util_parse_snow_time(const char *s, int64_t *out)
 {
-	int n = util_parse_datetime(s, ' ', out);
+	int64_t t;
+	int n = util_parse_datetime(s, ' ', &t);
 
 	if (n < 0 || s[n] != '\0')
 		return -EINVAL;
+	*out = t;
 	return 0;
 }
 
@@ -419,12 +422,15 @@ util_utf8_valid(const char *s, size_t len)
 int
 util_host_is_loopback(const char *host)
 {
+	struct in_addr a;
+
 	if (host == NULL)
 		return 0;
 	if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||
 	    strcmp(host, "[::1]") == 0)
 		return 1;
-	return strncmp(host, "127.", 4) == 0 && strspn(host, "0123456789.") == strlen(host);
+	/* A strict dotted quad: "127.0.0.1.5" is a name DNS could resolve anywhere. */
+	return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
 }
 
 int
@@ -456,11 +462,14 @@ util_url_split(const char *url, char **scheme, char **host, int *port, char **pa
 	if (*hend == ':') {
 		char *end;
 		long v = strtol(hend + 1, &end, 10);
-		if (end == hend + 1 || v < 1 || v > 65535 || (*end && !strchr("/?#", *end)))
+		if (!isdigit((unsigned char)hend[1]) || v < 1 || v > 65535)
 			return -EINVAL;
 		prt = (int)v;
 		pend = end;
 	}
+	/* Whatever follows the authority must start the path, query or fragment. */
+	if (*pend != '\0' && strchr("/?#", *pend) == NULL)
+		return -EINVAL;
 	if (scheme)
 		*scheme = xstrndup(url, (size_t)(defport == 443 ? 5 : 4));
 	if (host) {
@@ -476,9 +485,9 @@ util_url_split(const char *url, char **scheme, char **host, int *port, char **pa
 }
 
 /* Secrets live in their own mapping, so they can be kept out of core files
- * and wiped reliably.  Layout: [size_t maplen][bytes...NUL]. */
-char *
-secret_dup(const char *s, size_t len)
+ * and wiped reliably.  Layout: [size_t maplen][bytes...NUL], zero-filled. */
+static char *
+secret_alloc(size_t len)
 {
 	size_t maplen = sizeof(size_t) + len + 1;
 	long pg = sysconf(_SC_PAGESIZE);
@@ -492,9 +501,16 @@ secret_dup(const char *s, size_t len)
 	(void)madvise(m, maplen, MADV_DONTDUMP);
 #endif
 	memcpy(m, &maplen, sizeof(maplen));
-	memcpy(m + sizeof(size_t), s, len);
-	m[sizeof(size_t) + len] = '\0';
 	return m + sizeof(size_t);
+}
+
+char *
+secret_dup(const char *s, size_t len)
+{
+	char *p = secret_alloc(len);
+
+	memcpy(p, s, len);
+	return p;
 }
 
 void
@@ -542,7 +558,7 @@ secret_read_file(const char *path, char **out, char **cause)
 		*cause = xprintf("secret file %s is larger than 64 KiB", path);
 		goto out;
 	}
-	tmp = secret_dup("", (size_t)st.st_size);
+	tmp = secret_alloc((size_t)st.st_size);
 	n = read(fd, tmp, (size_t)st.st_size);
 	if (n < 0) {
 		rc = -errno;
