@@ -113,7 +113,7 @@ list_one(const char *id, const void *val, size_t len, void *arg)
 	r.verification_id = xstrdup(id);
 	r.ticket = number;
 	buf_init(&b);
-	ticket_init(&t, r.table, r.sys_id);
+	memset(&t, 0, sizeof(t));	/* decode initialises it */
 	if (store_ticket_get(lc->txn, r.table, r.sys_id, &b) != 0)
 		r.state = xstrdup("forgotten");	/* no longer tracked */
 	else if (engine_ticket_decode(b.data, b.len, &t, &cause) != 0) {
@@ -233,7 +233,7 @@ list_opt(struct ctl *c, struct list_opts *lo, int ch, const char *arg)
 	if (rc != 0) {
 		fprintf(stderr, "imperai-snowctl list: %s\n", cause);
 		free(cause);
-		return CTL_EX_USAGE;
+		return ctl_usage_error("list");
 	}
 	return 0;
 }

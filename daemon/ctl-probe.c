@@ -126,6 +126,14 @@ probe_first(struct pcall *pc)
 	return 1;
 }
 
+/* The one place that submits a query: the client's signature in one spot. */
+static void
+probe_query(struct pcall *pc, const char *table, const char *query,
+    const char *const *fields, size_t nfields, snow_list_fn done)
+{
+	snow_query(pc->p->snow, table, query, fields, nfields, 1, done, pc);
+}
+
 static int
 probe_auth_error(int err)
 {
@@ -136,6 +144,13 @@ static const char *
 probe_why(int err, const char *cause)
 {
 	return cause && *cause ? cause : strerror(err < 0 ? -err : err);
+}
+
+/* ": hint", unless the client's cause already says what to check. */
+static const char *
+probe_hint(const char *cause, const char *hint)
+{
+	return cause && strstr(cause, "check ") ? "" : hint;
 }
 
 static void
@@ -153,10 +168,11 @@ probe_login_done(int err, const char *cause, struct snow_list *page, void *arg)
 		p->login_ok = 1;
 		probe_ok(p, "servicenow: logged in to %s as %s", c->snow.instance, user);
 	} else if (probe_auth_error(err))
-		probe_fail(p, "servicenow: login to %s as %s refused: %s: check servicenow.user and "
-		    "its password (servicenow.password_credential or password_file)%s", c->snow.instance,
-		    user, probe_why(err, cause), c->snow.auth == CONFIG_AUTH_OAUTH ?
-		    ", servicenow.client_id and the client secret" : "");
+		probe_fail(p, "servicenow: login to %s as %s refused: %s%s", c->snow.instance, user,
+		    probe_why(err, cause), probe_hint(cause, c->snow.auth == CONFIG_AUTH_OAUTH ?
+		    ": check servicenow.user, its password, servicenow.client_id and the client "
+		    "secret" : ": check servicenow.user and its password "
+		    "(servicenow.password_credential or password_file)"));
 	else
 		probe_fail(p, "servicenow: cannot log in to %s as %s: %s: check servicenow.instance "
 		    "(and servicenow.proxy, servicenow.ca_file), then the user and its password",
@@ -260,8 +276,8 @@ probe_submit_first(struct probe *p)
 	const struct config *c = p->cfg;
 	char *q = xprintf("user_name=%s", c->snow.user ? c->snow.user : "");
 
-	snow_query(p->snow, "sys_user", q, ufields, ARRAY_SIZE(ufields), 1, probe_login_done,
-	    probe_call(p, P_LOGIN));
+	probe_query(probe_call(p, P_LOGIN), "sys_user", q, ufields, ARRAY_SIZE(ufields),
+	    probe_login_done);
 	free(q);
 	imperai_changes(p->imp, NULL, 1, probe_imperai_done, probe_call(p, P_IMPERAI));
 }
@@ -283,7 +299,7 @@ static void
 probe_submit_choices(struct probe *p, const struct flow *f, const char *element,
     char *const *values, size_t n)
 {
-	static const char *const fields[] = { "value" };
+	static const char *const fields[] = { "sys_id", "value" };
 	struct pcall *pc;
 	char *q;
 
@@ -296,8 +312,7 @@ probe_submit_choices(struct probe *p, const struct flow *f, const char *element,
 		pc->value = values[i];
 		pc->flow = f;
 		q = xprintf("name=%s^element=%s^value=%s^inactive=false", f->table, element, values[i]);
-		snow_query(p->snow, "sys_choice", q, fields, ARRAY_SIZE(fields), 1,
-		    probe_choice_done, pc);
+		probe_query(pc, "sys_choice", q, fields, ARRAY_SIZE(fields), probe_choice_done);
 		free(q);
 	}
 }
@@ -307,7 +322,7 @@ static void
 probe_submit_rest(struct probe *p)
 {
 	static const char *const tfields[] = { "sys_id" };
-	static const char *const dfields[] = { "element", "internal_type" };
+	static const char *const dfields[] = { "sys_id", "element", "internal_type" };
 	const struct config *c = p->cfg;
 	struct pcall *pc;
 	char *q;
@@ -316,14 +331,13 @@ probe_submit_rest(struct probe *p)
 		pc = probe_call(p, P_TABLE);
 		pc->ti = i;
 		pc->table = c->snow.tables[i].name;
-		snow_query(p->snow, pc->table, "sys_idISNOTEMPTY", tfields, ARRAY_SIZE(tfields), 1,
-		    probe_table_done, pc);
+		probe_query(pc, pc->table, "sys_idISNOTEMPTY", tfields, ARRAY_SIZE(tfields),
+		    probe_table_done);
 		pc = probe_call(p, P_FIELD);
 		pc->ti = i;
 		pc->table = c->snow.tables[i].name;
 		q = xprintf("name=%s^element=%s", pc->table, c->snow.tables[i].field);
-		snow_query(p->snow, "sys_dictionary", q, dfields, ARRAY_SIZE(dfields), 1,
-		    probe_field_done, pc);
+		probe_query(pc, "sys_dictionary", q, dfields, ARRAY_SIZE(dfields), probe_field_done);
 		free(q);
 	}
 	for (size_t i = 0; p->flows && i < p->flows->n; i++) {

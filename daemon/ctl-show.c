@@ -109,7 +109,7 @@ show_load(struct ctl *c, struct store_txn *txn, const char *arg, struct show *s)
 	buf_init(&b);
 	rc = show_find(txn, arg, &table, &sys_id, &s->asked_id);
 	if (rc == 0 && (rc = store_ticket_get(txn, table, sys_id, &b)) == 0) {
-		ticket_init(&s->t, table, sys_id);
+		memset(&s->t, 0, sizeof(s->t));	/* decode initialises it */
 		s->loaded = 1;
 		if ((rc = engine_ticket_decode(b.data, b.len, &s->t, &cause)) != 0) {
 			fprintf(stderr, "imperai-snowctl: the stored record of %s cannot be read: %s\n",

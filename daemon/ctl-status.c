@@ -82,7 +82,7 @@ status_ticket_one(const char *table, const char *sys_id, const void *val, size_t
 	struct ticket t;
 	char *cause = NULL;
 
-	ticket_init(&t, table, sys_id);
+	memset(&t, 0, sizeof(t));	/* decode initialises it */
 	if (engine_ticket_decode(val, len, &t, &cause) == 0 && (size_t)t.state < TS__COUNT) {
 		sc->s->by_state[t.state]++;
 		sc->s->tickets++;
@@ -106,7 +106,7 @@ status_effect_time(struct store_txn *txn, const struct effect *e)
 	if (e->created_at > 0)
 		return e->created_at;
 	buf_init(&b);
-	ticket_init(&t, e->table, e->sys_id);
+	memset(&t, 0, sizeof(t));
 	if (store_ticket_get(txn, e->table, e->sys_id, &b) == 0 &&
 	    engine_ticket_decode(b.data, b.len, &t, &cause) == 0)
 		at = t.state_since;
@@ -276,8 +276,12 @@ status_text_poll(struct ctl *c, const char *name, json_object *t, const char *ok
 	char age[24], *safe = ctl_printable(err);
 
 	ctl_format_age(c->now, last_ok, age);
-	printf("  %-14s last ok %s%s", name, age, last_ok ? " ago" : " (never)");
-	if (wm)
+	if (last_ok)
+		printf("  %-14s last good poll %s ago", name, age);
+	else
+		printf("  %-14s no good poll yet", name);
+	/* The daemon writes watermark 0 as the epoch: nothing seen yet. */
+	if (wm && strcmp(wm, "1970-01-01 00:00:00") != 0)
 		printf(", watermark %s", wm);
 	printf("\n");
 	if (err && *err)
@@ -288,17 +292,18 @@ status_text_poll(struct ctl *c, const char *name, json_object *t, const char *ok
 static void
 status_text_budget(const char *prefix, json_object *d, int budget)
 {
-	char *used = xprintf("%s_budget_used", prefix), *limited = xprintf("%s_rate_limited", prefix);
-	char *waits = xprintf("%s_budget_waits", prefix), *of = budget ? xprintf(" of %d", budget) :
-	    xstrdup(" (no budget set)");
+	char *total = xprintf("%s_requests", prefix), *used = xprintf("%s_budget_used", prefix);
+	char *limited = xprintf("%s_rate_limited", prefix), *waits = xprintf("%s_budget_waits", prefix);
 
-	printf("  %-14s %" PRId64 "%s in the last hour; rate limited %" PRId64 " times, "
-	    "waited for the budget %" PRId64 " times\n", "requests", status_int(d, used), of,
+	printf("  %-14s %" PRId64 " since start", "requests", status_int(d, total));
+	if (budget)
+		printf(", %" PRId64 " of %d this hour", status_int(d, used), budget);
+	printf("; rate limited %" PRId64 ", waited for the budget %" PRId64 "\n",
 	    status_int(d, limited), status_int(d, waits));
+	free(total);
 	free(used);
 	free(limited);
 	free(waits);
-	free(of);
 }
 
 static void
@@ -359,12 +364,30 @@ status_json_counts(const struct status *s)
 	return o;
 }
 
+/* The daemon's per-table entries with their times as RFC 3339. */
+static json_object *
+status_json_tables(const struct status *s)
+{
+	json_object *out = json_object_new_object(), *tables;
+
+	if (s->daemon == NULL || !json_object_object_get_ex(s->daemon, "tables", &tables))
+		return out;
+	json_object_object_foreach(tables, name, t) {
+		json_object *e = json_object_new_object();
+		json_object_object_add(e, "last_ok", ctl_json_time(status_int(t, "last_ok")));
+		status_json_add(e, "watermark", t, "watermark");
+		status_json_add(e, "last_error", t, "last_error");
+		json_object_object_add(out, name, e);
+	}
+	return out;
+}
+
 static void
 status_json(struct ctl *c, const struct status *s, int code)
 {
 	json_object *o = json_object_new_object(), *ob = json_object_new_object(),
-	    *att = json_object_new_array(), *tables;
-	static const char *copy[] = { "pid", "feed_last_ok", "feed_last_error", "snow_requests",
+	    *att = json_object_new_array();
+	static const char *copy[] = { "pid", "feed_last_error", "snow_requests",
 	    "snow_budget_used", "snow_rate_limited", "snow_budget_waits", "imperai_requests",
 	    "imperai_budget_used", "imperai_rate_limited", "effects_done", "effects_failed" };
 
@@ -375,10 +398,9 @@ status_json(struct ctl *c, const struct status *s, int code)
 	json_object_object_add(o, "updated", ctl_json_time(status_int(s->daemon, "updated")));
 	for (size_t i = 0; i < ARRAY_SIZE(copy); i++)
 		status_json_add(o, copy[i], s->daemon, copy[i]);
-	if (s->daemon && json_object_object_get_ex(s->daemon, "tables", &tables))
-		json_object_object_add(o, "tables", json_object_get(tables));
-	else
-		json_object_object_add(o, "tables", json_object_new_object());
+	json_object_object_add(o, "feed_last_ok", ctl_json_time(status_int(s->daemon,
+	    "feed_last_ok")));
+	json_object_object_add(o, "tables", status_json_tables(s));
 	json_object_object_add(o, "tickets", status_json_counts(s));
 	json_object_object_add(ob, "pending", json_object_new_int64((int64_t)s->outbox));
 	json_object_object_add(ob, "parked", json_object_new_int64((int64_t)s->parked));

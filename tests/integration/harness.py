@@ -421,10 +421,11 @@ class Stack:
 
     # -- the CLI -----------------------------------------------------------------
 
-    def ctl(self, *args, config=True, env=None, timeout=60):
-        """Runs imperai-snowctl [-c CONF] ARGS; returns the CompletedProcess."""
+    def ctl(self, *args, config=True, env=None, timeout=60, raw=False):
+        """Runs imperai-snowctl [-c CONF] ARGS; returns the CompletedProcess
+        (text, or bytes with raw=True: CRLF line ends are kept then)."""
         argv = [CTL] + (["-c", self.conf] if config else []) + list(args)
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+        return subprocess.run(argv, capture_output=True, text=not raw, timeout=timeout,
                               env=env if env is not None else self.env())
 
     def ctl_json(self, *args):
