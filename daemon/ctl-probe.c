@@ -131,7 +131,14 @@ static void
 probe_query(struct pcall *pc, const char *table, const char *query,
     const char *const *fields, size_t nfields, snow_list_fn done)
 {
-	snow_query(pc->p->snow, table, query, fields, nfields, 1, done, pc);
+	char *cause = NULL;
+
+	/* Refused before sending (a name ServiceNow cannot have): report it as
+	 * the answer, since done is then never called. */
+	if (snow_query(pc->p->snow, table, query, fields, nfields, 1, done, pc, &cause) < 0) {
+		done(-EINVAL, cause, NULL, pc);
+		free(cause);
+	}
 }
 
 static int
