@@ -183,18 +183,20 @@ status_running(struct ctl *c, struct status *s)
 		s->running = 1;
 }
 
+/* Ages are taken at the daemon's last status write, not now: the status is
+ * up to 5 s old by design, and polls are recorded only in it. */
 static void
 status_check_poll(struct ctl *c, struct status *s, const char *what, int64_t last_ok,
     int interval, const char *err)
 {
-	int64_t started = status_int(s->daemon, "started");
+	int64_t started = status_int(s->daemon, "started"), at = status_int(s->daemon, "updated");
 	char age[24];
 
-	if (last_ok > 0 && c->now - last_ok > 3 * (int64_t)interval) {
+	if (last_ok > 0 && at - last_ok > 3 * (int64_t)interval) {
 		ctl_format_age(c->now, last_ok, age);
 		status_attention(s, "%s: last successful poll %s ago (interval %d s)", what, age,
 		    interval);
-	} else if (last_ok == 0 && c->now - started > 3 * (int64_t)interval)
+	} else if (last_ok == 0 && at - started > 3 * (int64_t)interval)
 		status_attention(s, "%s: no successful poll since the daemon started", what);
 	if (err && *err) {
 		char *safe = ctl_printable(err);

@@ -435,6 +435,41 @@ class StoppedDaemonTest(unittest.TestCase):
         self.assertRegex(r.stdout, r"^audit: chain broken at entry [12]: ")
 
 
+class RequesterChangeAndAttentionTest(unittest.TestCase):
+    def setUp(self):
+        need_simulators(self)
+        self.s = Stack(self).start()
+
+    def test_a_requester_change_lists_the_canceled_request_and_the_new_one(self):
+        s = self.s
+        t = s.snow.create_ticket(category="password_reset", caller="abel.tuter")
+        old = s.wait_verification(t["number"])
+        s.snow.patch("incident", t["sys_id"], caller_id="beth.anglin")
+        rows = s.wait(lambda: (lambda r: r if len(r) == 2 else None)(
+            s.ctl_json("list", "--json", "--ticket", t["number"])), 20, "a second request")
+        by = {r["verification_id"]: r for r in rows}
+        self.assertEqual((by[old["id"]]["status"], by[old["id"]]["state"]),
+                         ("canceled", "superseded"))
+        self.assertIsNone(by[old["id"]]["requester"], "the old request is not Beth's")
+        new = [r for r in rows if r["verification_id"] != old["id"]][0]
+        self.assertEqual(new["requester"], "Beth Anglin")
+        out = s.ctl("show", old["id"]).stdout
+        self.assertIn("%s was canceled when the requester changed" % old["id"], out)
+        self.assertIn("Verification:      %s" % new["verification_id"], out)
+
+    def test_status_exits_3_when_imperai_stops_answering(self):
+        s = self.s
+        s.wait(lambda: s.ctl("status").returncode == 0, 20, "status to exit 0")
+        s.imperai.control.ok("POST", "/sim/outage", {"seconds": 3600})
+        r = s.wait(lambda: (lambda r: r if r.returncode == 3 else None)(s.ctl("status")), 30,
+                   "status to exit 3")
+        self.assertIn("Attention:", r.stdout)
+        self.assertIn("imper.ai change feed", r.stdout)
+        o = json.loads(s.ctl("status", "--json").stdout)
+        self.assertEqual(o["exit_code"], 3)
+        self.assertTrue(any("imper.ai" in a for a in o["attention"]), o["attention"])
+
+
 class ConcurrentListTest(unittest.TestCase):
     """The CLI reads while the daemon writes: never blocked, never torn."""
 
