@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import pty
 import re
 import subprocess
 import sys
@@ -229,6 +230,33 @@ class ListShowTest(unittest.TestCase):
             self.assertRegex(row["TIME"], MINUTE)
         for text in ("abel.private@example.org", "+15551230003", self.other["number"]):
             self.assertNotIn(text, r.stdout)
+
+    def on_a_terminal(self, **env):
+        """list with stdout on a pseudo-terminal; returns what it printed."""
+        master, slave = pty.openpty()
+        r = subprocess.run([CTL, "-c", self.s.conf, "list"], stdout=slave,
+                           stderr=subprocess.PIPE, env=dict(self.s.env(), **env), timeout=30)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side is closed and drained
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return out.decode()
+
+    def test_colour_only_on_a_terminal_without_no_color(self):
+        out = self.on_a_terminal(TERM="xterm")
+        self.assertIn("\033[32mPassed\033[0m", out)
+        self.assertIn("\033[31mHigh\033[0m", out)
+        self.assertNotIn("\033[", out.split("\n")[0], "the header is plain")
+        self.assertNotIn("\033", self.on_a_terminal(TERM="xterm", NO_COLOR="1"))
+        self.assertNotIn("\033", self.on_a_terminal(TERM="dumb"))
 
     def test_newest_first_by_default_and_sort_options(self):
         times = [r["time"] for r in self.list_json()]
