@@ -15,7 +15,7 @@
 #include "store.h"
 #include "util.h"
 
-#define ADMIN_PARKED INT64_MAX
+#define ADMIN_PARKED EFFECT_PARKED
 
 /* Only the shared options and --help; the rest are positional. */
 static int

@@ -18,7 +18,7 @@
 #include "store.h"
 #include "util.h"
 
-#define SHOW_PARKED INT64_MAX
+#define SHOW_PARKED EFFECT_PARKED
 
 /* One outbox entry of the ticket. */
 struct show_write {

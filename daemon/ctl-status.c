@@ -20,7 +20,7 @@
 
 #define STATUS_STALE		30	/* seconds without a status write: not running */
 #define STATUS_OUTBOX_OLD	600	/* seconds: a write this old needs attention */
-#define STATUS_PARKED		INT64_MAX
+#define STATUS_PARKED		EFFECT_PARKED
 
 struct status {
 	json_object	*daemon;	/* meta daemon/status, NULL if never written */

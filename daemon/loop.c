@@ -30,7 +30,7 @@
 #include "util.h"
 
 #define LOOP_MAX_ATTEMPTS	12	/* then the entry is parked for `imperai-snowctl retry` */
-#define LOOP_PARKED		INT64_MAX
+#define LOOP_PARKED		EFFECT_PARKED
 #define LOOP_STATUS_EVERY_MS	5000
 
 /* One ticket loaded for this step: stored at commit when dirty. */

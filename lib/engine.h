@@ -133,6 +133,8 @@ struct effect {
 	char		*last_error;
 	int64_t		 created_at;	/* when decided (now); 0 if unknown: outbox age */
 };
+/* not_before of an entry parked after repeated failures (imperai-snowctl retry). */
+#define EFFECT_PARKED INT64_C(253402300799)
 void effect_free(struct effect *e);
 /* Same contract as the ticket's; kind decides what is required (CANCEL:
  * request_id, PATCH: patch_json, CREATE: create.idempotency_key). */

@@ -335,7 +335,6 @@ class ListShowTest(unittest.TestCase):
         self.assertNotIn("abel.private@example.org", out)
 
     # struct ticket has the field, the engine does not fill it yet.
-    @unittest.expectedFailure
     def test_show_has_the_description_and_the_requesters_address(self):
         out = self.show(self.number("pending"))
         self.assertIn("Locked out after holidays.", out)
