@@ -334,7 +334,6 @@ class ListShowTest(unittest.TestCase):
         self.assertRegex(out, r"History:\n  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  untracked -> ")
         self.assertNotIn("abel.private@example.org", out)
 
-    # struct ticket has the field, the engine does not fill it yet.
     def test_show_has_the_description_and_the_requesters_address(self):
         out = self.show(self.number("pending"))
         self.assertIn("Locked out after holidays.", out)
