@@ -252,17 +252,17 @@ servicenow: {
   tables = ( { name = "incident"; field = "u_imperai_verification"; requester_field = "caller_id"; } );
   poll_interval = %(poll)d;
   poll_overlap = 2;
-  timeout = 10;
-  max_retries = 1;
-};
+  timeout = %(snow_timeout)d;
+  max_retries = %(snow_retries)d;
+%(snow_extra)s};
 imperai: {
   api_url = "%(imperai_url)s";
   api_key_credential = "imperai-api-key";
   poll_interval = %(poll)d;
   risk_bands = { verified_max = 3; medium_max = 6; };
-  timeout = 10;
-  max_retries = 1;
-};
+  timeout = %(imperai_timeout)d;
+  max_retries = %(imperai_retries)d;
+%(imperai_extra)s};
 state: { directory = "%(state)s"; map_size = 8; };
 flows_file = "flows.yaml";
 credentials_directory = "%(creds)s";
@@ -341,20 +341,38 @@ class Daemon:
             self.notify = None
         return code
 
+    def kill(self):
+        """SIGKILL, as a crash or the OOM killer would; returns once it is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        code = self.proc.wait() if self.proc is not None else None
+        if self.notify:
+            self.notify.close()
+            self.notify = None
+        return code
+
 
 class Stack:
     """Both simulators, the daemon's settings and policy, the daemon, and
     the CLI, in one temporary directory removed at the end of the test."""
 
     def __init__(self, test=None, no_verification_field=False, categories=("password_reset",),
-                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1):
+                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1, flows=None,
+                 snow_http=None, imperai_http=None, snow_args=(), imperai_args=()):
+        """flows: the policy's text (default: FLOWS with categories);
+        snow_http / imperai_http: settings of that group, e.g.
+        {"timeout": 3, "request_budget": 500} (defaults: timeout 10,
+        max_retries 1); snow_args / imperai_args: extra simulator options."""
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
         self.state = os.path.join(self.dir, "state")
         self.creds = os.path.join(self.dir, "credentials")
         self.conf = os.path.join(self.dir, "imperai-snowd.conf")
-        self.snow = SnowSim(self.dir, no_verification_field)
-        self.imperai = ImperaiSim(self.dir)
+        self.snow = SnowSim(self.dir, no_verification_field, args=snow_args)
+        self.imperai = ImperaiSim(self.dir, args=imperai_args)
+        self.flows = flows
+        self.snow_http = dict(snow_http or {})
+        self.imperai_http = dict(imperai_http or {})
         self.daemon = None
         self.categories = list(categories)
         self.snow_password = snow_password
@@ -374,12 +392,22 @@ class Stack:
         os.makedirs(self.creds, mode=0o700, exist_ok=True)
         write_secret(os.path.join(self.creds, "servicenow-password"), self.snow_password)
         write_secret(os.path.join(self.creds, "imperai-api-key"), self.imperai_key)
+        def group(opts):
+            opts = dict(opts)
+            out = {"timeout": opts.pop("timeout", 10), "retries": opts.pop("max_retries", 1)}
+            out["extra"] = "".join("  %s = %s;\n" % (k, json.dumps(v)) for k, v in opts.items())
+            return out
+        sh, ih = group(self.snow_http), group(self.imperai_http)
         with open(self.conf, "w") as f:
             f.write(CONF % {"snow_url": self.snow.url, "snow_user": SNOW_USER,
                             "imperai_url": self.imperai.url, "poll": self.poll,
-                            "state": self.state, "creds": self.creds})
+                            "state": self.state, "creds": self.creds,
+                            "snow_timeout": sh["timeout"], "snow_retries": sh["retries"],
+                            "snow_extra": sh["extra"], "imperai_timeout": ih["timeout"],
+                            "imperai_retries": ih["retries"], "imperai_extra": ih["extra"]})
         with open(os.path.join(self.dir, "flows.yaml"), "w") as f:
-            f.write(FLOWS % {"categories": ", ".join(self.categories)})
+            f.write(self.flows if self.flows is not None else
+                    FLOWS % {"categories": ", ".join(self.categories)})
         return self
 
     def env(self):
