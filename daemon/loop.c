@@ -797,11 +797,14 @@ loop_cancel_done(int err, long status, const char *cause, struct imperai_verific
 {
 	struct job *j = arg;
 
-	(void)v;
 	if (err == -ECANCELED) {
 		loop_job_end(j, 0);
 		return;
 	}
+	/* Already final: the answer says how it ended, which the ticket shows
+	 * (the feed would say so too, later). */
+	if (status == 409 && v != NULL && v->id != NULL)
+		loop_verification(j->l, v);
 	/* Gone or already final: nothing left to cancel. */
 	if (err < 0 && status != 404 && status != 409) {
 		if (status >= 400 && status < 500 && status != 401 && status != 429)
