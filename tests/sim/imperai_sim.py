@@ -71,7 +71,8 @@ PHONE_RE = re.compile(r"^\+[1-9][0-9]{7,14}$")
 ACTION_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 ERROR_CODE_NAMES = {500: "internal_error", 502: "bad_gateway", 503: "unavailable",
-                    504: "gateway_timeout"}
+                    504: "gateway_timeout", 400: "invalid_request", 401: "unauthorized",
+                    403: "forbidden", 404: "not_found"}
 
 
 class ApiError(Exception):
@@ -729,7 +730,9 @@ class Handler(SimHandler):
         if path.startswith("/sim/"):
             return self.send(self.run(lambda: self.control(path, raw)))
         srv.stats.request(route_name(self.command, path))
-        latency, action, status = srv.faults.decide(self.command, path)
+        if srv.faults.client_error_repeat(self.command, self.path):
+            srv.stats.bump("client_error_repeats")
+        latency, action, status = srv.faults.decide(self.command, path, target=self.path)
         if latency:
             time.sleep(latency)
         if action:

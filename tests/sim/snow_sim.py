@@ -223,8 +223,10 @@ class SnowHandler(SimHandler):
             return self.send(self.control())
         handler, template = self.route()
         srv.stats.request("%s %s" % (self.command, template))
+        if srv.faults.client_error_repeat(self.command, self.path):
+            srv.stats.bump("client_error_repeats")
         latency, action, status = srv.faults.decide(
-            self.command, self.url_path, self.url_path == "/oauth_token.do")
+            self.command, self.url_path, self.url_path == "/oauth_token.do", self.path)
         if latency:
             time.sleep(latency)
         if action:
@@ -287,6 +289,9 @@ class SnowHandler(SimHandler):
         if status in (502, 503, 504):  # what a load balancer in front says
             return Response.html(status, "<html><body><h1>%d Service Unavailable</h1>"
                                          "</body></html>" % status)
+        if action == "client_error":
+            return Response.json(status, {404: NOT_FOUND, 403: UNAUTHORIZED}.get(
+                status, error_body("Bad Request", "Simulated client error (fault injection)")))
         return Response.json(status, error_body("Internal Server Error",
                                                 "Simulated failure (fault injection)"))
 
