@@ -13,7 +13,11 @@
 #include "util.h"
 
 /* Speaks the notify protocol directly: one datagram to $NOTIFY_SOCKET.  This
- * is what sd_notify(3) does; doing it here keeps libsystemd optional. */
+ * is what sd_notify(3) does; doing it here keeps libsystemd optional.
+ * Never blocks: when the receiver's queue is full (a busy or stuck
+ * manager; Linux queues only net.unix.max_dgram_qlen datagrams, 10 by
+ * default) the message is dropped with -EAGAIN rather than stopping the
+ * daemon's loop, and with it the watchdog pings, until someone reads. */
 int
 sysd_notify(const char *state)
 {
@@ -37,7 +41,7 @@ sysd_notify(const char *state)
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa,
 	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen)) < 0)
 		rc = -errno;
 	close(fd);
