@@ -249,7 +249,7 @@ servicenow: {
   auth = "basic";
   user = "%(snow_user)s";
   password_credential = "servicenow-password";
-  tables = ( { name = "incident"; field = "u_imperai_verification"; requester_field = "caller_id"; } );
+  tables = ( %(tables)s );
   poll_interval = %(poll)d;
   poll_overlap = 2;
   timeout = 10;
@@ -279,6 +279,15 @@ FLOWS = """flows:
     on_fail:
       work_note: "High risk detected - Reject this request"
 """
+
+# The requester field of each table the simulator has.
+REQUESTER_FIELD = {"incident": "caller_id", "sc_req_item": "requested_for"}
+
+
+def tables_setting(tables):
+    """The servicenow.tables list of the config for these table names."""
+    return ", ".join('{ name = "%s"; field = "u_imperai_verification"; requester_field = "%s"; }'
+                     % (t, REQUESTER_FIELD[t]) for t in tables)
 
 
 class Daemon:
@@ -341,25 +350,41 @@ class Daemon:
             self.notify = None
         return code
 
+    def kill(self):
+        """SIGKILL: a crash, nothing is flushed.  Returns the exit status."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        code = self.proc.wait() if self.proc is not None else None
+        if self.notify:
+            self.notify.close()
+            self.notify = None
+        return code
+
 
 class Stack:
     """Both simulators, the daemon's settings and policy, the daemon, and
     the CLI, in one temporary directory removed at the end of the test."""
 
     def __init__(self, test=None, no_verification_field=False, categories=("password_reset",),
-                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1):
+                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1, flows=None,
+                 tables=("incident",), snow_args=(), imperai_args=()):
+        """flows: the whole flows.yaml text (default: one password-reset flow
+        on categories); tables: the watched tables; *_args: extra simulator
+        options (e.g. ["--verbose"])."""
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
         self.state = os.path.join(self.dir, "state")
         self.creds = os.path.join(self.dir, "credentials")
         self.conf = os.path.join(self.dir, "imperai-snowd.conf")
-        self.snow = SnowSim(self.dir, no_verification_field)
-        self.imperai = ImperaiSim(self.dir)
+        self.snow = SnowSim(self.dir, no_verification_field, args=snow_args)
+        self.imperai = ImperaiSim(self.dir, args=imperai_args)
         self.daemon = None
         self.categories = list(categories)
         self.snow_password = snow_password
         self.imperai_key = imperai_key
         self.poll = poll
+        self.flows = flows
+        self.tables = list(tables)
         if test is not None:
             test.addCleanup(self.close)
 
@@ -377,9 +402,11 @@ class Stack:
         with open(self.conf, "w") as f:
             f.write(CONF % {"snow_url": self.snow.url, "snow_user": SNOW_USER,
                             "imperai_url": self.imperai.url, "poll": self.poll,
-                            "state": self.state, "creds": self.creds})
+                            "state": self.state, "creds": self.creds,
+                            "tables": tables_setting(self.tables)})
         with open(os.path.join(self.dir, "flows.yaml"), "w") as f:
-            f.write(FLOWS % {"categories": ", ".join(self.categories)})
+            f.write(self.flows if self.flows is not None else
+                    FLOWS % {"categories": ", ".join(self.categories)})
         return self
 
     def env(self):
