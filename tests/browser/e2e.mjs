@@ -327,7 +327,7 @@ async function run() {
       'the Verification ID is not a link to imper.ai\'s details page');
     const notes = await text('#work-notes');
     expect(/Passed/i.test(notes || ''), `no work note about the outcome: "${notes}"`);
-    say(`  state ${await text('#state')}; ${f.split('\n')[0]}`);
+    say(`  state ${await text('#state')}; ${f.split('\n').find((l) => /Outcome/.test(l))}`);
     await screenshot('ticket-resolved');
   });
 
