@@ -13,8 +13,8 @@
 // CHROMIUM (the browser binary, default /usr/bin/chromium), PLAYWRIGHT_CORE
 // (playwright-core's directory, default: found from here as node does).  The URLs
 // default to the demo's (tests/demo.sh), so while the demo runs
-// `node tests/browser/e2e.mjs` walks it.  Without --ticket the first
-// Password Reset ticket in the agent view that shows the send link is used.
+// `node tests/browser/e2e.mjs` walks it.  Without --ticket the first open
+// Password Reset ticket whose verification was not sent yet is used.
 //
 // Each step is printed and leaves a screenshot NN-name.png in the artifacts
 // directory; a failure leaves FAILED.png and FAILED.html, prints what was
@@ -164,7 +164,9 @@ const fieldAndState = async () =>
   `state "${await text('#state')}", field "${(await field() || '').replace(/\s+/g, ' ')}"`;
 
 // Finds the ticket to work on in the agent view: --ticket, or the first
-// Password Reset ticket whose field shows the send link.
+// Password Reset ticket that is still open and whose verification has not
+// been sent yet (the daemon may not have shown its link yet: the caller
+// waits for that).
 async function findTicket() {
   await open(`${SNOW}/`);
   const rows = await page.$$eval('#tickets a[href*=".do?sys_id="]',
@@ -178,10 +180,11 @@ async function findTicket() {
   for (const row of rows) {
     await open(row.href);
     if ((await text('#category')) === 'Password Reset' &&
-        /Send Verification link/.test((await field()) || '')) return row;
+        /^(New|In Progress|On Hold)$/.test(await text('#state')) &&
+        !/Verification link sent|Verification Outcome/.test((await field()) || '')) return row;
   }
-  fail(`no Password Reset ticket showing "imper.ai - Send Verification link" at ${SNOW}/ ` +
-    `(tickets: ${rows.map((r) => r.number).join(', ') || 'none'})`);
+  fail(`no open Password Reset ticket waiting for its verification at ${SNOW}/ ` +
+    `(tickets: ${rows.map((r) => r.number).join(', ') || 'none'}); give one with --ticket`);
 }
 
 async function main() {
@@ -338,6 +341,21 @@ async function run() {
     expect((await text('#ticket-number')) === ticket.number,
       `the details page is for ${await text('#ticket-number')}`);
     await screenshot('details');
+  });
+
+  await step("the verification in imper.ai's console list", async () => {
+    await follow('#brand a[href="/verifications"]');
+    const rows = await page.$$eval('#verifications tbody tr', (trs) => trs.map((tr) => ({
+      ticket: tr.querySelector('.ticket')?.textContent.trim(),
+      status: tr.querySelector('.status')?.textContent.trim(),
+      risk: tr.querySelector('.risk')?.textContent.trim(),
+      by: tr.querySelector('.initiated-by')?.textContent.trim(),
+    })));
+    const row = rows.find((r) => r.ticket === ticket.number);
+    expect(row && row.status === 'Passed' && row.risk === 'Verified' && row.by === opts.agent,
+      `the console lists ${JSON.stringify(row)} for ${ticket.number}, expected Passed, ` +
+      `Verified, initiated by ${opts.agent}`);
+    await screenshot('console');
   });
 }
 
