@@ -1,0 +1,408 @@
+"""Pieces shared by the local simulators (ServiceNow, imper.ai).
+
+Standard library only.  What lives here has nothing ServiceNow-specific:
+the simulated clock, durable JSON files, fault injection, request
+statistics, and a threaded HTTP/1.1 server bound to loopback with the
+helpers every handler needs (body reading, JSON answers, dropping a
+connection with a TCP reset).
+"""
+
+import http.server
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import Counter
+
+LOOPBACK = "127.0.0.1"
+
+
+# ---------------------------------------------------------------- clock
+
+class SimClock:
+    """Real time plus an offset that the control API can move.
+
+    Record timestamps, token expiry and rate-limit windows read this
+    clock; measurements meant for benchmarks (at_ms, created_ms) read the
+    real one, so advancing the clock never distorts a latency figure."""
+
+    def __init__(self):
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def now(self):
+        with self._lock:
+            return time.time() + self._offset
+
+    def advance(self, seconds):
+        with self._lock:
+            self._offset += float(seconds)
+
+    def set(self, epoch):
+        with self._lock:
+            self._offset = float(epoch) - time.time()
+
+    def reset(self):
+        with self._lock:
+            self._offset = 0.0
+
+    def offset(self):
+        with self._lock:
+            return self._offset
+
+
+def fmt_time(epoch):
+    """ServiceNow's stored date-time: 'YYYY-MM-DD HH:MM:SS', UTC, seconds."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(epoch)))
+
+
+def real_ms():
+    return time.time() * 1000.0
+
+
+# ---------------------------------------------------------------- files
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, data, durable=True):
+    """Write bytes to path so a crash leaves either the old or the new file:
+    temp file in the same directory, fsync, rename, fsync the directory."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = "%s.tmp.%d.%d" % (path, os.getpid(), threading.get_ident())
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        if durable:
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if durable:
+        fsync_dir(directory)
+
+
+def atomic_write_json(path, obj, durable=True):
+    atomic_write(path, json.dumps(obj, separators=(",", ":")).encode(), durable)
+
+
+# ---------------------------------------------------------------- faults
+
+# Every fault key with its "off" value.  POST /sim/faults replaces the whole
+# configuration, so a key left out is off.
+FAULT_DEFAULTS = {
+    "latency_ms": 0,          # added to every matching request
+    "jitter_ms": 0,           # +- uniform jitter on top of latency_ms
+    "error_rate": 0.0,        # share answered with one of error_codes
+    "error_codes": [500, 502, 503],
+    "rate_429": 0.0,          # share that starts a burst of 429 answers
+    "burst_429": 1,           # length of such a burst (requests)
+    "retry_after": 1,         # Retry-After seconds on those 429s
+    "html_rate": 0.0,         # share answered with a text/html page
+    "html_status": 200,       # status of that page (a hibernating instance says 200)
+    "reset_rate": 0.0,        # share dropped (TCP reset) before processing
+    "apply_then_drop_rate": 0.0,  # share processed, then dropped unanswered
+    "slow_rate": 0.0,         # share processed, answered after slow_ms
+    "slow_ms": 0,
+    "slow_body_rate": 0.0,    # share whose body trickles out over slow_body_ms
+    "slow_body_ms": 0,
+    "malformed_rate": 0.0,    # share processed, answered with broken JSON
+    "seed": None,             # seeds the fault RNG: same requests, same faults
+    "methods": [],            # restrict to these methods (empty: all)
+    "path_prefix": "",        # restrict to paths starting with this
+    "include_oauth": False,   # faults also hit the token endpoint
+}
+
+# Order in which one uniform draw is mapped to an action; the first four
+# answer without processing the request, the rest process it first.
+FAULT_ACTIONS = (
+    ("reset", "reset_rate"),
+    ("error", "error_rate"),
+    ("rate_429", "rate_429"),
+    ("html", "html_rate"),
+    ("apply_then_drop", "apply_then_drop_rate"),
+    ("slow", "slow_rate"),
+    ("slow_body", "slow_body_rate"),
+    ("malformed", "malformed_rate"),
+)
+PRE_ACTIONS = frozenset(("reset", "error", "rate_429", "html"))
+
+
+class FaultError(ValueError):
+    pass
+
+
+def parse_fault_config(obj):
+    """Validated full config from a (partial) dict; unknown keys are an
+    error so a typo in a campaign does not silently test nothing."""
+    if not isinstance(obj, dict):
+        raise FaultError("fault config must be a JSON object")
+    unknown = sorted(set(obj) - set(FAULT_DEFAULTS))
+    if unknown:
+        raise FaultError("unknown fault keys: " + ", ".join(unknown))
+    cfg = json.loads(json.dumps(FAULT_DEFAULTS))
+    cfg.update(obj)
+    for key, default in FAULT_DEFAULTS.items():
+        value = cfg[key]
+        if key == "seed":
+            if value is not None and not isinstance(value, int):
+                raise FaultError("seed must be an integer or null")
+        elif isinstance(default, bool):
+            cfg[key] = bool(value)
+        elif isinstance(default, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise FaultError("%s must be a non-negative number" % key)
+        elif isinstance(default, list):
+            if not isinstance(value, list):
+                raise FaultError("%s must be a list" % key)
+        elif not isinstance(value, str):
+            raise FaultError("%s must be a string" % key)
+    cfg["methods"] = [str(m).upper() for m in cfg["methods"]]
+    if not cfg["error_codes"]:
+        cfg["error_codes"] = [500]
+    return cfg
+
+
+class FaultInjector:
+    """Decides, per request, the added latency and at most one fault."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.configure({})
+
+    def configure(self, obj):
+        cfg = parse_fault_config(obj)
+        with self._lock:
+            self._cfg = cfg
+            self._rng = random.Random(cfg["seed"])
+            self._burst_left = 0
+        return cfg
+
+    def config(self):
+        with self._lock:
+            return dict(self._cfg)
+
+    def _matches(self, method, path, is_oauth):
+        cfg = self._cfg
+        if is_oauth and not cfg["include_oauth"]:
+            return False
+        if cfg["methods"] and method not in cfg["methods"]:
+            return False
+        return path.startswith(cfg["path_prefix"])
+
+    def decide(self, method, path, is_oauth=False):
+        """(latency seconds, action or None, error status or None).
+
+        One draw per request keeps a seeded run repeatable; rates are
+        shares of that draw in FAULT_ACTIONS order."""
+        with self._lock:
+            if not self._matches(method, path, is_oauth):
+                return 0.0, None, None
+            cfg, rng = self._cfg, self._rng
+            latency = cfg["latency_ms"]
+            if cfg["jitter_ms"]:
+                latency += rng.uniform(-cfg["jitter_ms"], cfg["jitter_ms"])
+            latency = max(0.0, latency) / 1000.0
+            if self._burst_left > 0:
+                self._burst_left -= 1
+                return latency, "rate_429", 429
+            draw, edge = rng.random(), 0.0
+            for action, key in FAULT_ACTIONS:
+                edge += cfg[key]
+                if draw < edge:
+                    break
+            else:
+                return latency, None, None
+            status = None
+            if action == "error":
+                status = rng.choice(cfg["error_codes"])
+            elif action == "rate_429":
+                self._burst_left = max(0, int(cfg["burst_429"]) - 1)
+                status = 429
+            return latency, action, status
+
+
+# ---------------------------------------------------------------- stats
+
+class Stats:
+    """Counters the control API reports: per endpoint template, per status,
+    per fault, and server sessions created."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        with self._lock:
+            self.requests = Counter()
+            self.by_status = Counter()
+            self.faults = Counter()
+            self.counters = Counter()
+            self.total = 0
+
+    def request(self, template):
+        with self._lock:
+            self.requests[template] += 1
+            self.total += 1
+
+    def status(self, code):
+        with self._lock:
+            self.by_status[str(code)] += 1
+
+    def fault(self, name):
+        with self._lock:
+            self.faults[name] += 1
+
+    def bump(self, name):
+        with self._lock:
+            self.counters[name] += 1
+
+    def snapshot(self):
+        with self._lock:
+            out = {
+                "requests": dict(self.requests),
+                "by_status": dict(self.by_status),
+                "faults": dict(self.faults),
+                "total": self.total,
+            }
+            out.update(self.counters)
+            return out
+
+
+# ---------------------------------------------------------------- HTTP
+
+class Response:
+    """An answer built by a handler before it is sent, so fault injection
+    can still delay, corrupt or drop it."""
+
+    def __init__(self, status, body=b"", ctype="application/json;charset=UTF-8",
+                 headers=None):
+        self.status = status
+        self.body = body if isinstance(body, bytes) else body.encode()
+        self.ctype = ctype
+        self.headers = list(headers or [])
+
+    @classmethod
+    def json(cls, status, obj, headers=None):
+        body = json.dumps(obj, separators=(",", ":")).encode()
+        return cls(status, body, headers=headers)
+
+    @classmethod
+    def html(cls, status, text, headers=None):
+        return cls(status, text.encode(), "text/html;charset=UTF-8", headers)
+
+
+class LoopbackServer(http.server.ThreadingHTTPServer):
+    """Threaded server that refuses any address but 127.0.0.1."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, host, port, handler):
+        if host != LOOPBACK:
+            raise ValueError("refusing to bind %r: loopback (127.0.0.1) only" % host)
+        super().__init__((host, port), handler)
+
+
+class SimHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive handler base: every answer has a Content-Length."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "ServiceNow"
+    # Headers and body go out in two writes; with Nagle the second waits
+    # for the client's delayed ACK (40 ms per answer on Linux).
+    disable_nagle_algorithm = True
+
+    def version_string(self):
+        return self.server_version
+
+    def log_message(self, fmt, *args):
+        if getattr(self.server, "verbose", False):
+            sys.stderr.write("%s %s\n" % (self.log_date_time_string(), fmt % args))
+
+    def read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _read_chunked(self):
+        parts = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline()
+
+    def write_head(self, resp, length):
+        self.send_response(resp.status)
+        self.send_header("Content-Type", resp.ctype)
+        self.send_header("Content-Length", str(length))
+        for name, value in resp.headers:
+            self.send_header(name, value)
+        self.end_headers()
+
+    def send(self, resp):
+        self.write_head(resp, len(resp.body))
+        if self.command != "HEAD":
+            self.wfile.write(resp.body)
+
+    def send_slowly(self, resp, seconds, pieces=10):
+        """Headers at once, then the body in pieces spread over seconds."""
+        self.write_head(resp, len(resp.body))
+        step = max(1, -(-len(resp.body) // pieces))
+        for i in range(0, len(resp.body), step):
+            self.wfile.write(resp.body[i:i + step])
+            self.wfile.flush()
+            time.sleep(seconds / pieces)
+
+    def drop(self):
+        """Close the connection with a TCP reset and no answer.
+
+        SO_LINGER 0 turns close() into a RST; the read buffer holds a
+        reference to the socket, so it is closed first to make close()
+        effective now rather than after the handler returns."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.rfile.close()
+            self.connection.close()
+        except OSError:
+            pass
+
+
+def announce(name, port, port_file=None):
+    """Port file first (atomically), then the one line callers wait for."""
+    if port_file:
+        atomic_write(port_file, ("%d\n" % port).encode())
+    sys.stdout.write("%s listening on http://%s:%d\n" % (name, LOOPBACK, port))
+    sys.stdout.flush()
+
+
+def serve_until_signal(server, on_stop=None):
+    """Serve in a thread; SIGTERM/SIGINT stop the server, run on_stop
+    (flush state), and return so the process exits with status 0."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    while not stop.wait(0.5):
+        pass
+    server.shutdown()
+    server.server_close()
+    if on_stop:
+        on_stop()
