@@ -138,11 +138,12 @@ grep -q '^ExecStart=/usr/sbin/imperai-snowd .*-c /etc/imperai-snow/imperai-snowd
 	fail "the unit's ExecStart does not run /usr/sbin/imperai-snowd with /etc/imperai-snow"
 grep -q '@[a-z]*@' "$unit" && fail "the unit has unsubstituted @variables@"
 version=$(dpkg-deb -f "$deb" Version)
-"$root/usr/sbin/imperai-snowd" -V >"$tmp/version" 2>&1 || fail "imperai-snowd -V: $(cat "$tmp/version")"
-grep -q "$version" "$tmp/version" || fail "imperai-snowd -V says '$(cat "$tmp/version")', the package is $version"
+for b in usr/sbin/imperai-snowd usr/bin/imperai-snowctl; do
+	"$root/$b" -V >"$tmp/version" 2>&1 || fail "$b -V: $(cat "$tmp/version")"
+	grep -q " $version\$" "$tmp/version" || fail "$b -V says '$(cat "$tmp/version")', the package is $version"
+done
 "$root/usr/sbin/imperai-snowd" -n -c "$root/etc/imperai-snow/imperai-snowd.conf" >"$tmp/check" 2>&1 ||
 	fail "imperai-snowd -n rejects the shipped settings: $(cat "$tmp/check")"
-"$root/usr/bin/imperai-snowctl" --help >/dev/null 2>&1 || fail "imperai-snowctl --help fails"
 say "package contents, control files and shipped settings: passed"
 
 [ "$install_test" = 1 ] || { say "install test not requested (IMPERAI_PKG_INSTALL_TEST=1 runs it)"; say "passed"; exit 0; }
@@ -174,8 +175,14 @@ fi
 if [ -d /run/systemd/system ]; then
 	systemctl is-active --quiet imperai-snowd && fail "the unit was started by the installation"
 fi
-# As the unit's ExecStartPre= does it: as the service user.
-setpriv --reuid=imperai-snow --regid=imperai-snow --clear-groups \
+# As the administrator checks it (README), then as the unit's ExecStartPre=
+# runs it: as the service user, with the secrets (none yet) in a
+# $CREDENTIALS_DIRECTORY of its own.
+/usr/sbin/imperai-snowd -n -c /etc/imperai-snow/imperai-snowd.conf >"$tmp/check" 2>&1 ||
+	fail "imperai-snowd -n rejects the installed settings: $(cat "$tmp/check")"
+creds=$tmp/creds
+mkdir -m 0700 "$creds" && chown imperai-snow: "$creds" && chmod 0755 "$tmp" || fail "making $creds"
+CREDENTIALS_DIRECTORY=$creds setpriv --reuid=imperai-snow --regid=imperai-snow --clear-groups \
 	/usr/sbin/imperai-snowd -n -c /etc/imperai-snow/imperai-snowd.conf >"$tmp/check" 2>&1 ||
 	fail "imperai-snowd -n as imperai-snow rejects the installed settings: $(cat "$tmp/check")"
 if command -v systemd-analyze >/dev/null 2>&1; then
