@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds the Debian package from a copy of the tree and checks it:
 #   - dpkg-buildpackage -us -uc -b (the package build runs the unit tests),
-#   - lintian: any error fails (warnings are printed),
+#     and dpkg-source -b for the source package,
+#   - lintian on both: any error fails (warnings are printed),
 #   - the .deb's contents: binaries, unit, sysusers/tmpfiles, manual pages,
 #     the example settings as 0644 conffiles, no secret, a unit that is
 #     enabled but never started by the maintainer scripts,
@@ -62,6 +63,13 @@ else
 		tar -xf - -C "$src" || fail "copying the tree"
 fi
 
+# The source package first, from the pristine copy: lintian checks it too.
+(cd "$tmp" && dpkg-source -b "$pkg") >"$tmp/source.log" 2>&1 ||
+	{ cat "$tmp/source.log"; fail "dpkg-source -b"; }
+set -- "$tmp"/${pkg}_*.dsc
+[ -f "$1" ] || fail "no .dsc file"
+dsc=$1
+
 say "building the package (dpkg-buildpackage -us -uc -b, log: build.log)"
 start=$(date +%s)
 if ! (cd "$src" && dpkg-buildpackage -us -uc -b -J"$jobs") >"$tmp/build.log" 2>&1; then
@@ -78,9 +86,9 @@ set -- "$tmp"/${pkg}_*.changes
 changes=$1
 say "built $(basename "$deb")"
 
-# lintian exits non-zero on errors (its default --fail-on); warnings are shown.
-say "lintian $(basename "$changes")"
-lintian --fail-on error "$changes" >"$tmp/lintian.log" 2>&1
+# lintian exits non-zero on errors (--fail-on error); warnings are shown.
+say "lintian $(basename "$changes") $(basename "$dsc")"
+lintian --fail-on error "$changes" "$dsc" >"$tmp/lintian.log" 2>&1
 lstatus=$?
 sed 's/^/  lintian: /' "$tmp/lintian.log"
 [ $lstatus -eq 0 ] || fail "lintian reports errors (status $lstatus)"
