@@ -104,7 +104,7 @@ for f in usr/sbin/imperai-snowd usr/bin/imperai-snowctl \
 	etc/imperai-snow/imperai-snowd.conf etc/imperai-snow/flows.yaml \
 	usr/share/man/man8/imperai-snowd.8.gz usr/share/man/man1/imperai-snowctl.1.gz \
 	usr/share/man/man5/imperai-snowd.conf.5.gz usr/share/man/man5/imperai-snow-flows.5.gz \
-	usr/share/man/man7/imperai-snow-api.7.gz \
+	usr/share/man/man7/imperai-snow-api.7.gz usr/share/bash-completion/completions/imperai-snowctl \
 	usr/share/doc/imperai-snow/copyright usr/share/doc/imperai-snow/changelog.gz; do
 	has "$f"
 done
