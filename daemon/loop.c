@@ -514,22 +514,26 @@ loop_poll_submit(struct loop *l, struct tpoll *p)
 {
 	struct pollctx *pc = xcalloc(1, sizeof(*pc));
 
+	char *cause = NULL;
+
 	pc->l = l;
 	pc->p = p;
 	p->inflight = 1;
-	snow_list_page(l->snow, p->table, NULL, &p->cur, (const char *const *)p->fields,
-	    p->nfields, loop_poll_done, pc);
+	if (snow_list_page(l->snow, p->table, NULL, &p->cur, (const char *const *)p->fields,
+	    p->nfields, loop_poll_done, pc, &cause) < 0) {
+		log_kv(LOG_LVL_ERR, "cannot poll table", "table", p->table, "error", cause, NULL);
+		free(cause);
+		free(pc);
+		p->inflight = 0;
+		p->next_ms = loop_now_ms() + l->cfg->snow.poll_interval * 1000;
+	}
 }
 
 /* Starts a poll cycle: from the committed watermark minus the overlap. */
 static void
 loop_poll_start(struct loop *l, struct tpoll *p)
 {
-	p->cur = p->wm;
-	if (p->cur.updated_on > 0) {
-		p->cur.updated_on -= l->cfg->snow.poll_overlap;
-		p->cur.sys_id[0] = '\0';
-	}
+	snow_watermark_rewind(&p->wm, l->cfg->snow.poll_overlap, &p->cur);
 	loop_poll_submit(l, p);
 }
 
@@ -893,8 +897,13 @@ loop_patch_send(struct job *j)
 	size_t n;
 	const char *const *fields = loop_patch_fields(l, j->e.table, &n);
 
-	snow_patch(l->snow, j->e.table, j->e.sys_id, j->e.patch_json, fields, n,
-	    loop_patch_done, j);
+	char *cause = NULL;
+
+	if (snow_patch(l->snow, j->e.table, j->e.sys_id, j->e.patch_json, fields, n,
+	    loop_patch_done, j, &cause) < 0) {
+		loop_job_failed(j, cause ? cause : "request refused");
+		free(cause);
+	}
 }
 
 static void
@@ -918,8 +927,14 @@ loop_job_start(struct loop *l, struct job *j)
 	case EFFECT_PATCH:
 		l->snow_jobs++;
 		if (j->checking) {
+			char *cause = NULL;
+
 			fields = loop_patch_fields(l, j->e.table, &n);
-			snow_get(l->snow, j->e.table, j->e.sys_id, fields, n, loop_check_done, j);
+			if (snow_get(l->snow, j->e.table, j->e.sys_id, fields, n, loop_check_done,
+			    j, &cause) < 0) {
+				loop_job_failed(j, cause ? cause : "request refused");
+				free(cause);
+			}
 		} else
 			loop_patch_send(j);
 		break;
@@ -1153,7 +1168,7 @@ loop_load_positions(struct loop *l)
 		buf_reset(&b);
 		if (store_meta_get(txn, k, &b) == 0 && sscanf(b.data, "%lld %32s", &t, sid) >= 1) {
 			l->polls[i].wm.updated_on = t;
-			if (sscanf(b.data, "%*lld %32s", sid) == 1)
+			if (sscanf(b.data, "%*s %32s", sid) == 1)
 				memcpy(l->polls[i].wm.sys_id, sid, sizeof(sid));
 		}
 		free(k);
@@ -1215,9 +1230,7 @@ loop_new(struct config *cfg, struct flows *flows, struct loop **out, char **caus
 
 	l->cfg = cfg;
 	l->flows = flows;
-	l->pol.cfg = cfg;
-	l->pol.flows = flows;
-	l->pol.match = flows_match;
+	engine_policy_init(&l->pol, cfg, flows);
 	rc = store_open(cfg->state_dir, cfg->map_size, 0, &l->st, cause);
 	if (rc < 0)
 		goto fail;
@@ -1254,8 +1267,7 @@ loop_reload(struct loop *l, struct config *cfg, struct flows *flows)
 	flows_free(l->flows);
 	l->cfg = cfg;
 	l->flows = flows;
-	l->pol.cfg = cfg;
-	l->pol.flows = flows;
+	engine_policy_init(&l->pol, cfg, flows);
 	if (loop_clients(l, &cause) < 0) {
 		log_kv(LOG_LVL_ERR, "reload: cannot set up the clients", "error", cause, NULL);
 		free(cause);

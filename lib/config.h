@@ -103,4 +103,17 @@ void config_free(struct config *c);
 /* Looks up a watched table; NULL if not watched. */
 const struct config_table *config_table(const struct config *c, const char *name);
 
+/* One row of the settings schema, as man/imperai-snowd.conf.5 documents it
+ * (imperai-snowctl and the tests read it). */
+struct config_key_doc {
+	const char	*key;		/* "servicenow.page_size"; list entries: "servicenow.tables.name" */
+	const char	*type;		/* "integer", "string", "path", "URL", ... */
+	char		 range[32];	/* "1..10000", "" when not a number */
+	const char	*def;		/* "" when none or computed (see desc) */
+	const char	*desc;
+	int		 required;
+};
+/* Row i of the schema; -ENOENT past the last row. */
+int config_schema_row(size_t i, struct config_key_doc *out);
+
 #endif

@@ -1,1 +1,1991 @@
-/* engine: being written (see lib/engine.h). */
+/* engine: the decisions (ARCHITECTURE.md section 4).  Pure: no I/O, no
+ * clock, no globals; it links against util.c, record.c, render.c and
+ * json-c only (flows are matched through engine_policy.match). */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "config.h"
+#include "engine.h"
+#include "flows.h"
+#include "imperai.h"
+#include "log.h"
+#include "render.h"
+#include "snow.h"
+#include "util.h"
+
+#define DEFAULT_FIELD		"u_imperai_verification"
+#define DEFAULT_ON_FAIL_NOTE	"High risk detected - Reject this request"
+/* Caps on what is stored or sent: ServiceNow's own limits are smaller. */
+#define MAX_NUMBER		64
+#define MAX_SHORT		1024
+#define MAX_DESCRIPTION		16384
+#define MAX_NAME		256
+#define MAX_ERROR		512
+/* What the store accepts back: anything the engine keeps fits. */
+#define ENGINE_MAX_STRING	(1u << 20)
+#define ENGINE_TIME_MAX		INT64_C(253402300799)	/* 9999-12-31 23:59:59 */
+
+/* Everything one decision needs besides the ticket. */
+struct engine_ctx {
+	const struct engine_policy	*p;
+	const struct config_table	*tc;
+	const char			*field;		/* the verification field's name */
+	struct render_ctx		 rc;
+	int64_t				 now;
+	struct engine_result		*out;
+};
+
+/* What the engine reads of a ServiceNow record. */
+struct engine_obs {
+	const char	*number;
+	const char	*state;
+	const char	*active;
+	const char	*category;
+	const char	*subcategory;
+	const char	*short_description;
+	const char	*description;
+	const char	*requester;	/* NULL: the record does not carry the field */
+	const char	*requester_name;
+	const char	*requester_email;
+	const char	*requester_user_name;
+	const char	*assigned_agent;
+	const char	*field;
+	int		 ended;
+	int		 closed;	/* ended, and not merely resolved */
+};
+
+static const char *const engine_state_names[TS__COUNT] = {
+	[TS_UNTRACKED] = "untracked",
+	[TS_AWAITING_REQUEST] = "awaiting_request",
+	[TS_LINK_READY] = "link_ready",
+	[TS_LINK_SENT] = "link_sent",
+	[TS_IN_PROGRESS] = "in_progress",
+	[TS_PASSED] = "passed",
+	[TS_FAILED] = "failed",
+	[TS_TIMED_OUT] = "timed_out",
+	[TS_NOT_ENOUGH_QUESTIONS] = "not_enough_questions",
+	[TS_ACTION_DONE] = "action_done",
+	[TS_RESOLVED] = "resolved",
+	[TS_CLOSED] = "closed",
+	[TS_CANCELED] = "canceled",
+	[TS_SUPERSEDED] = "superseded",
+};
+
+static const char *const engine_effect_names[] = {
+	[EFFECT_CREATE] = "create",
+	[EFFECT_CANCEL] = "cancel",
+	[EFFECT_PATCH] = "patch",
+};
+
+/* Wire names, kept here so the engine does not link imperai.c. */
+static const char *const engine_status_names[] = {
+	[IMPERAI_PENDING] = "pending",
+	[IMPERAI_LINK_SENT] = "link_sent",
+	[IMPERAI_IN_PROGRESS] = "in_progress",
+	[IMPERAI_PASSED] = "passed",
+	[IMPERAI_FAILED] = "failed",
+	[IMPERAI_TIMED_OUT] = "timed_out",
+	[IMPERAI_NOT_ENOUGH_QUESTIONS] = "not_enough_questions",
+	[IMPERAI_CANCELED] = "canceled",
+};
+
+static const char *const engine_action_names[] = {
+	[IMPERAI_ACTION_NONE] = "none",
+	[IMPERAI_ACTION_PENDING] = "pending",
+	[IMPERAI_ACTION_COMPLETED] = "completed",
+	[IMPERAI_ACTION_FAILED] = "failed",
+};
+
+const char *
+engine_state_name(enum tstate s)
+{
+	if ((unsigned)s >= TS__COUNT)
+		return "unknown";
+	return engine_state_names[s];
+}
+
+/* Index of s in names, -1 if absent. */
+static int
+engine_name_index(const char *const *names, size_t n, const char *s)
+{
+	for (size_t i = 0; s != NULL && i < n; i++)
+		if (names[i] != NULL && strcmp(names[i], s) == 0)
+			return (int)i;
+	return -1;
+}
+
+int
+engine_state_parse(const char *s, enum tstate *out)
+{
+	int i = engine_name_index(engine_state_names, TS__COUNT, s);
+
+	if (i < 0)
+		return -EINVAL;
+	*out = (enum tstate)i;
+	return 0;
+}
+
+const char *
+engine_effect_name(enum effect_kind k)
+{
+	if ((size_t)k >= ARRAY_SIZE(engine_effect_names))
+		return "unknown";
+	return engine_effect_names[k];
+}
+
+static const char *
+engine_status_name(enum imperai_status s)
+{
+	if ((size_t)s >= ARRAY_SIZE(engine_status_names))
+		return "unknown";
+	return engine_status_names[s];
+}
+
+static const char *
+engine_nz(const char *s)
+{
+	return s ? s : "";
+}
+
+static int
+engine_status_final(enum imperai_status s)
+{
+	return s == IMPERAI_PASSED || s == IMPERAI_FAILED || s == IMPERAI_TIMED_OUT ||
+	    s == IMPERAI_NOT_ENOUGH_QUESTIONS || s == IMPERAI_CANCELED;
+}
+
+/* States in which the verification has reached its final outcome. */
+static int
+engine_state_final(enum tstate s)
+{
+	return s >= TS_PASSED && s <= TS_CLOSED;
+}
+
+/* States in which a request is (being) made and may still change. */
+static int
+engine_state_live(enum tstate s)
+{
+	return s >= TS_AWAITING_REQUEST && s <= TS_ACTION_DONE;
+}
+
+/* A copy repaired for storage or the wire; NULL stays NULL. */
+static char *
+engine_text(const char *s, size_t max)
+{
+	return s ? render_plain(s, max) : NULL;
+}
+
+static void
+engine_set_text(char **dst, const char *s, size_t max)
+{
+	char *v = engine_text(s, max);
+
+	free(*dst);
+	*dst = v;
+}
+
+static void
+engine_ref_clear(struct imperai_ticket_ref *r)
+{
+	free(r->instance);
+	free(r->table);
+	free(r->sys_id);
+	free(r->number);
+	free(r->url);
+	memset(r, 0, sizeof(*r));
+}
+
+static char *
+engine_dup(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+/* A string from imper.ai as the store can take it back: valid UTF-8 and
+ * capped (imperai.c's own caps are lower, so normally an exact copy). */
+static char *
+engine_dup_wire(const char *s)
+{
+	if (s == NULL)
+		return NULL;
+	if (strlen(s) <= ENGINE_MAX_STRING && util_utf8_valid(s, strlen(s)))
+		return xstrdup(s);
+	return render_plain(s, ENGINE_MAX_STRING);
+}
+
+static int64_t
+engine_clamp_time(int64_t t)
+{
+	return t < 0 ? 0 : t > ENGINE_TIME_MAX ? ENGINE_TIME_MAX : t;
+}
+
+static void
+engine_ref_copy(struct imperai_ticket_ref *dst, const struct imperai_ticket_ref *src)
+{
+	dst->instance = engine_dup_wire(src->instance);
+	dst->table = engine_dup_wire(src->table);
+	dst->sys_id = engine_dup_wire(src->sys_id);
+	dst->number = engine_dup_wire(src->number);
+	dst->url = engine_dup_wire(src->url);
+}
+
+/* Frees the fields this module copies (and only those: the snapshot never
+ * holds others, see engine_snapshot). */
+static void
+engine_verif_clear(struct imperai_verification *v)
+{
+	free(v->id);
+	engine_ref_clear(&v->ticket);
+	free(v->channel);
+	free(v->recipient_masked);
+	free(v->initiated_by);
+	free(v->recommendation);
+	free(v->analysis_summary);
+	free(v->additional_info);
+	free(v->send_link_url);
+	free(v->details_url);
+	free(v->action.type);
+	memset(v, 0, sizeof(*v));
+	v->risk_score = -1;
+}
+
+/* The snapshot the engine keeps of src, in n (zeroed by the caller): only
+ * the fields the engine uses, repaired so the store can read it back. */
+static void
+engine_snapshot(struct imperai_verification *n, const struct imperai_verification *src)
+{
+	n->id = engine_dup_wire(src->id);
+	engine_ref_copy(&n->ticket, &src->ticket);
+	n->status = (unsigned)src->status < ARRAY_SIZE(engine_status_names) ? src->status :
+	    IMPERAI_PENDING;
+	n->channel = engine_dup_wire(src->channel);
+	n->recipient_masked = engine_dup_wire(src->recipient_masked);
+	n->initiated_by = engine_dup_wire(src->initiated_by);
+	n->risk_score = src->risk_score >= 0 && src->risk_score <= 10 ? src->risk_score : -1;
+	n->recommendation = engine_dup_wire(src->recommendation);
+	n->analysis_summary = engine_dup_wire(src->analysis_summary);
+	n->additional_info = engine_dup_wire(src->additional_info);
+	n->send_link_url = engine_dup_wire(src->send_link_url);
+	n->details_url = engine_dup_wire(src->details_url);
+	n->expires_at = engine_clamp_time(src->expires_at);
+	n->completed_at = engine_clamp_time(src->completed_at);
+	n->updated_at = engine_clamp_time(src->updated_at);
+	n->action.type = engine_dup_wire(src->action.type);
+	n->action.status = (unsigned)src->action.status < ARRAY_SIZE(engine_action_names) ?
+	    src->action.status : IMPERAI_ACTION_NONE;
+	n->action.completed_at = engine_clamp_time(src->action.completed_at);
+	n->action.automated = src->action.automated != 0;
+}
+
+/* Replaces what dst held by the snapshot in n (which dst now owns). */
+static void
+engine_verif_move(struct imperai_verification *dst, struct imperai_verification *n)
+{
+	engine_verif_clear(dst);
+	*dst = *n;
+	memset(n, 0, sizeof(*n));
+	n->risk_score = -1;
+}
+
+static void
+engine_create_clear(struct imperai_create *c)
+{
+	engine_ref_clear(&c->ticket);
+	free(c->subject);
+	free(c->description);
+	free(c->category);
+	free(c->action);
+	free(c->requester_name);
+	free(c->requester_email);
+	free(c->requester_user_name);
+	free(c->assigned_agent);
+	free(c->idempotency_key);
+	memset(c, 0, sizeof(*c));
+}
+
+void
+ticket_init(struct ticket *t, const char *table, const char *sys_id)
+{
+	memset(t, 0, sizeof(*t));
+	t->table = engine_dup(table);
+	snprintf(t->sys_id, sizeof(t->sys_id), "%s", engine_nz(sys_id));
+	t->state = TS_UNTRACKED;
+	t->seen_mod_count = -1;
+	t->own_mod_count = -1;
+	t->v.risk_score = -1;
+}
+
+static void
+ticket_history_clear(struct ticket *t)
+{
+	for (size_t i = 0; i < t->nhistory; i++)
+		free(t->history[i].why);
+	t->nhistory = 0;
+}
+
+void
+ticket_free(struct ticket *t)
+{
+	free(t->table);
+	free(t->number);
+	free(t->flow);
+	free(t->request_id);
+	free(t->requester);
+	free(t->requester_name);
+	free(t->gen_reason);
+	free(t->category);
+	free(t->subcategory);
+	free(t->snow_state);
+	free(t->short_description);
+	engine_verif_clear(&t->v);
+	ticket_history_clear(t);
+	free(t->last_error);
+	memset(t, 0, sizeof(*t));
+}
+
+void
+effect_free(struct effect *e)
+{
+	free(e->table);
+	free(e->number);
+	free(e->tag);
+	free(e->request_id);
+	engine_create_clear(&e->create);
+	free(e->patch_json);
+	free(e->last_error);
+	memset(e, 0, sizeof(*e));
+}
+
+void
+engine_result_init(struct engine_result *r)
+{
+	memset(r, 0, sizeof(*r));
+}
+
+void
+engine_result_free(struct engine_result *r)
+{
+	for (size_t i = 0; i < r->neffects; i++)
+		effect_free(&r->effects[i]);
+	for (size_t i = 0; i < r->nevents; i++) {
+		free(r->events[i].msg);
+		free(r->events[i].kv);
+	}
+	free(r->effects);
+	free(r->events);
+	engine_result_init(r);
+}
+
+/* Appends " key=value", quoting values that would break one-line kv. */
+static void
+engine_kv(struct buf *b, const char *key, const char *val)
+{
+	char *plain = render_plain(val ? val : "-", 200), *v = render_mask_emails(plain);
+	int quote = *v == '\0' || strpbrk(v, " \t\n\"=\\") != NULL;
+
+	buf_addf(b, "%s%s=%s", b->len ? " " : "", key, quote ? "\"" : "");
+	for (const char *p = v; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			buf_addc(b, '\\');
+		buf_addc(b, *p == '\n' || *p == '\t' ? ' ' : *p);
+	}
+	if (quote)
+		buf_addc(b, '"');
+	free(v);
+	free(plain);
+}
+
+/* Adds an event; the variadic part is key, value pairs ending with NULL. */
+static void
+engine_event(struct engine_result *out, int level, const char *msg, ...)
+{
+	struct engine_event *ev;
+	struct buf kv;
+	const char *k;
+	va_list ap;
+
+	buf_init(&kv);
+	va_start(ap, msg);
+	while ((k = va_arg(ap, const char *)) != NULL)
+		engine_kv(&kv, k, va_arg(ap, const char *));
+	va_end(ap);
+	out->events = xreallocarray(out->events, out->nevents + 1, sizeof(*out->events));
+	ev = &out->events[out->nevents++];
+	ev->level = level;
+	ev->msg = xstrdup(msg);
+	ev->kv = buf_detach(&kv);
+}
+
+void
+engine_enter_state(struct ticket *t, enum tstate to, const char *why, int64_t now,
+    struct engine_result *out)
+{
+	struct ticket_history *h;
+	enum tstate from = t->state;
+
+	if (from == to)
+		return;
+	if (t->nhistory == ENGINE_HISTORY_MAX) {
+		free(t->history[0].why);
+		memmove(&t->history[0], &t->history[1], sizeof(t->history[0]) * (ENGINE_HISTORY_MAX - 1));
+		t->nhistory--;
+	}
+	h = &t->history[t->nhistory++];
+	h->at = now;
+	h->from = from;
+	h->to = to;
+	h->why = render_plain(engine_nz(why), 64);
+	t->state = to;
+	t->state_since = now;
+	if (out == NULL)
+		return;
+	out->changed = 1;
+	engine_event(out, LOG_LVL_INFO, "state changed", "ticket", t->number,
+	    "from", engine_state_name(from), "to", engine_state_name(to), "why", why, NULL);
+}
+
+static struct effect *
+engine_effect_new(struct engine_ctx *c, const struct ticket *t, enum effect_kind kind,
+    const char *tag)
+{
+	struct engine_result *out = c->out;
+	struct effect *e;
+
+	out->effects = xreallocarray(out->effects, out->neffects + 1, sizeof(*out->effects));
+	e = &out->effects[out->neffects++];
+	memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	e->table = engine_dup(t->table);
+	memcpy(e->sys_id, t->sys_id, sizeof(e->sys_id));
+	e->number = engine_dup(t->number);
+	e->generation = t->generation;
+	e->revision = t->revision;
+	e->tag = xstrdup(tag);
+	return e;
+}
+
+static void
+engine_cancel(struct engine_ctx *c, const struct ticket *t, const char *request_id,
+    uint32_t generation, const char *tag)
+{
+	struct effect *e = engine_effect_new(c, t, EFFECT_CANCEL, tag);
+
+	e->request_id = xstrdup(request_id);
+	e->generation = generation;
+}
+
+static char *
+engine_json_string(struct json_object *o)
+{
+	return xstrdup(json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static void
+engine_json_add(struct json_object *o, const char *k, const char *v)
+{
+	json_object_object_add(o, k, json_object_new_string(v));
+}
+
+/* Bumps the revision and queues one PATCH: the field (always the complete
+ * picture), the work note when tag is set, and the fields in more. */
+static void
+engine_patch(struct engine_ctx *c, struct ticket *t, const char *tag, const char *extra,
+    struct json_object *more)
+{
+	struct json_object *o = more ? more : json_object_new_object();
+	struct effect *e;
+	char *html, *note;
+
+	t->revision++;
+	c->out->changed = 1;
+	html = render_field_html(&c->rc, t);
+	engine_json_add(o, c->field, html);
+	if (tag != NULL) {
+		note = render_work_note(&c->rc, t, tag, extra);
+		engine_json_add(o, "work_notes", note);
+		free(note);
+	}
+	e = engine_effect_new(c, t, EFFECT_PATCH, tag ? tag : "field");
+	e->patch_json = engine_json_string(o);
+	json_object_put(o);
+	free(html);
+}
+
+static const struct config_table *
+engine_table(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; name != NULL && i < cfg->snow.ntables; i++)
+		if (str_eq(cfg->snow.tables[i].name, name))
+			return &cfg->snow.tables[i];
+	return NULL;
+}
+
+static const char *
+engine_requester_field(const struct config_table *tc)
+{
+	if (tc->requester_field != NULL && *tc->requester_field != '\0')
+		return tc->requester_field;
+	if (str_eq(tc->name, "sc_req_item"))
+		return "requested_for";
+	if (str_eq(tc->name, "sc_task"))
+		return "request_item.requested_for";
+	return "caller_id";
+}
+
+static int
+engine_ctx_init(struct engine_ctx *c, const struct engine_policy *p, const char *table,
+    int64_t now, struct engine_result *out)
+{
+	if (p == NULL || p->cfg == NULL || out == NULL)
+		return -EINVAL;
+	memset(c, 0, sizeof(*c));
+	c->p = p;
+	c->now = now;
+	c->out = out;
+	if ((c->tc = engine_table(p->cfg, table)) == NULL)
+		return -ENOENT;
+	c->field = c->tc->field && *c->tc->field ? c->tc->field : DEFAULT_FIELD;
+	render_ctx_from_config(&c->rc, p->cfg);
+	return 0;
+}
+
+/* The ticket's flow by name (flows_find, without linking flows.c). */
+static const struct flow *
+engine_flow(const struct engine_ctx *c, const char *name)
+{
+	const struct flows *f = c->p->flows;
+
+	for (size_t i = 0; f != NULL && name != NULL && i < f->n; i++)
+		if (str_eq(f->v[i].name, name))
+			return &f->v[i];
+	return NULL;
+}
+
+static int
+engine_state_in(const char *state, const char *const *set)
+{
+	for (; state != NULL && *set != NULL; set++)
+		if (strcmp(state, *set) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+engine_is_task_table(const char *table)
+{
+	return str_eq(table, "sc_req_item") || str_eq(table, "sc_task");
+}
+
+/* Inactive, or in a resolved, closed or canceled state of its table. */
+static void
+engine_obs_ended(const char *table, struct engine_obs *o)
+{
+	static const char *const inc_closed[] = { "7", "8", NULL };
+	static const char *const task_closed[] = { "3", "4", "7", NULL };
+
+	if (str_eq(table, "incident"))
+		o->closed = engine_state_in(o->state, inc_closed);
+	else if (engine_is_task_table(table))
+		o->closed = engine_state_in(o->state, task_closed);
+	o->closed = o->closed || str_eq(o->active, "false");
+	o->ended = o->closed || (str_eq(table, "incident") && str_eq(o->state, "6"));
+}
+
+/* <base>.<suffix> of the record, NULL when absent or the name is too long. */
+static const char *
+engine_get_walk(const struct snow_record *r, const char *base, const char *suffix)
+{
+	char name[256];
+
+	if ((size_t)snprintf(name, sizeof(name), "%s.%s", base, suffix) >= sizeof(name))
+		return NULL;
+	return snow_record_get(r, name);
+}
+
+static const char *
+engine_first(const char *a, const char *b)
+{
+	return a != NULL && *a != '\0' ? a : b;
+}
+
+static void
+engine_obs_read(const struct engine_ctx *c, const char *table, const struct snow_record *r,
+    struct engine_obs *o)
+{
+	const char *rf = engine_requester_field(c->tc);
+
+	memset(o, 0, sizeof(*o));
+	o->number = snow_record_get(r, "number");
+	o->state = snow_record_get(r, "state");
+	o->active = snow_record_get(r, "active");
+	o->category = snow_record_get(r, "category");
+	o->subcategory = snow_record_get(r, "subcategory");
+	o->short_description = snow_record_get(r, "short_description");
+	o->description = snow_record_get(r, "description");
+	o->requester = snow_record_get(r, rf);
+	o->requester_email = engine_get_walk(r, rf, "email");
+	o->requester_user_name = engine_get_walk(r, rf, "user_name");
+	o->requester_name = engine_first(engine_get_walk(r, rf, "name"), o->requester_user_name);
+	o->assigned_agent = snow_record_get(r, "assigned_to.name");
+	o->field = snow_record_get(r, c->field);
+	engine_obs_ended(table, o);
+}
+
+/* Stores what was observed of the ticket (never the requester: that is
+ * the one the current request was made for). */
+static void
+engine_remember(struct ticket *t, const struct snow_record *r, const struct engine_obs *o)
+{
+	if (o->number != NULL)
+		engine_set_text(&t->number, o->number, MAX_NUMBER);
+	engine_set_text(&t->category, o->category, MAX_NAME);
+	engine_set_text(&t->subcategory, o->subcategory, MAX_NAME);
+	engine_set_text(&t->snow_state, o->state, MAX_NAME);
+	engine_set_text(&t->short_description, o->short_description, MAX_SHORT);
+	t->ended = o->ended;
+	if (r->mod_count > t->seen_mod_count)
+		t->seen_mod_count = r->mod_count;
+	if (r->updated_on > t->seen_updated_on)
+		t->seen_updated_on = r->updated_on;
+}
+
+/* The field shows which of our revisions landed (never trust a future one). */
+static void
+engine_landed_from_field(struct ticket *t, const char *field)
+{
+	uint32_t g, r;
+
+	if (render_parse_revision(field, &g, &r) == 0 && g <= t->generation &&
+	    r <= t->revision && r > t->landed_revision)
+		t->landed_revision = r;
+}
+
+/* cfg->imperai.instance_name, else the host of the ServiceNow instance. */
+static char *
+engine_instance(const struct config *cfg)
+{
+	char *host = NULL;
+
+	if (cfg->imperai.instance_name != NULL && *cfg->imperai.instance_name != '\0')
+		return xstrdup(cfg->imperai.instance_name);
+	if (cfg->snow.instance != NULL &&
+	    util_url_split(cfg->snow.instance, NULL, &host, NULL, NULL) == 0)
+		return host;
+	return xstrdup(engine_nz(cfg->snow.instance));
+}
+
+static char *
+engine_ticket_url(const struct config *cfg, const struct ticket *t)
+{
+	const char *base = engine_nz(cfg->snow.instance);
+	size_t n = strlen(base);
+
+	while (n > 0 && base[n - 1] == '/')
+		n--;
+	return xprintf("%.*s/%s.do?sys_id=%s", (int)n, base, t->table, t->sys_id);
+}
+
+static void
+engine_create(struct engine_ctx *c, const struct ticket *t, const struct flow *f,
+    const struct engine_obs *o)
+{
+	struct effect *e = engine_effect_new(c, t, EFFECT_CREATE, engine_nz(t->gen_reason));
+	struct imperai_create *q = &e->create;
+	const struct config *cfg = c->p->cfg;
+
+	q->ticket.instance = engine_instance(cfg);
+	q->ticket.table = xstrdup(t->table);
+	q->ticket.sys_id = xstrdup(t->sys_id);
+	q->ticket.number = engine_dup(t->number);
+	q->ticket.url = engine_ticket_url(cfg, t);
+	q->subject = engine_text(o->short_description, MAX_SHORT);
+	q->description = engine_text(o->description, MAX_DESCRIPTION);
+	q->category = engine_text(o->category, MAX_NAME);
+	q->action = xstrdup(f->action && *f->action ? f->action : "none");
+	q->requester_name = engine_text(o->requester_name, MAX_NAME);
+	q->requester_email = engine_text(o->requester_email, MAX_NAME);
+	q->requester_user_name = engine_text(o->requester_user_name, MAX_NAME);
+	q->assigned_agent = engine_text(o->assigned_agent, MAX_NAME);
+	q->idempotency_key = xprintf("%s/%s/%s/%" PRIu32, q->ticket.instance, t->table,
+	    t->sys_id, t->generation);
+}
+
+/* Forgets the request of the previous generation. */
+static void
+engine_reset_request(struct ticket *t)
+{
+	free(t->request_id);
+	t->request_id = NULL;
+	engine_verif_clear(&t->v);
+	t->sent_at = 0;
+	t->on_fail_applied = 0;
+	t->untracked_noted = 0;
+	t->resolve_revision = 0;
+	t->resolve_failed = 0;
+	t->resolved_at = 0;
+	free(t->last_error);
+	t->last_error = NULL;
+}
+
+/* A new request generation: awaiting_request, the CREATE, and for a
+ * re-verification a PATCH saying so. */
+static void
+engine_start_generation(struct engine_ctx *c, struct ticket *t, const struct flow *f,
+    const struct engine_obs *o, const char *reason)
+{
+	t->generation++;
+	engine_reset_request(t);
+	str_replace(&t->flow, f->name);
+	if (o->requester != NULL)
+		engine_set_text(&t->requester, o->requester, MAX_NAME);
+	engine_set_text(&t->requester_name, o->requester_name, MAX_NAME);
+	str_replace(&t->gen_reason, reason);
+	if (o->number != NULL)
+		engine_set_text(&t->number, o->number, MAX_NUMBER);
+	engine_enter_state(t, TS_AWAITING_REQUEST, reason, c->now, c->out);
+	if (strcmp(reason, "requester_changed") == 0 || strcmp(reason, "flow_changed") == 0)
+		engine_patch(c, t, reason, NULL, NULL);
+	engine_create(c, t, f, o);
+}
+
+/* Cancels the live request and starts over (requester or flow changed). */
+static void
+engine_supersede(struct engine_ctx *c, struct ticket *t, const struct flow *f,
+    const struct engine_obs *o, const char *reason)
+{
+	if (t->request_id != NULL) {
+		engine_cancel(c, t, t->request_id, t->generation, reason);
+		engine_event(c->out, LOG_LVL_INFO, "request superseded", "ticket", t->number,
+		    "verification", t->request_id, "why", reason, NULL);
+	}
+	engine_enter_state(t, TS_SUPERSEDED, reason, c->now, c->out);
+	engine_start_generation(c, t, f, o, reason);
+}
+
+/* The ticket was resolved, closed or canceled by someone else. */
+static void
+engine_on_ended(struct engine_ctx *c, struct ticket *t, const struct engine_obs *o)
+{
+	if (engine_state_live(t->state) && !engine_state_final(t->state)) {
+		if (t->request_id != NULL)
+			engine_cancel(c, t, t->request_id, t->generation, "canceled");
+		t->v.status = IMPERAI_CANCELED;
+		engine_enter_state(t, TS_CANCELED, "ticket_ended", c->now, c->out);
+		engine_patch(c, t, "canceled", NULL, NULL);
+	} else if (engine_state_live(t->state)) {
+		engine_enter_state(t, o->closed ? TS_CLOSED : TS_RESOLVED, "ended", c->now, c->out);
+	} else if (t->state == TS_RESOLVED && o->closed) {
+		engine_enter_state(t, TS_CLOSED, "closed", c->now, c->out);
+	}
+}
+
+/* The category left every flow: stop, and say so once. */
+static void
+engine_untrack(struct engine_ctx *c, struct ticket *t)
+{
+	const char *tag = t->untracked_noted ? NULL : "untracked";
+
+	if (!engine_state_final(t->state) && t->request_id != NULL) {
+		engine_cancel(c, t, t->request_id, t->generation, "untracked");
+		t->v.status = IMPERAI_CANCELED;
+	}
+	free(t->flow);
+	t->flow = NULL;
+	engine_enter_state(t, TS_UNTRACKED, "untracked", c->now, c->out);
+	t->untracked_noted = 1;
+	engine_patch(c, t, tag, NULL, NULL);
+}
+
+static int
+engine_requester_changed(const struct ticket *t, const struct engine_obs *o)
+{
+	return o->requester != NULL && strcmp(o->requester, engine_nz(t->requester)) != 0;
+}
+
+/* Untracked after leaving, or canceled: a flow matching again starts anew. */
+static void
+engine_maybe_restart(struct engine_ctx *c, struct ticket *t, const struct flow *f,
+    const struct engine_obs *o)
+{
+	if (f == NULL)
+		return;
+	if (t->state != TS_CANCELED)
+		engine_start_generation(c, t, f, o, "recategorized");
+	else if (t->ended)
+		engine_start_generation(c, t, f, o, "reopened");
+	else if (engine_requester_changed(t, o))
+		engine_start_generation(c, t, f, o, "requester_changed");
+	else if (!str_eq(f->name, t->flow))
+		engine_start_generation(c, t, f, o, "flow_changed");
+}
+
+/* A change by someone else to a tracked ticket. */
+static void
+engine_decide(struct engine_ctx *c, struct ticket *t, const struct flow *f,
+    const struct engine_obs *o)
+{
+	if (o->ended) {
+		engine_on_ended(c, t, o);
+		return;
+	}
+	if (t->state == TS_RESOLVED || t->state == TS_CLOSED) {
+		if (t->ended)
+			engine_event(c->out, LOG_LVL_NOTICE, "ticket reopened after resolution; "
+			    "verification not restarted", "ticket", t->number, NULL);
+		return;
+	}
+	if (!engine_state_live(t->state))
+		engine_maybe_restart(c, t, f, o);
+	else if (f == NULL)
+		engine_untrack(c, t);
+	else if (engine_requester_changed(t, o))
+		engine_supersede(c, t, f, o, "requester_changed");
+	else if (!str_eq(f->name, t->flow) && !engine_state_final(t->state))
+		engine_supersede(c, t, f, o, "flow_changed");
+}
+
+static int
+engine_observe_new(struct engine_ctx *c, struct ticket *t, const struct flow *f,
+    const struct snow_record *r, const struct engine_obs *o)
+{
+	if (f == NULL || o->ended) {
+		c->out->forget = 1;
+		return 0;
+	}
+	engine_remember(t, r, o);
+	t->created_at = c->now;
+	engine_start_generation(c, t, f, o, "new");
+	return 0;
+}
+
+int
+engine_observe(const struct engine_policy *p, struct ticket *t, const char *table,
+    const struct snow_record *r, int64_t now, struct engine_result *out)
+{
+	struct engine_ctx c;
+	struct engine_obs o;
+	const struct flow *f;
+	int rc;
+
+	if (t == NULL || r == NULL || table == NULL || p == NULL || p->match == NULL)
+		return -EINVAL;
+	if ((rc = engine_ctx_init(&c, p, table, now, out)) < 0)
+		return rc;
+	if (!str_eq(t->table, table) || strcmp(t->sys_id, r->sys_id) != 0)
+		return -EINVAL;
+	if (t->generation > 0 && r->mod_count <= t->seen_mod_count)
+		return 0;
+	engine_obs_read(&c, table, r, &o);
+	f = p->match(p->flows, table, r);
+	if (t->generation == 0)
+		return engine_observe_new(&c, t, f, r, &o);
+	out->changed = 1;
+	engine_landed_from_field(t, o.field);
+	if (r->mod_count != t->own_mod_count)
+		engine_decide(&c, t, f, &o);
+	engine_remember(t, r, &o);
+	return 0;
+}
+
+static int
+engine_ref_matches(const struct ticket *t, const struct imperai_verification *v)
+{
+	return str_eq(v->ticket.table, t->table) && str_eq(v->ticket.sys_id, t->sys_id);
+}
+
+static void
+engine_refuse_foreign(struct engine_ctx *c, const struct ticket *t,
+    const struct imperai_verification *v)
+{
+	engine_event(c->out, LOG_LVL_ERR, "security: verification names another ticket",
+	    "ticket", t->number, "verification", v->id, "table", t->table, "sys_id", t->sys_id,
+	    "reported_table", v->ticket.table, "reported_sys_id", v->ticket.sys_id, NULL);
+}
+
+/* A create answer the ticket does not want: cancel it or ignore it.
+ * Returns 1 when handled so. */
+static int
+engine_created_unwanted(struct engine_ctx *c, const struct ticket *t, uint32_t generation,
+    const struct imperai_verification *n)
+{
+	if (!engine_ref_matches(t, n)) {
+		engine_refuse_foreign(c, t, n);
+		return 1;
+	}
+	if (generation != t->generation || (t->state != TS_AWAITING_REQUEST &&
+	    t->request_id == NULL)) {
+		/* made for a generation (or a ticket state) that no longer wants it */
+		engine_cancel(c, t, n->id, generation, "stale");
+		engine_event(c->out, LOG_LVL_NOTICE, "stale request canceled", "ticket", t->number,
+		    "verification", n->id, NULL);
+		return 1;
+	}
+	if (t->state != TS_AWAITING_REQUEST) {
+		engine_event(c->out, LOG_LVL_DEBUG, "create replay ignored", "ticket", t->number,
+		    "verification", n->id, NULL);
+		return 1;
+	}
+	return 0;
+}
+
+int
+engine_created(const struct engine_policy *p, struct ticket *t, uint32_t generation,
+    const struct imperai_verification *v, int64_t now, struct engine_result *out)
+{
+	struct engine_ctx c;
+	struct imperai_verification n = { .risk_score = -1 };
+	int rc;
+
+	if (t == NULL || v == NULL || v->id == NULL)
+		return -EINVAL;
+	if ((rc = engine_ctx_init(&c, p, t->table, now, out)) < 0)
+		return rc;
+	engine_snapshot(&n, v);
+	if (engine_created_unwanted(&c, t, generation, &n))
+		goto out;
+	str_replace(&t->request_id, n.id);
+	free(t->last_error);
+	t->last_error = NULL;
+	n.status = IMPERAI_PENDING;	/* a later status is applied below, as a change */
+	engine_verif_move(&t->v, &n);
+	engine_enter_state(t, TS_LINK_READY, "created", now, out);
+	engine_patch(&c, t, "link", NULL, NULL);
+	if (v->status != IMPERAI_PENDING)
+		rc = engine_verification(p, t, v, now, out);
+out:
+	engine_verif_clear(&n);
+	return rc;
+}
+
+/* Did anything the field or the decisions show change? */
+static int
+engine_verif_relevant(const struct imperai_verification *a,
+    const struct imperai_verification *b)
+{
+	return (!engine_status_final(a->status) && a->status != b->status) ||
+	    a->risk_score != b->risk_score || a->action.status != b->action.status ||
+	    !str_eq(a->channel, b->channel) || !str_eq(a->recipient_masked, b->recipient_masked) ||
+	    !str_eq(a->initiated_by, b->initiated_by) ||
+	    !str_eq(a->recommendation, b->recommendation) ||
+	    !str_eq(a->send_link_url, b->send_link_url);
+}
+
+static enum tstate
+engine_state_for(enum imperai_status s)
+{
+	switch (s) {
+	case IMPERAI_LINK_SENT:
+		return TS_LINK_SENT;
+	case IMPERAI_IN_PROGRESS:
+		return TS_IN_PROGRESS;
+	case IMPERAI_PASSED:
+		return TS_PASSED;
+	case IMPERAI_FAILED:
+		return TS_FAILED;
+	case IMPERAI_TIMED_OUT:
+		return TS_TIMED_OUT;
+	case IMPERAI_NOT_ENOUGH_QUESTIONS:
+		return TS_NOT_ENOUGH_QUESTIONS;
+	case IMPERAI_CANCELED:
+		return TS_CANCELED;
+	default:
+		return TS_LINK_READY;
+	}
+}
+
+static const char *
+engine_change_tag(enum imperai_status old, const struct imperai_verification *now,
+    enum imperai_action_status old_action)
+{
+	if (old != now->status) {
+		if (now->status == IMPERAI_LINK_SENT)
+			return "sent";
+		if (now->status == IMPERAI_IN_PROGRESS)
+			return "progress";
+		if (now->status == IMPERAI_CANCELED)
+			return "canceled";
+		if (engine_status_final(now->status))
+			return "outcome";
+		return "update";
+	}
+	return old_action != now->action.status ? "action" : "update";
+}
+
+static int
+engine_risk_high(const struct engine_ctx *c, const struct ticket *t)
+{
+	return str_eq(render_risk_label(&c->rc, t->v.risk_score), "High");
+}
+
+/* "90s", "15m", "2h", "7d": max_age as people write it. */
+static void
+engine_format_duration(struct buf *b, int64_t s)
+{
+	if (s > 0 && s % 86400 == 0)
+		buf_addf(b, "%" PRId64 "d", s / 86400);
+	else if (s > 0 && s % 3600 == 0)
+		buf_addf(b, "%" PRId64 "h", s / 3600);
+	else if (s > 0 && s % 60 == 0)
+		buf_addf(b, "%" PRId64 "m", s / 60);
+	else
+		buf_addf(b, "%" PRId64 "s", s);
+}
+
+static int64_t
+engine_max_age(const struct flow *f)
+{
+	return f->max_age > 0 ? f->max_age : ENGINE_DEFAULT_MAX_AGE;
+}
+
+/* The action mid-sentence: "the password reset"; NULL for none. */
+static char *
+engine_action_phrase(const char *type)
+{
+	char *s = render_action_label(type);
+
+	if (s != NULL && s[0] >= 'A' && s[0] <= 'Z')
+		s[0] = (char)(s[0] - 'A' + 'a');
+	return s;
+}
+
+/* Why a passed verification does not resolve the ticket, written to why;
+ * returns a short code for the log, NULL when it may be resolved. */
+static const char *
+engine_resolve_refusal(const struct engine_ctx *c, const struct ticket *t,
+    const struct flow *f, struct buf *why)
+{
+	const struct imperai_verification *v = &t->v;
+	int64_t when = v->completed_at ? v->completed_at : v->updated_at;
+	char *action = engine_action_phrase(v->action.type);
+	const char *code = NULL;
+
+	if (f == NULL) {
+		buf_addf(why, "its flow %s is no longer configured.", engine_nz(t->flow));
+		code = "flow_gone";
+	} else if (engine_risk_high(c, t)) {
+		buf_adds(why, "the risk level is High.");
+		code = "risk_high";
+	} else if (!f->automated) {
+		buf_addf(why, "the flow %s is not automated; an agent resolves the ticket.", f->name);
+		code = "not_automated";
+	} else if (v->action.status != IMPERAI_ACTION_COMPLETED) {
+		buf_addf(why, "the %s %s.", action ? action : "requested action",
+		    v->action.status == IMPERAI_ACTION_FAILED ? "failed" : "is not completed yet");
+		code = "action_not_completed";
+	} else if (when <= 0 || c->now - when > engine_max_age(f)) {
+		buf_adds(why, "the outcome is older than the flow's max_age (");
+		engine_format_duration(why, engine_max_age(f));
+		buf_adds(why, ").");
+		code = "too_old";
+	} else if (t->resolve_failed) {
+		buf_adds(why, "ServiceNow refused an earlier attempt.");
+		code = "refused_before";
+	} else if (!str_eq(t->table, "incident") && !engine_is_task_table(t->table)) {
+		buf_addf(why, "records of table %s are not resolved automatically.", t->table);
+		code = "table";
+	}
+	free(action);
+	return code;
+}
+
+/* {number} {requester} {verification_id} {action} in the flow's close notes. */
+static char *
+engine_close_notes(const struct ticket *t, const struct flow *f)
+{
+	const char *tmpl = f->close_notes ? f->close_notes :
+	    "Resolved automatically after imper.ai verification {verification_id}.";
+	char *action = engine_action_phrase(t->v.action.type);
+	const char *vals[] = { t->number, t->requester_name, t->request_id, action };
+	const char *keys[] = { "{number}", "{requester}", "{verification_id}", "{action}" };
+	struct buf b;
+	char *s;
+
+	buf_init(&b);
+	for (const char *p = tmpl; *p; p++) {
+		size_t k;
+
+		for (k = 0; k < ARRAY_SIZE(keys) && strncmp(p, keys[k], strlen(keys[k])) != 0; k++)
+			;
+		if (k == ARRAY_SIZE(keys)) {
+			buf_addc(&b, *p);
+			continue;
+		}
+		buf_adds(&b, engine_nz(vals[k]));
+		p += strlen(keys[k]) - 1;
+	}
+	s = render_plain(b.data ? b.data : "", 4000);
+	buf_free(&b);
+	free(action);
+	return s;
+}
+
+/* Adds the fields that resolve (or close) the ticket; returns the state. */
+static enum tstate
+engine_resolve(struct engine_ctx *c, struct ticket *t, const struct flow *f,
+    struct json_object *more)
+{
+	char *notes = engine_close_notes(t, f);
+	int incident = str_eq(t->table, "incident");
+	enum tstate to = !incident || f->close ? TS_CLOSED : TS_RESOLVED;
+
+	engine_json_add(more, "state", incident ? (f->close ? "7" : "6") : "3");
+	if (incident && f->close_code != NULL)
+		engine_json_add(more, "close_code", f->close_code);
+	engine_json_add(more, "close_notes", notes);
+	free(notes);
+	t->resolved_at = c->now;
+	return to;
+}
+
+/* The on_fail of the flow, once per generation. */
+static void
+engine_on_fail(struct engine_ctx *c, struct ticket *t, const struct flow *f,
+    struct json_object *more, struct buf *extra)
+{
+	const char *note = f && f->on_fail.work_note ? f->on_fail.work_note : DEFAULT_ON_FAIL_NOTE;
+	char prio[16];
+
+	if (!str_eq(note, t->v.recommendation))	/* the note shows the recommendation already */
+		buf_addf(extra, "%s\n", note);
+	if (f != NULL && f->on_fail.assignment_group != NULL) {
+		engine_json_add(more, "assignment_group", f->on_fail.assignment_group);
+		buf_addf(extra, "Reassigned to %s.\n", f->on_fail.assignment_group);
+	}
+	if (f != NULL && f->on_fail.priority > 0) {
+		snprintf(prio, sizeof(prio), "%d", f->on_fail.priority);
+		engine_json_add(more, "priority", prio);
+		buf_addf(extra, "Priority set to %s.\n", prio);
+	}
+	t->on_fail_applied = 1;
+	engine_event(c->out, LOG_LVL_NOTICE, "on_fail applied", "ticket", t->number,
+	    "verification", t->request_id, "flow", t->flow, NULL);
+}
+
+/* Everything a change of a verification decides, merged into one PATCH. */
+struct engine_change {
+	const char		*tag;
+	enum tstate		 to;
+	struct buf		 extra;
+	struct json_object	*more;
+	int			 resolving;
+};
+
+static void
+engine_passed(struct engine_ctx *c, struct ticket *t, const struct flow *f,
+    struct engine_change *ch)
+{
+	struct buf why;
+	const char *code;
+
+	if (t->state == TS_RESOLVED || t->state == TS_CLOSED)
+		return;
+	if (t->v.action.status == IMPERAI_ACTION_COMPLETED)
+		ch->to = TS_ACTION_DONE;
+	buf_init(&why);
+	code = engine_resolve_refusal(c, t, f, &why);
+	if (code == NULL) {
+		ch->to = engine_resolve(c, t, f, ch->more);
+		ch->tag = "resolved";
+		ch->resolving = 1;
+	} else {
+		buf_addf(&ch->extra, "Not resolved automatically: %s\n", why.data);
+		engine_event(c->out, LOG_LVL_INFO, "resolve refused", "ticket", t->number,
+		    "verification", t->request_id, "reason", code, NULL);
+	}
+	buf_free(&why);
+}
+
+static void
+engine_outcome_event(struct engine_ctx *c, const struct ticket *t)
+{
+	const char *risk = render_risk_label(&c->rc, t->v.risk_score);
+	char *r = xstrdup(risk ? risk : "unknown");
+
+	for (char *p = r; *p; p++)
+		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+	engine_event(c->out, LOG_LVL_INFO, "outcome recorded", "ticket", t->number,
+	    "verification", t->request_id, "result", engine_status_name(t->v.status),
+	    "risk", r, NULL);
+	free(r);
+}
+
+/* Applies the snapshot n (a relevant change of the current request) to t. */
+static void
+engine_apply(struct engine_ctx *c, struct ticket *t, struct imperai_verification *n)
+{
+	enum imperai_status old = t->v.status;
+	enum imperai_action_status old_action = t->v.action.status;
+	const struct flow *f = engine_flow(c, t->flow);
+	struct engine_change ch = { .to = t->state, .more = json_object_new_object() };
+
+	buf_init(&ch.extra);
+	engine_verif_move(&t->v, n);
+	if (engine_status_final(old))
+		t->v.status = old;
+	else
+		ch.to = engine_state_for(t->v.status);
+	if (t->sent_at == 0 && (t->v.status == IMPERAI_LINK_SENT ||
+	    t->v.status == IMPERAI_IN_PROGRESS || (t->v.channel != NULL && t->v.status != old)))
+		t->sent_at = t->v.updated_at > 0 ? t->v.updated_at : c->now;
+	ch.tag = engine_change_tag(old, &t->v, old_action);
+	if (t->v.status == IMPERAI_FAILED && old != IMPERAI_FAILED)
+		buf_adds(&ch.extra, "Not resolved automatically: the verification failed.\n");
+	if (t->v.status == IMPERAI_PASSED)
+		engine_passed(c, t, f, &ch);
+	if ((t->v.status == IMPERAI_FAILED || engine_risk_high(c, t)) && !t->on_fail_applied) {
+		engine_on_fail(c, t, f, ch.more, &ch.extra);
+		ch.tag = ch.resolving ? ch.tag : "on_fail";
+	}
+	engine_enter_state(t, ch.to, ch.tag, c->now, c->out);
+	engine_patch(c, t, ch.tag, ch.extra.data, ch.more);
+	if (ch.resolving)
+		t->resolve_revision = t->revision;
+	if (engine_status_final(t->v.status) && !engine_status_final(old))
+		engine_outcome_event(c, t);
+	buf_free(&ch.extra);
+}
+
+int
+engine_verification(const struct engine_policy *p, struct ticket *t,
+    const struct imperai_verification *v, int64_t now, struct engine_result *out)
+{
+	struct engine_ctx c;
+	struct imperai_verification n = { .risk_score = -1 };
+	int rc;
+
+	if (t == NULL || v == NULL || v->id == NULL)
+		return -EINVAL;
+	if ((rc = engine_ctx_init(&c, p, t->table, now, out)) < 0)
+		return rc;
+	engine_snapshot(&n, v);
+	if (!engine_ref_matches(t, &n))
+		engine_refuse_foreign(&c, t, &n);
+	else if (!str_eq(n.id, t->request_id) || t->state == TS_AWAITING_REQUEST ||
+	    !(engine_state_live(t->state) || engine_state_final(t->state)))
+		engine_event(out, LOG_LVL_DEBUG, "stale verification ignored", "ticket", t->number,
+		    "verification", n.id, "current", t->request_id, NULL);
+	else if (engine_verif_relevant(&t->v, &n))
+		engine_apply(&c, t, &n);
+	engine_verif_clear(&n);
+	return 0;
+}
+
+/* ServiceNow did not resolve the ticket: say so, without the resolve fields. */
+static void
+engine_resolve_failed(struct engine_ctx *c, struct ticket *t, const char *why)
+{
+	struct buf extra;
+	enum tstate to = t->v.action.status == IMPERAI_ACTION_COMPLETED ? TS_ACTION_DONE :
+	    TS_PASSED;
+
+	t->resolve_failed = 1;
+	t->resolve_revision = 0;
+	t->resolved_at = 0;
+	buf_init(&extra);
+	buf_addf(&extra, "ServiceNow answered: %s", engine_nz(why));
+	engine_enter_state(t, to, "resolve_failed", c->now, c->out);
+	engine_patch(c, t, "error", extra.data, NULL);
+	engine_event(c->out, LOG_LVL_WARN, "resolve refused by ServiceNow", "ticket", t->number,
+	    "verification", t->request_id, "error", why, NULL);
+	buf_free(&extra);
+}
+
+/* Carries the fields the engine reads (a PATCH answer may not). */
+static int
+engine_record_complete(const struct engine_ctx *c, const struct snow_record *r)
+{
+	return snow_record_get(r, "number") != NULL && snow_record_get(r, "state") != NULL &&
+	    snow_record_get(r, engine_requester_field(c->tc)) != NULL;
+}
+
+int
+engine_patched(const struct engine_policy *p, struct ticket *t, uint32_t revision,
+    const struct snow_record *r, int64_t now, struct engine_result *out)
+{
+	struct engine_ctx c;
+	struct engine_obs o;
+	int64_t known;
+	int rc;
+
+	if (t == NULL || r == NULL)
+		return -EINVAL;
+	if ((rc = engine_ctx_init(&c, p, t->table, now, out)) < 0)
+		return rc;
+	known = t->seen_mod_count > t->own_mod_count ? t->seen_mod_count : t->own_mod_count;
+	t->own_mod_count = r->mod_count < -1 ? -1 : r->mod_count;
+	if (revision > t->landed_revision && revision <= t->revision)
+		t->landed_revision = revision;
+	out->changed = 1;
+	if (!engine_record_complete(&c, r)) {
+		if (r->mod_count > t->seen_mod_count)
+			t->seen_mod_count = r->mod_count;
+		return 0;
+	}
+	engine_obs_read(&c, t->table, r, &o);
+	if (revision == t->resolve_revision && !o.ended &&
+	    (t->state == TS_RESOLVED || t->state == TS_CLOSED))
+		engine_resolve_failed(&c, t, "the ticket is still open after the update "
+		    "(state not writable, or a business rule reverted it)");
+	else if (known >= 0 && r->mod_count > known + 1 && p->match != NULL)
+		/* someone else changed the ticket between our last read and this PATCH */
+		engine_decide(&c, t, p->match(p->flows, t->table, r), &o);
+	engine_remember(t, r, &o);
+	return 0;
+}
+
+int
+engine_effect_failed(const struct engine_policy *p, struct ticket *t,
+    const struct effect *e, const char *why, int64_t now, struct engine_result *out)
+{
+	struct engine_ctx c;
+	char rev[16];
+	int rc;
+
+	if (t == NULL || e == NULL)
+		return -EINVAL;
+	if ((rc = engine_ctx_init(&c, p, t->table, now, out)) < 0)
+		return rc;
+	if (!str_eq(e->table, t->table) || strcmp(e->sys_id, t->sys_id) != 0)
+		return -EINVAL;
+	engine_set_text(&t->last_error, why ? why : "unknown error", MAX_ERROR);
+	out->changed = 1;
+	snprintf(rev, sizeof(rev), "%" PRIu32, e->revision);
+	engine_event(out, LOG_LVL_WARN, "effect failed", "ticket", t->number,
+	    "effect", engine_effect_name(e->kind), "tag", e->tag, "revision", rev,
+	    "verification", e->request_id, "error", t->last_error, NULL);
+	if (e->kind == EFFECT_PATCH && e->revision != 0 && e->revision == t->resolve_revision &&
+	    (t->state == TS_RESOLVED || t->state == TS_CLOSED))
+		engine_resolve_failed(&c, t, t->last_error);
+	return 0;
+}
+
+int
+engine_field_has_revision(const char *field, uint32_t generation, uint32_t revision)
+{
+	uint32_t g, r;
+
+	if (render_parse_revision(field, &g, &r) < 0)
+		return 0;
+	return g > generation || (g == generation && r >= revision);
+}
+
+/* The store's JSON: "v" is the schema version this build writes and reads. */
+#define ENGINE_SCHEMA		1
+#define ENGINE_MAX_DOC		(64u << 20)
+#define ENGINE_MAX_PATCH	(8u << 20)
+
+static void
+enc_str(struct json_object *o, const char *k, const char *v)
+{
+	if (v != NULL)
+		json_object_object_add(o, k, json_object_new_string(v));
+}
+
+static void
+enc_int(struct json_object *o, const char *k, int64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64(v));
+}
+
+static void
+enc_bool(struct json_object *o, const char *k, int v)
+{
+	json_object_object_add(o, k, json_object_new_boolean(v != 0));
+}
+
+static struct json_object *
+enc_ref(const struct imperai_ticket_ref *r)
+{
+	struct json_object *o = json_object_new_object();
+
+	enc_str(o, "instance", r->instance);
+	enc_str(o, "table", r->table);
+	enc_str(o, "sys_id", r->sys_id);
+	enc_str(o, "number", r->number);
+	enc_str(o, "url", r->url);
+	return o;
+}
+
+static struct json_object *
+enc_verification(const struct imperai_verification *v)
+{
+	struct json_object *o = json_object_new_object(), *a = json_object_new_object();
+
+	enc_str(o, "id", v->id);
+	json_object_object_add(o, "ticket", enc_ref(&v->ticket));
+	enc_str(o, "status", engine_status_name(v->status));
+	enc_str(o, "channel", v->channel);
+	enc_str(o, "recipient_masked", v->recipient_masked);
+	enc_str(o, "initiated_by", v->initiated_by);
+	enc_int(o, "risk_score", v->risk_score);
+	enc_str(o, "recommendation", v->recommendation);
+	enc_str(o, "analysis_summary", v->analysis_summary);
+	enc_str(o, "additional_info", v->additional_info);
+	enc_str(o, "send_link_url", v->send_link_url);
+	enc_str(o, "details_url", v->details_url);
+	enc_int(o, "expires_at", v->expires_at);
+	enc_int(o, "completed_at", v->completed_at);
+	enc_int(o, "updated_at", v->updated_at);
+	enc_str(a, "type", v->action.type);
+	enc_str(a, "status", (size_t)v->action.status < ARRAY_SIZE(engine_action_names) ?
+	    engine_action_names[v->action.status] : "unknown");
+	enc_int(a, "completed_at", v->action.completed_at);
+	enc_bool(a, "automated", v->action.automated);
+	json_object_object_add(o, "action", a);
+	return o;
+}
+
+static struct json_object *
+enc_history(const struct ticket *t)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (size_t i = 0; i < t->nhistory && i < ENGINE_HISTORY_MAX; i++) {
+		struct json_object *h = json_object_new_object();
+
+		enc_int(h, "at", t->history[i].at);
+		enc_str(h, "from", engine_state_name(t->history[i].from));
+		enc_str(h, "to", engine_state_name(t->history[i].to));
+		enc_str(h, "why", t->history[i].why);
+		json_object_array_add(a, h);
+	}
+	return a;
+}
+
+/* The request and verification half of a ticket. */
+static void
+enc_ticket_request(struct json_object *o, const struct ticket *t)
+{
+	enc_str(o, "request_id", t->request_id);
+	enc_str(o, "requester", t->requester);
+	enc_str(o, "requester_name", t->requester_name);
+	enc_str(o, "gen_reason", t->gen_reason);
+	json_object_object_add(o, "verification", enc_verification(&t->v));
+	enc_int(o, "sent_at", t->sent_at);
+	enc_bool(o, "on_fail_applied", t->on_fail_applied);
+	enc_bool(o, "untracked_noted", t->untracked_noted);
+	enc_int(o, "resolve_revision", t->resolve_revision);
+	enc_bool(o, "resolve_failed", t->resolve_failed);
+	enc_int(o, "resolved_at", t->resolved_at);
+}
+
+char *
+engine_ticket_encode(const struct ticket *t)
+{
+	struct json_object *o = json_object_new_object();
+	char *s;
+
+	enc_int(o, "v", ENGINE_SCHEMA);
+	enc_str(o, "table", t->table);
+	enc_str(o, "sys_id", t->sys_id);
+	enc_str(o, "number", t->number);
+	enc_str(o, "state", engine_state_name(t->state));
+	enc_str(o, "flow", t->flow);
+	enc_int(o, "generation", t->generation);
+	enc_int(o, "revision", t->revision);
+	enc_int(o, "landed_revision", t->landed_revision);
+	enc_int(o, "seen_mod_count", t->seen_mod_count);
+	enc_int(o, "seen_updated_on", t->seen_updated_on);
+	enc_int(o, "own_mod_count", t->own_mod_count);
+	enc_str(o, "category", t->category);
+	enc_str(o, "subcategory", t->subcategory);
+	enc_str(o, "snow_state", t->snow_state);
+	enc_str(o, "short_description", t->short_description);
+	enc_bool(o, "ended", t->ended);
+	enc_ticket_request(o, t);
+	enc_int(o, "created_at", t->created_at);
+	enc_int(o, "state_since", t->state_since);
+	json_object_object_add(o, "history", enc_history(t));
+	enc_str(o, "last_error", t->last_error);
+	s = engine_json_string(o);
+	json_object_put(o);
+	return s;
+}
+
+/* A decoder with a sticky error: the first problem met is the cause. */
+struct engine_dec {
+	const char	*what;
+	char		*cause;
+	int		 err;
+};
+
+static void
+dec_fail(struct engine_dec *d, int err, const char *pfx, const char *key, const char *problem)
+{
+	if (d->err)
+		return;
+	d->err = err;
+	d->cause = xprintf("%s: %s%s: %s", d->what, pfx, key, problem);
+}
+
+static const char *
+dec_type_name(enum json_type type)
+{
+	switch (type) {
+	case json_type_string:
+		return "expected a string";
+	case json_type_int:
+		return "expected an integer";
+	case json_type_boolean:
+		return "expected true or false";
+	case json_type_object:
+		return "expected an object";
+	case json_type_array:
+		return "expected an array";
+	default:
+		return "unexpected type";
+	}
+}
+
+/* The member key of o, of type; NULL (and an error if required) when absent
+ * or null. */
+static struct json_object *
+dec_get(struct engine_dec *d, struct json_object *o, const char *pfx, const char *key,
+    enum json_type type, int required)
+{
+	struct json_object *v = NULL;
+
+	if (d->err)
+		return NULL;
+	if (!json_object_object_get_ex(o, key, &v) || v == NULL) {
+		if (required)
+			dec_fail(d, -EINVAL, pfx, key, "missing");
+		return NULL;
+	}
+	if (!json_object_is_type(v, type)) {
+		dec_fail(d, -EINVAL, pfx, key, dec_type_name(type));
+		return NULL;
+	}
+	return v;
+}
+
+static void
+dec_str(struct engine_dec *d, struct json_object *o, const char *pfx, const char *key,
+    char **out, size_t max, int required)
+{
+	struct json_object *v = dec_get(d, o, pfx, key, json_type_string, required);
+	const char *s;
+	size_t len;
+
+	if (v == NULL)
+		return;
+	s = json_object_get_string(v);
+	len = (size_t)json_object_get_string_len(v);
+	if (strlen(s) != len)
+		dec_fail(d, -EINVAL, pfx, key, "contains a NUL character");
+	else if (len > max)
+		dec_fail(d, -EINVAL, pfx, key, "too long");
+	else if (required && len == 0)
+		dec_fail(d, -EINVAL, pfx, key, "empty");
+	else {
+		free(*out);
+		*out = xstrdup(s);
+	}
+}
+
+static void
+dec_int(struct engine_dec *d, struct json_object *o, const char *pfx, const char *key,
+    int64_t *out, int64_t min, int64_t max)
+{
+	struct json_object *v = dec_get(d, o, pfx, key, json_type_int, 0);
+	int64_t n;
+
+	if (v == NULL)
+		return;
+	errno = 0;
+	n = json_object_get_int64(v);
+	if (errno != 0 || n < min || n > max)
+		dec_fail(d, -EINVAL, pfx, key, "out of range");
+	else
+		*out = n;
+}
+
+static void
+dec_time(struct engine_dec *d, struct json_object *o, const char *pfx, const char *key,
+    int64_t *out)
+{
+	dec_int(d, o, pfx, key, out, 0, ENGINE_TIME_MAX);
+}
+
+static void
+dec_u32(struct engine_dec *d, struct json_object *o, const char *pfx, const char *key,
+    uint32_t *out)
+{
+	int64_t n = *out;
+
+	dec_int(d, o, pfx, key, &n, 0, UINT32_MAX);
+	*out = (uint32_t)n;
+}
+
+static void
+dec_int32(struct engine_dec *d, struct json_object *o, const char *pfx, const char *key,
+    int *out, int min, int max)
+{
+	int64_t n = *out;
+
+	dec_int(d, o, pfx, key, &n, min, max);
+	*out = (int)n;
+}
+
+static void
+dec_bool(struct engine_dec *d, struct json_object *o, const char *pfx, const char *key, int *out)
+{
+	struct json_object *v = dec_get(d, o, pfx, key, json_type_boolean, 0);
+
+	if (v != NULL)
+		*out = json_object_get_boolean(v) ? 1 : 0;
+}
+
+/* A string member naming one of names; returns its index via out. */
+static void
+dec_name(struct engine_dec *d, struct json_object *o, const char *pfx, const char *key,
+    const char *const *names, size_t n, int *out, int required)
+{
+	struct json_object *v = dec_get(d, o, pfx, key, json_type_string, required);
+	int i;
+
+	if (v == NULL)
+		return;
+	if ((i = engine_name_index(names, n, json_object_get_string(v))) < 0)
+		dec_fail(d, -EINVAL, pfx, key, "unknown value");
+	else
+		*out = i;
+}
+
+static void
+dec_sys_id(struct engine_dec *d, struct json_object *o, char out[33])
+{
+	char *s = NULL;
+
+	dec_str(d, o, "", "sys_id", &s, 32, 1);
+	if (s != NULL)
+		memcpy(out, s, strlen(s) + 1);
+	free(s);
+}
+
+static struct json_object *
+engine_parse(struct engine_dec *d, const char *json, size_t len)
+{
+	struct json_tokener *tok;
+	struct json_object *o;
+	size_t end;
+
+	if (json == NULL || len == 0 || len > ENGINE_MAX_DOC || memchr(json, '\0', len)) {
+		dec_fail(d, -EINVAL, "", "document", len > ENGINE_MAX_DOC ? "too large" :
+		    "empty or holding a NUL byte");
+		return NULL;
+	}
+	tok = json_tokener_new_ex(16);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, json, (int)len);
+	end = o ? json_tokener_get_parse_end(tok) : 0;
+	while (o != NULL && end < len && strchr(" \t\r\n", json[end]) != NULL)
+		end++;
+	if (o == NULL)
+		dec_fail(d, -EINVAL, "", "document", json_tokener_get_error(tok) ==
+		    json_tokener_continue ? "truncated JSON" :
+		    json_tokener_error_desc(json_tokener_get_error(tok)));
+	else if (end != len)
+		dec_fail(d, -EINVAL, "", "document", "trailing data after the JSON value");
+	else if (!json_object_is_type(o, json_type_object))
+		dec_fail(d, -EINVAL, "", "document", "expected a JSON object");
+	json_tokener_free(tok);
+	if (d->err) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+static void
+dec_version(struct engine_dec *d, struct json_object *o)
+{
+	int64_t v = -1;
+
+	if (dec_get(d, o, "", "v", json_type_int, 1) == NULL)
+		return;
+	dec_int(d, o, "", "v", &v, INT64_MIN, INT64_MAX);
+	if (!d->err && v != ENGINE_SCHEMA)
+		dec_fail(d, v > ENGINE_SCHEMA ? -EPROTO : -EINVAL, "", "v",
+		    "unsupported schema version (this build reads 1)");
+}
+
+static void
+dec_ref(struct engine_dec *d, struct json_object *o, const char *pfx,
+    struct imperai_ticket_ref *r)
+{
+	char p[64];
+	struct json_object *ref = dec_get(d, o, pfx, "ticket", json_type_object, 0);
+
+	if (ref == NULL)
+		return;
+	snprintf(p, sizeof(p), "%sticket.", pfx);
+	dec_str(d, ref, p, "instance", &r->instance, ENGINE_MAX_STRING, 0);
+	dec_str(d, ref, p, "table", &r->table, ENGINE_MAX_STRING, 0);
+	dec_str(d, ref, p, "sys_id", &r->sys_id, ENGINE_MAX_STRING, 0);
+	dec_str(d, ref, p, "number", &r->number, ENGINE_MAX_STRING, 0);
+	dec_str(d, ref, p, "url", &r->url, ENGINE_MAX_STRING, 0);
+}
+
+static void
+dec_action(struct engine_dec *d, struct json_object *o, struct imperai_verification *v)
+{
+	static const char *const p = "verification.action.";
+	struct json_object *a = dec_get(d, o, "verification.", "action", json_type_object, 0);
+	int st = IMPERAI_ACTION_NONE;
+
+	if (a == NULL)
+		return;
+	dec_str(d, a, p, "type", &v->action.type, ENGINE_MAX_STRING, 0);
+	dec_name(d, a, p, "status", engine_action_names, ARRAY_SIZE(engine_action_names), &st, 0);
+	v->action.status = (enum imperai_action_status)st;
+	dec_time(d, a, p, "completed_at", &v->action.completed_at);
+	dec_bool(d, a, p, "automated", &v->action.automated);
+}
+
+static void
+dec_verification(struct engine_dec *d, struct json_object *root, struct imperai_verification *v)
+{
+	static const char *const p = "verification.";
+	struct json_object *o = dec_get(d, root, "", "verification", json_type_object, 0);
+	int st = IMPERAI_PENDING;
+
+	if (o == NULL)
+		return;
+	dec_str(d, o, p, "id", &v->id, ENGINE_MAX_STRING, 0);
+	dec_ref(d, o, p, &v->ticket);
+	dec_name(d, o, p, "status", engine_status_names, ARRAY_SIZE(engine_status_names), &st, 1);
+	v->status = (enum imperai_status)st;
+	dec_str(d, o, p, "channel", &v->channel, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "recipient_masked", &v->recipient_masked, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "initiated_by", &v->initiated_by, ENGINE_MAX_STRING, 0);
+	dec_int32(d, o, p, "risk_score", &v->risk_score, -1, 10);
+	dec_str(d, o, p, "recommendation", &v->recommendation, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "analysis_summary", &v->analysis_summary, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "additional_info", &v->additional_info, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "send_link_url", &v->send_link_url, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "details_url", &v->details_url, ENGINE_MAX_STRING, 0);
+	dec_time(d, o, p, "expires_at", &v->expires_at);
+	dec_time(d, o, p, "completed_at", &v->completed_at);
+	dec_time(d, o, p, "updated_at", &v->updated_at);
+	dec_action(d, o, v);
+}
+
+static void
+dec_history_entry(struct engine_dec *d, struct json_object *h, struct ticket_history *e)
+{
+	static const char *const p = "history[].";
+	int from = TS_UNTRACKED, to = TS_UNTRACKED;
+
+	if (!json_object_is_type(h, json_type_object)) {
+		dec_fail(d, -EINVAL, "", "history[]", "expected an object");
+		return;
+	}
+	dec_time(d, h, p, "at", &e->at);
+	dec_name(d, h, p, "from", engine_state_names, TS__COUNT, &from, 1);
+	dec_name(d, h, p, "to", engine_state_names, TS__COUNT, &to, 1);
+	dec_str(d, h, p, "why", &e->why, 64, 1);
+	e->from = (enum tstate)from;
+	e->to = (enum tstate)to;
+}
+
+static void
+dec_history(struct engine_dec *d, struct json_object *o, struct ticket *t)
+{
+	struct json_object *a = dec_get(d, o, "", "history", json_type_array, 0);
+	size_t n;
+
+	if (a == NULL)
+		return;
+	n = json_object_array_length(a);
+	if (n > ENGINE_HISTORY_MAX) {
+		dec_fail(d, -EINVAL, "", "history", "more entries than ENGINE_HISTORY_MAX");
+		return;
+	}
+	for (size_t i = 0; i < n && !d->err; i++) {
+		dec_history_entry(d, json_object_array_get_idx(a, i), &t->history[i]);
+		t->nhistory = i + 1;
+	}
+}
+
+static void
+dec_ticket_request(struct engine_dec *d, struct json_object *o, struct ticket *t)
+{
+	dec_str(d, o, "", "request_id", &t->request_id, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, "", "requester", &t->requester, MAX_NAME, 0);
+	dec_str(d, o, "", "requester_name", &t->requester_name, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, "", "gen_reason", &t->gen_reason, 64, 0);
+	dec_verification(d, o, &t->v);
+	dec_time(d, o, "", "sent_at", &t->sent_at);
+	dec_bool(d, o, "", "on_fail_applied", &t->on_fail_applied);
+	dec_bool(d, o, "", "untracked_noted", &t->untracked_noted);
+	dec_u32(d, o, "", "resolve_revision", &t->resolve_revision);
+	dec_bool(d, o, "", "resolve_failed", &t->resolve_failed);
+	dec_time(d, o, "", "resolved_at", &t->resolved_at);
+}
+
+static void
+dec_ticket(struct engine_dec *d, struct json_object *o, struct ticket *t)
+{
+	int state = TS_UNTRACKED;
+
+	dec_version(d, o);
+	dec_str(d, o, "", "table", &t->table, MAX_NAME, 1);
+	dec_sys_id(d, o, t->sys_id);
+	dec_str(d, o, "", "number", &t->number, MAX_NUMBER, 0);
+	dec_name(d, o, "", "state", engine_state_names, TS__COUNT, &state, 1);
+	t->state = (enum tstate)state;
+	dec_str(d, o, "", "flow", &t->flow, ENGINE_MAX_STRING, 0);
+	dec_u32(d, o, "", "generation", &t->generation);
+	dec_u32(d, o, "", "revision", &t->revision);
+	dec_u32(d, o, "", "landed_revision", &t->landed_revision);
+	dec_int(d, o, "", "seen_mod_count", &t->seen_mod_count, -1, INT64_MAX);
+	dec_time(d, o, "", "seen_updated_on", &t->seen_updated_on);
+	dec_int(d, o, "", "own_mod_count", &t->own_mod_count, -1, INT64_MAX);
+	dec_str(d, o, "", "category", &t->category, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, "", "subcategory", &t->subcategory, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, "", "snow_state", &t->snow_state, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, "", "short_description", &t->short_description, ENGINE_MAX_STRING, 0);
+	dec_bool(d, o, "", "ended", &t->ended);
+	dec_ticket_request(d, o, t);
+	dec_time(d, o, "", "created_at", &t->created_at);
+	dec_time(d, o, "", "state_since", &t->state_since);
+	dec_history(d, o, t);
+	dec_str(d, o, "", "last_error", &t->last_error, ENGINE_MAX_STRING, 0);
+}
+
+/* Hands the decoder's cause to the caller (or drops it). */
+static int
+dec_finish(struct engine_dec *d, char **cause)
+{
+	if (cause != NULL)
+		*cause = d->cause;
+	else
+		free(d->cause);
+	return d->err;
+}
+
+int
+engine_ticket_decode(const char *json, size_t len, struct ticket *t, char **cause)
+{
+	struct engine_dec d = { .what = "ticket" };
+	struct json_object *o;
+
+	ticket_init(t, NULL, NULL);
+	if ((o = engine_parse(&d, json, len)) != NULL)
+		dec_ticket(&d, o, t);
+	json_object_put(o);
+	if (d.err)
+		ticket_free(t);
+	return dec_finish(&d, cause);
+}
+
+static struct json_object *
+enc_create(const struct imperai_create *c)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ticket", enc_ref(&c->ticket));
+	enc_str(o, "subject", c->subject);
+	enc_str(o, "description", c->description);
+	enc_str(o, "category", c->category);
+	enc_str(o, "action", c->action);
+	enc_str(o, "requester_name", c->requester_name);
+	enc_str(o, "requester_email", c->requester_email);
+	enc_str(o, "requester_user_name", c->requester_user_name);
+	enc_str(o, "assigned_agent", c->assigned_agent);
+	enc_str(o, "idempotency_key", c->idempotency_key);
+	return o;
+}
+
+char *
+engine_effect_encode(const struct effect *e)
+{
+	struct json_object *o = json_object_new_object();
+	char *s;
+
+	enc_int(o, "v", ENGINE_SCHEMA);
+	enc_str(o, "kind", engine_effect_name(e->kind));
+	enc_str(o, "table", e->table);
+	enc_str(o, "sys_id", e->sys_id);
+	enc_str(o, "number", e->number);
+	enc_int(o, "generation", e->generation);
+	enc_int(o, "revision", e->revision);
+	enc_str(o, "tag", e->tag);
+	enc_str(o, "request_id", e->request_id);
+	if (e->kind == EFFECT_CREATE)
+		json_object_object_add(o, "create", enc_create(&e->create));
+	enc_str(o, "patch_json", e->patch_json);
+	enc_int(o, "attempts", e->attempts);
+	enc_int(o, "not_before", e->not_before);
+	enc_str(o, "last_error", e->last_error);
+	s = engine_json_string(o);
+	json_object_put(o);
+	return s;
+}
+
+static void
+dec_create(struct engine_dec *d, struct json_object *root, struct imperai_create *c)
+{
+	static const char *const p = "create.";
+	struct json_object *o = dec_get(d, root, "", "create", json_type_object, 1);
+
+	if (o == NULL)
+		return;
+	dec_ref(d, o, p, &c->ticket);
+	dec_str(d, o, p, "subject", &c->subject, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "description", &c->description, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "category", &c->category, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "action", &c->action, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "requester_name", &c->requester_name, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "requester_email", &c->requester_email, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "requester_user_name", &c->requester_user_name, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "assigned_agent", &c->assigned_agent, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, p, "idempotency_key", &c->idempotency_key, ENGINE_MAX_STRING, 1);
+}
+
+static void
+dec_effect(struct engine_dec *d, struct json_object *o, struct effect *e)
+{
+	int kind = EFFECT_PATCH;
+
+	dec_version(d, o);
+	dec_name(d, o, "", "kind", engine_effect_names, ARRAY_SIZE(engine_effect_names), &kind, 1);
+	e->kind = (enum effect_kind)kind;
+	dec_str(d, o, "", "table", &e->table, MAX_NAME, 1);
+	dec_sys_id(d, o, e->sys_id);
+	dec_str(d, o, "", "number", &e->number, MAX_NUMBER, 0);
+	dec_u32(d, o, "", "generation", &e->generation);
+	dec_u32(d, o, "", "revision", &e->revision);
+	dec_str(d, o, "", "tag", &e->tag, 64, 0);
+	dec_str(d, o, "", "request_id", &e->request_id, ENGINE_MAX_STRING, kind == EFFECT_CANCEL);
+	if (kind == EFFECT_CREATE)
+		dec_create(d, o, &e->create);
+	dec_str(d, o, "", "patch_json", &e->patch_json, ENGINE_MAX_PATCH, kind == EFFECT_PATCH);
+	dec_int32(d, o, "", "attempts", &e->attempts, 0, INT32_MAX);
+	dec_int(d, o, "", "not_before", &e->not_before, 0, ENGINE_TIME_MAX);
+	dec_str(d, o, "", "last_error", &e->last_error, ENGINE_MAX_STRING, 0);
+}
+
+int
+engine_effect_decode(const char *json, size_t len, struct effect *e, char **cause)
+{
+	struct engine_dec d = { .what = "effect" };
+	struct json_object *o;
+
+	memset(e, 0, sizeof(*e));
+	if ((o = engine_parse(&d, json, len)) != NULL)
+		dec_effect(&d, o, e);
+	json_object_put(o);
+	if (d.err)
+		effect_free(e);
+	return dec_finish(&d, cause);
+}

@@ -8,13 +8,20 @@
  * Lifecycle (ARCHITECTURE.md section 4):
  *   untracked -> awaiting_request -> link_ready -> link_sent -> in_progress
  *   -> passed | failed | timed_out | not_enough_questions
- *   -> action_done -> resolved -> closed; plus canceled and superseded. */
+ *   -> action_done -> resolved -> closed; plus canceled and superseded.
+ *
+ * The engine links against util.c, record.c, render.c and json-c only:
+ * flows are matched through engine_policy.match, and the config table,
+ * the flow by name, status names and close-notes templates are looked up
+ * locally.  Library code: it never logs; what happened is in the result's
+ * events, which carry no raw email, phone or secret. */
 #ifndef IMPERAI_ENGINE_H
 #define IMPERAI_ENGINE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "flows.h"
 #include "imperai.h"
 #include "util.h"
 
@@ -58,11 +65,13 @@ struct ticket {
 	char		*number;
 	enum tstate	 state;
 	char		*flow;		/* name of the matching flow, NULL if none */
-	uint32_t	 generation;	/* request generation; bumps on requester change */
-	uint32_t	 revision;	/* field revision; bumps on every field PATCH */
+	uint32_t	 generation;	/* request generation; bumps on every new request */
+	uint32_t	 revision;	/* field revision; bumps on every PATCH, never resets */
 	uint32_t	 landed_revision;	/* highest revision seen in the field */
 	char		*request_id;
 	char		*requester;	/* sys_id the current request was made for */
+	char		*requester_name;	/* display name, for close notes */
+	char		*gen_reason;	/* why this generation began: "new", "requester_changed", ... */
 	/* the ticket as last observed */
 	int64_t		 seen_mod_count;
 	int64_t		 seen_updated_on;
@@ -71,20 +80,30 @@ struct ticket {
 	char		*subcategory;
 	char		*snow_state;	/* ServiceNow "state" value */
 	char		*short_description;
+	int		 ended;		/* inactive, resolved, closed or canceled in ServiceNow */
 	/* the verification as last reported */
 	struct imperai_verification v;
+	int64_t		 sent_at;	/* when the link was first reported sent */
 	int		 on_fail_applied;
 	int		 untracked_noted;	/* "no longer needs verification" said */
+	uint32_t	 resolve_revision;	/* the PATCH that resolved it, 0 if none */
+	int		 resolve_failed;	/* ServiceNow refused our resolve: never retried */
+	int64_t		 resolved_at;
 	int64_t		 created_at;
 	int64_t		 state_since;
 	struct ticket_history history[ENGINE_HISTORY_MAX];
-	size_t		 nhistory;	/* ring: the newest ENGINE_HISTORY_MAX kept */
+	size_t		 nhistory;	/* the newest ENGINE_HISTORY_MAX, oldest first */
 	char		*last_error;
 };
 
+/* A fresh ticket in TS_UNTRACKED, generation 0 (table may be NULL). */
 void ticket_init(struct ticket *t, const char *table, const char *sys_id);
 void ticket_free(struct ticket *t);
-/* JSON encoding for the store (schema versioned inside). */
+/* JSON for the store, {"v":1,...}.  Decode overwrites t without freeing
+ * it; on failure t holds nothing (ticket_free is harmless) and *cause
+ * (when cause is not NULL; caller frees) names the field: "ticket:
+ * generation: expected an integer".  -EPROTO for a newer schema version,
+ * -EINVAL for anything else; no input crashes it. */
 char *engine_ticket_encode(const struct ticket *t);
 int engine_ticket_decode(const char *json, size_t len, struct ticket *t, char **cause);
 
@@ -111,6 +130,8 @@ struct effect {
 	char		*last_error;
 };
 void effect_free(struct effect *e);
+/* Same contract as the ticket's; kind decides what is required (CANCEL:
+ * request_id, PATCH: patch_json, CREATE: create.idempotency_key). */
 char *engine_effect_encode(const struct effect *e);
 int engine_effect_decode(const char *json, size_t len, struct effect *e, char **cause);
 
@@ -121,9 +142,11 @@ struct engine_event {
 	char		*kv;		/* "ticket=INC0010001 from=link_ready to=passed" */
 };
 
+/* Effects are listed in the order to execute them (a CANCEL before the
+ * PATCH before the CREATE of a re-verification). */
 struct engine_result {
 	int		 changed;	/* the ticket record must be stored */
-	int		 forget;	/* the ticket record may be deleted */
+	int		 forget;	/* the ticket needs no verification: store nothing */
 	struct effect	*effects;
 	size_t		 neffects;
 	struct engine_event *events;
@@ -132,34 +155,70 @@ struct engine_result {
 void engine_result_init(struct engine_result *r);
 void engine_result_free(struct engine_result *r);
 
+/* Finds the flow for a record; flows_match in the daemon, a fake in tests. */
+typedef const struct flow *(*engine_match_fn)(const struct flows *f, const char *table,
+    const struct snow_record *r);
+
 struct engine_policy {
 	const struct config	*cfg;
 	const struct flows	*flows;
+	engine_match_fn		 match;
 };
 
+/* The daemon's policy: flows_match() decides.  Inline so that only callers
+ * (not the engine itself) link against flows.c. */
+static inline void
+engine_policy_init(struct engine_policy *p, const struct config *cfg, const struct flows *f)
+{
+	p->cfg = cfg;
+	p->flows = f;
+	p->match = flows_match;
+}
+
+/* An outcome older than this is never acted on when the flow sets no max_age. */
+#define ENGINE_DEFAULT_MAX_AGE	3600
+
+/* Each decision below appends to out (engine_result_init it first) and
+ * returns 0, or -EINVAL for unusable arguments and -ENOENT for a table
+ * that is not configured (nothing is decided then). */
+
 /* A ServiceNow record of table was observed (poll, resync, read-back).
- * t is the stored ticket, or a fresh ticket_init()ed one in TS_UNTRACKED. */
+ * t is the stored ticket, or a fresh ticket_init()ed one in TS_UNTRACKED;
+ * r must carry the fields the engine reads: number, state, active,
+ * category, subcategory, short_description, description, the requester
+ * field with its .name/.email/.user_name, assigned_to.name and the
+ * verification field. */
 int engine_observe(const struct engine_policy *p, struct ticket *t, const char *table,
     const struct snow_record *r, int64_t now, struct engine_result *out);
-/* Our create for generation returned v. */
+/* Our create for generation returned v.  A stale generation, or a ticket
+ * that no longer wants it, gets a CANCEL of v. */
 int engine_created(const struct engine_policy *p, struct ticket *t, uint32_t generation,
     const struct imperai_verification *v, int64_t now, struct engine_result *out);
-/* imper.ai reported a change of v (feed or get). */
+/* imper.ai reported a change of v (feed or get).  v naming another ticket
+ * is refused with an err event "security: ..."; v of another request is
+ * ignored. */
 int engine_verification(const struct engine_policy *p, struct ticket *t,
     const struct imperai_verification *v, int64_t now, struct engine_result *out);
-/* Our PATCH of revision landed; r is the record as ServiceNow returned it. */
+/* Our PATCH of revision landed; r is the record as ServiceNow returned it
+ * (ask for the same fields as the poll: with them, a change made by
+ * someone else just before the PATCH, or a resolve ServiceNow ignored, is
+ * decided here; without them only the bookkeeping is done). */
 int engine_patched(const struct engine_policy *p, struct ticket *t, uint32_t revision,
     const struct snow_record *r, int64_t now, struct engine_result *out);
-/* An effect failed for good (4xx that will not heal): record why. */
+/* An effect failed for good (4xx that will not heal): record why.  A
+ * PATCH that resolved the ticket is followed by one without the resolve
+ * fields whose work note says why it was not resolved. */
 int engine_effect_failed(const struct engine_policy *p, struct ticket *t,
     const struct effect *e, const char *why, int64_t now, struct engine_result *out);
 
-/* The single place a ticket changes state; appends history and an event
- * "state changed ticket=N from=a to=b". */
+/* The single place a ticket changes state; appends history and (when out
+ * is not NULL) an event "state changed ticket=N from=a to=b why=w".
+ * Entering the current state does nothing. */
 void engine_enter_state(struct ticket *t, enum tstate to, const char *why, int64_t now,
     struct engine_result *out);
 
-/* Does the field text show revision rev (or later) of generation gen? */
+/* Does the field text show revision rev (or later) of generation gen?
+ * Uses the last "imperai-snow ref G.R" in the text. */
 int engine_field_has_revision(const char *field, uint32_t generation, uint32_t revision);
 
 #endif

@@ -8,9 +8,14 @@
  * back so the caller can refresh credentials.  Redirects are not followed
  * (credentials must never reach another host).  TLS peer and host
  * verification are always on.  Cookies are kept in memory per pool, so
- * sessions are reused.
+ * sessions are reused.  Non-retry_safe requests always open a fresh
+ * connection, because libcurl silently re-sends a request whose reused
+ * connection died before the answer (a PATCH could land twice).
  *
- * Completion callbacks run from http_perform(), never re-entrantly. */
+ * Completion callbacks run from http_perform(), http_cancel_all() or
+ * http_pool_cancel(), never re-entrantly from http_submit().  A callback may
+ * submit requests or cancel, but must not call http_perform() or free the
+ * client. */
 #ifndef IMPERAI_HTTP_H
 #define IMPERAI_HTTP_H
 
@@ -44,7 +49,7 @@ enum http_error {
 	HTTP_E_TLS = 3,
 	HTTP_E_TOOBIG = 4,
 	HTTP_E_CANCELED = 5,	/* http_client_cancel_all (shutdown) */
-	HTTP_E_BUDGET = 6,	/* would exceed the hourly budget; not sent */
+	HTTP_E_BUDGET = 6,	/* reserved: over-budget requests wait instead */
 	HTTP_E_OTHER = 7,
 };
 
@@ -63,14 +68,15 @@ struct http_response {
 	long		 status;	/* 0 when error != 0 */
 	enum http_error	 error;
 	char		*errmsg;	/* transport error text, no secrets */
-	char		*body;
+	char		*body;		/* never NULL, NUL-terminated; a callback may take it (set NULL) */
 	size_t		 body_len;
 	char		*content_type;
-	char		*link;		/* Link header, NULL if none */
+	char		*link;		/* Link header(s), NULL if none */
+	char		*location;	/* Location header (3xx are not followed), NULL if none */
 	int64_t		 total_count;	/* X-Total-Count, -1 if none */
 	int64_t		 retry_after;	/* seconds, -1 if none */
 	int		 attempts;	/* how many times it was sent */
-	int64_t		 elapsed_ms;
+	int64_t		 elapsed_ms;	/* from submit to completion, retries included */
 };
 
 typedef void (*http_done_fn)(struct http_response *resp, void *arg);
@@ -80,23 +86,34 @@ void http_client_free(struct http_client *c);
 /* Creates a pool; returns NULL with *cause on a bad option. */
 struct http_pool *http_pool_new(struct http_client *c, const struct http_pool_opts *o, char **cause);
 
+/* Test hook: the monotonic millisecond clock behind timers, pauses and the
+ * budget window (default CLOCK_MONOTONIC). */
+typedef int64_t (*http_clock_fn)(void *arg);
+void http_client_set_clock(struct http_client *c, http_clock_fn fn, void *arg);
+/* The client's clock, in milliseconds (for callers' own timers). */
+int64_t http_client_now(const struct http_client *c);
+
 void http_request_init(struct http_request *r, const char *method, char *url);
 void http_request_header(struct http_request *r, const char *fmt, ...) PRINTFLIKE(2, 3);
+/* Frees, wiping body and headers (they may hold credentials). */
 void http_request_free(struct http_request *r);
 void http_response_free(struct http_response *r);
 
-/* Queues a request; takes ownership of *r's contents.  done is always
- * called exactly once, with a response the callback does not free. */
+/* Queues a request; takes ownership of *r's contents (and zeroes *r).
+ * done is always called exactly once, later, with a response the callback
+ * does not free. */
 void http_submit(struct http_pool *p, struct http_request *r, http_done_fn done, void *arg);
 /* Drives transfers for up to timeout_ms (returns earlier when a callback
  * ran).  Returns the number of requests queued or in flight. */
 int http_perform(struct http_client *c, int timeout_ms);
 /* Completes every queued and in-flight request with HTTP_E_CANCELED. */
 void http_cancel_all(struct http_client *c);
+/* The same for one pool (a client of one service going away). */
+void http_pool_cancel(struct http_pool *p);
 size_t http_pending(const struct http_client *c);
 
-/* Seconds until the pool accepts requests again (429 pause), 0 if open. */
-int64_t http_pool_paused_for(const struct http_pool *p, int64_t now);
+/* Milliseconds until the pool sends again after a 429, 0 if open. */
+int64_t http_pool_paused_for(const struct http_pool *p);
 
 struct http_pool_stats {
 	uint64_t	 requests;	/* sent, including retries */
@@ -115,7 +132,8 @@ void http_pool_stats(const struct http_pool *p, struct http_pool_stats *out);
 /* Delay before retry n (1-based): min(max, base * 2^(n-1)) with full jitter
  * from rnd in [0,1). */
 int64_t http_backoff_ms(int attempt, int base_ms, int max_ms, double rnd);
-/* Parses Retry-After (delta-seconds or HTTP-date) against now. */
+/* Parses Retry-After (delta-seconds or HTTP-date) against now (UNIX
+ * seconds) into seconds from now, capped at one hour. */
 int http_parse_retry_after(const char *v, int64_t now, int64_t *out);
 /* Extracts the rel="next" target of a Link header, NULL if none. */
 char *http_link_next(const char *link);

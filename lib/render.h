@@ -6,7 +6,10 @@
  * one of the configured imper.ai hosts.  The field always shows the
  * complete current picture and ends with a visible revision tag
  * ("imperai-snow ref 1.3") by which the daemon recognises its own writes:
- * ServiceNow's HTML sanitizer may strip comments and data attributes. */
+ * ServiceNow's HTML sanitizer may strip comments and data attributes.
+ *
+ * Depends on util.c only (no config, flows or imperai functions are
+ * called), so the engine and its tests link without those modules. */
 #ifndef IMPERAI_RENDER_H
 #define IMPERAI_RENDER_H
 
@@ -16,35 +19,64 @@
 struct config;
 struct ticket;
 
-/* Which hosts links may point to, and the risk bands. */
+/* Longest text from imper.ai shown in the field, and longest work note. */
+#define RENDER_TEXT_MAX	2000
+#define RENDER_NOTE_MAX	4000
+
+/* Which hosts links may point to (lower case, no port), and the risk bands. */
 struct render_ctx {
 	const char *const *link_hosts;
 	size_t		 nlink_hosts;
 	int		 risk_verified_max;
 	int		 risk_medium_max;
 };
+/* rc borrows c's strings: c must outlive rc. */
 void render_ctx_from_config(struct render_ctx *rc, const struct config *c);
 
-/* The field HTML for ticket t at t->revision. */
+/* The field HTML for ticket t at t->revision: one <p class=
+ * "imperai-verification"> holding only p, br, strong, span and a href. */
 char *render_field_html(const struct render_ctx *rc, const struct ticket *t);
-/* One work note for event tag ("link", "sent", "outcome", "action",
- * "resolved", "requester_changed", "canceled", "untracked", "on_fail",
- * "error"); begins with "[imper.ai <tag> <gen>.<rev>]". */
+/* One work note (plain text, at most RENDER_NOTE_MAX bytes) for event tag
+ * ("link", "sent", "progress", "outcome", "action", "update", "resolved",
+ * "requester_changed", "flow_changed", "canceled", "untracked", "on_fail",
+ * "error"); begins with "[imper.ai <tag> <gen>.<rev>]".  extra (may be
+ * NULL) is appended as further lines, sanitized and with emails masked. */
 char *render_work_note(const struct render_ctx *rc, const struct ticket *t, const char *tag,
     const char *extra);
 
 /* "imperai-snow ref <gen>.<rev>": the tag the field ends with. */
 char *render_revision_tag(uint32_t generation, uint32_t revision);
-/* Finds the newest revision tag in a field's text (tags of HTML
- * stripped); -ENOENT if none. */
+/* Finds the last revision tag in a field's text (HTML tags stripped,
+ * &nbsp; taken as a space); -ENOENT if none. */
 int render_parse_revision(const char *field, uint32_t *generation, uint32_t *revision);
 
-/* Escapes &<>"' and replaces invalid UTF-8 and control characters; caps
- * at max bytes (adding an ellipsis) when max > 0. */
+/* HTML text: escapes &<>"', replaces invalid UTF-8 with U+FFFD, drops NUL
+ * and control characters but \n and \t; caps the result at max bytes
+ * (when max > 0) on a character boundary, ending it with U+2026. */
 char *render_escape(const char *s, size_t max);
-/* 1 when url is http(s) and its host is in the allowed list. */
+/* Same for len bytes that may hold NUL. */
+char *render_escape_n(const char *s, size_t len, size_t max);
+/* Same for an attribute value: \n and \t become a space. */
+char *render_escape_attr(const char *s, size_t max);
+/* Plain text (work notes, text sent to imper.ai or ServiceNow): the same
+ * UTF-8 and control-character repair and cap, no HTML escaping. */
+char *render_plain(const char *s, size_t max);
+
+/* 1 when url is http(s), has no userinfo, backslash, whitespace, control
+ * or percent-encoded character in it, and its host is in the allowed list
+ * (case-insensitive, exact). */
 int render_url_allowed(const struct render_ctx *rc, const char *url);
 
+/* "j***e@e***.com" for an email, "+*********67" for a phone number; an
+ * already masked value is kept.  NULL for NULL. */
+char *render_mask_recipient(const char *s);
+/* Copy of s with every unmasked email address in it masked. */
+char *render_mask_emails(const char *s);
+
 const char *render_status_label(int imperai_status);	/* "Passed", "Timed out", ... */
+/* "Verified", "Medium", "High"; NULL when the score is unknown (not 0-10). */
+const char *render_risk_label(const struct render_ctx *rc, int score);
+/* "Password reset" for "password_reset"; NULL for NULL, "" or "none". */
+char *render_action_label(const char *action);
 
 #endif

@@ -1,0 +1,990 @@
+/* Tests of lib/flows.c and lib/query.c: the policy file and the local
+ * evaluation of encoded queries. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "flows.h"
+#include "snow.h"
+#include "util.h"
+
+/* A record of name, value pairs ended by NULL; free with rec_free. */
+static struct snow_record *
+rec(const char *name, ...)
+{
+	struct snow_record *r = xcalloc(1, sizeof(*r));
+	va_list ap;
+
+	va_start(ap, name);
+	for (const char *n = name; n != NULL; n = va_arg(ap, const char *)) {
+		const char *v = va_arg(ap, const char *);
+		r->fields = xreallocarray(r->fields, r->nfields + 1, sizeof(*r->fields));
+		r->fields[r->nfields].name = xstrdup(n);
+		r->fields[r->nfields].value = xstrdup(v);
+		r->fields[r->nfields].display = NULL;
+		r->nfields++;
+	}
+	va_end(ap);
+	return r;
+}
+
+static void
+rec_free(struct snow_record *r)
+{
+	for (size_t i = 0; i < r->nfields; i++) {
+		free(r->fields[i].name);
+		free(r->fields[i].value);
+	}
+	free(r->fields);
+	free(r);
+}
+
+static void
+dump(const struct errlist *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		fprintf(stderr, "  | %s\n", e->msg[i]);
+}
+
+static const char *
+find_msg(const struct errlist *e, const char *needle)
+{
+	for (size_t i = 0; i < e->n; i++)
+		if (strstr(e->msg[i], needle) != NULL)
+			return e->msg[i];
+	return NULL;
+}
+
+static void
+assert_msg(const struct errlist *e, const char *needle)
+{
+	if (find_msg(e, needle) == NULL) {
+		fprintf(stderr, "no message contains \"%s\"; got:\n", needle);
+		dump(e);
+		fail();
+	}
+}
+
+static struct flows *
+parse_ok(const char *text)
+{
+	struct flows *f = NULL;
+	struct errlist errs = { NULL, 0 };
+
+	if (flows_parse(text, strlen(text), "flows.yaml", &f, &errs) != 0) {
+		dump(&errs);
+		fail();
+	}
+	assert_int_equal(errs.n, 0);
+	assert_non_null(f);
+	return f;
+}
+
+/* Parses text that must fail; returns the messages. */
+static struct errlist
+parse_bad(const char *text)
+{
+	struct flows *f = NULL;
+	struct errlist errs = { NULL, 0 };
+
+	assert_int_equal(flows_parse(text, strlen(text), "flows.yaml", &f, &errs), -EINVAL);
+	assert_null(f);
+	assert_true(errs.n > 0);
+	return errs;
+}
+
+/* Asserts that text fails with exactly this one message. */
+static void
+assert_one_error(const char *text, const char *want)
+{
+	struct errlist errs = parse_bad(text);
+
+	if (errs.n != 1 || strcmp(errs.msg[0], want) != 0) {
+		fprintf(stderr, "want: %s\ngot:\n", want);
+		dump(&errs);
+		fail();
+	}
+	errlist_free(&errs);
+}
+
+static char *
+read_all(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	struct buf b;
+	char chunk[4096];
+	size_t n;
+
+	assert_non_null(fp);
+	buf_init(&b);
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+		buf_add(&b, chunk, n);
+	fclose(fp);
+	return buf_detach(&b);
+}
+
+/* The "# expect: TEXT" lines of a data file; NULL-terminated. */
+static char **
+data_expects(const char *text, size_t *n)
+{
+	char **v = NULL;
+	const char *p = text;
+
+	*n = 0;
+	while ((p = strstr(p, "# expect: ")) != NULL) {
+		const char *e = strchr(p, '\n');
+		p += strlen("# expect: ");
+		v = xreallocarray(v, *n + 2, sizeof(*v));
+		v[(*n)++] = xstrndup(p, e ? (size_t)(e - p) : strlen(p));
+		v[*n] = NULL;
+	}
+	return v;
+}
+
+/* Each expectation is met by one message, and no message is left over. */
+static void
+data_check(const char *file, char **expects, size_t nexp, const struct errlist *errs)
+{
+	for (size_t i = 0; i < nexp; i++)
+		if (find_msg(errs, expects[i]) == NULL) {
+			dump(errs);
+			fail_msg("%s: no message contains \"%s\"", file, expects[i]);
+		}
+	if (errs->n != nexp) {
+		dump(errs);
+		fail_msg("%s: %zu messages for %zu expectations", file, errs->n, nexp);
+	}
+	for (size_t i = 0; i < nexp; i++)
+		free(expects[i]);
+	free(expects);
+}
+
+static const char good[] =
+    "flows:\n"
+    "  - name: password-reset\n"
+    "    match:\n"
+    "      table: incident\n"
+    "      categories: [password_reset]\n"
+    "    action: password_reset\n"
+    "    automated: true\n"
+    "    close: true\n"
+    "    close_code: \"Solution provided\"\n"
+    "    close_notes: \"Reset for {requester} ({number}), {verification_id}, {action}.\"\n"
+    "    max_age: 2d\n"
+    "    on_fail:\n"
+    "      assignment_group: \"Service Desk Security\"\n"
+    "      priority: 2\n"
+    "      work_note: \"High risk detected - Reject this request\"\n"
+    "  - name: access\n"
+    "    match: { table: incident, subcategories: [vpn, email], query: \"priority<=2\" }\n";
+
+static void
+test_valid_file_loads_every_key(void **state)
+{
+	struct flows *f = parse_ok(good);
+	const struct flow *a, *b;
+
+	(void)state;
+	assert_int_equal(f->n, 2);
+	a = &f->v[0];
+	assert_string_equal(a->name, "password-reset");
+	assert_int_equal(a->line, 2);
+	assert_string_equal(a->table, "incident");
+	assert_int_equal(a->ncategories, 1);
+	assert_string_equal(a->categories[0], "password_reset");
+	assert_null(a->query);
+	assert_null(a->compiled);
+	assert_string_equal(a->action, "password_reset");
+	assert_true(a->automated);
+	assert_true(a->close);
+	assert_string_equal(a->close_code, "Solution provided");
+	assert_int_equal(a->max_age, 2 * 86400);
+	assert_string_equal(a->on_fail.assignment_group, "Service Desk Security");
+	assert_int_equal(a->on_fail.priority, 2);
+	assert_string_equal(a->on_fail.work_note, "High risk detected - Reject this request");
+	b = &f->v[1];
+	assert_int_equal(b->line, 16);
+	assert_int_equal(b->nsubcategories, 2);
+	assert_string_equal(b->subcategories[1], "email");
+	assert_string_equal(b->query, "priority<=2");
+	assert_non_null(b->compiled);
+	assert_string_equal(b->action, "none");
+	assert_false(b->automated);
+	assert_false(b->close);
+	assert_int_equal(b->max_age, 3600);
+	assert_null(b->on_fail.assignment_group);
+	assert_int_equal(b->on_fail.priority, 0);
+	assert_ptr_equal(flows_find(f, "access"), b);
+	assert_null(flows_find(f, "nope"));
+	flows_free(f);
+}
+
+static void
+test_shipped_flows_file_loads(void **state)
+{
+	const char *top = getenv("top_srcdir");
+	struct flows *f = NULL;
+	struct errlist errs = { NULL, 0 };
+	const struct flow *pr, *aa, *ritm;
+	char *path;
+
+	(void)state;
+	if (top == NULL)
+		skip();
+	path = xprintf("%s/etc/flows.yaml", top);
+	if (flows_load(path, &f, &errs) != 0)
+		dump(&errs);
+	assert_non_null(f);
+	assert_int_equal(f->n, 3);
+	pr = flows_find(f, "password-reset");
+	aa = flows_find(f, "account-access");
+	ritm = flows_find(f, "ritm-password-reset");
+	assert_ptr_equal(pr, &f->v[0]);
+	assert_string_equal(pr->table, "incident");
+	assert_string_equal(pr->categories[0], "password_reset");
+	assert_string_equal(pr->action, "password_reset");
+	assert_true(pr->automated && pr->close);
+	assert_string_equal(pr->close_code, "Solution provided");
+	assert_non_null(strstr(pr->close_notes, "{verification_id}"));
+	assert_string_equal(pr->on_fail.assignment_group, "Service Desk Security");
+	assert_int_equal(pr->on_fail.priority, 2);
+	assert_string_equal(pr->on_fail.work_note, "High risk detected - Reject this request");
+	assert_string_equal(aa->categories[0], "account_access");
+	assert_string_equal(aa->action, "none");
+	assert_false(aa->automated);
+	assert_string_equal(ritm->table, "sc_req_item");
+	assert_string_equal(ritm->query, "short_descriptionLIKEpassword");
+	assert_true(ritm->automated);
+	assert_false(ritm->close);
+	flows_free(f);
+	free(path);
+}
+
+static void
+test_categories_not_a_list_names_line_and_column(void **state)
+{
+	(void)state;
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match:\n"
+	    "      table: incident\n"
+	    "      categories: password_reset\n",
+	    "flows.yaml:5:19: flows[0].match.categories: expected a list of strings, like [a, b]");
+}
+
+static void
+test_unknown_keys_are_errors_at_every_level(void **state)
+{
+	struct errlist errs;
+
+	(void)state;
+	errs = parse_bad(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    colour: red\n"
+	    "    match: { table: incident, categories: [x], categroy: y }\n"
+	    "    on_fail: { priority: 1, notes: x }\n"
+	    "extra: 1\n");
+	assert_int_equal(errs.n, 4);
+	assert_msg(&errs, "flows.yaml:3:5: flows[0].colour: unknown key; known keys: name, match,");
+	assert_msg(&errs, "flows.yaml:4:48: flows[0].match.categroy: unknown key");
+	assert_msg(&errs, "flows.yaml:5:29: flows[0].on_fail.notes: unknown key");
+	assert_msg(&errs, "flows.yaml:6:1: extra: unknown key; the top level has only flows:");
+	errlist_free(&errs);
+}
+
+static void
+test_missing_required_keys_are_errors_at_the_flow(void **state)
+{
+	struct errlist errs;
+
+	(void)state;
+	errs = parse_bad(
+	    "flows:\n"
+	    "  - action: none\n"
+	    "  - name: b\n"
+	    "    match: { categories: [x] }\n"
+	    "  - name: c\n"
+	    "    match: { table: incident }\n");
+	assert_msg(&errs, "flows.yaml:2:5: flows[0]: name is required");
+	assert_msg(&errs, "flows.yaml:2:5: flows[0]: match is required");
+	assert_msg(&errs, "flows.yaml:4:12: flows[1].match: table is required");
+	assert_msg(&errs, "flows.yaml:6:12: flows[2].match: give categories, subcategories or query");
+	assert_int_equal(errs.n, 4);
+	errlist_free(&errs);
+}
+
+static void
+test_missing_flows_key_is_an_error(void **state)
+{
+	(void)state;
+	assert_one_error("# nothing\n",
+	    "flows.yaml:1:1: flows: required key missing; see imperai-snow-flows(5)");
+	assert_one_error("- a\n", "flows.yaml:1:1: expected a mapping with the key flows:");
+	assert_one_error("flows: {a: 1}\n", "flows.yaml:1:8: flows: expected a list of flows");
+}
+
+static void
+test_empty_flows_list_loads(void **state)
+{
+	struct flows *f = parse_ok("flows: []\n");
+
+	(void)state;
+	assert_int_equal(f->n, 0);
+	assert_null(flows_match(f, "incident", NULL));
+	flows_free(f);
+}
+
+static void
+test_duplicate_flow_name_is_an_error(void **state)
+{
+	(void)state;
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: [x] }\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: [y] }\n",
+	    "flows.yaml:4:11: flows[1].name: flow \"a\" is defined twice (first at line 2); "
+	    "names must be unique");
+}
+
+static void
+test_duplicate_key_is_an_error(void **state)
+{
+	(void)state;
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: [x] }\n"
+	    "    name: b\n",
+	    "flows.yaml:4:5: flows[0].name: given twice (first at line 2)");
+}
+
+static void
+test_invalid_names_and_tokens_are_errors(void **state)
+{
+	struct errlist errs;
+
+	(void)state;
+	errs = parse_bad(
+	    "flows:\n"
+	    "  - name: \"a b\"\n"
+	    "    match: { table: Incident, categories: [x] }\n"
+	    "    action: Reset-Password\n");
+	assert_msg(&errs, "flows.yaml:2:11: flows[0].name: must be letters, digits");
+	assert_msg(&errs, "flows.yaml:3:21: flows[0].match.table: must be a table name");
+	assert_msg(&errs, "flows.yaml:4:13: flows[0].action: must be an action name");
+	errlist_free(&errs);
+}
+
+static void
+test_automated_needs_an_action(void **state)
+{
+	(void)state;
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: [x] }\n"
+	    "    automated: true\n"
+	    "    close_code: x\n"
+	    "    close_notes: y\n",
+	    "flows.yaml:4:16: flows[0].automated: needs an action: automated resolution happens "
+	    "only when the action has completed");
+}
+
+static void
+test_close_needs_automated(void **state)
+{
+	(void)state;
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: [x] }\n"
+	    "    action: password_reset\n"
+	    "    close: true\n",
+	    "flows.yaml:5:12: flows[0].close: needs automated: true");
+}
+
+static void
+test_automated_needs_close_code_and_notes(void **state)
+{
+	struct errlist errs;
+
+	(void)state;
+	errs = parse_bad(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: [x] }\n"
+	    "    action: password_reset\n"
+	    "    automated: yes\n"
+	    "  - name: b\n"
+	    "    match: { table: incident, categories: [x] }\n"
+	    "    action: password_reset\n"
+	    "    automated: true\n");
+	assert_msg(&errs, "flows.yaml:5:16: flows[0].automated: expected true or false");
+	assert_msg(&errs, "flows.yaml:6:5: flows[1]: close_code is required with automated: true");
+	assert_msg(&errs, "flows.yaml:6:5: flows[1]: close_notes is required with automated: true");
+	assert_int_equal(errs.n, 3);
+	errlist_free(&errs);
+}
+
+static void
+test_unknown_placeholder_in_close_notes_is_an_error(void **state)
+{
+	(void)state;
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: [x] }\n"
+	    "    action: password_reset\n"
+	    "    automated: true\n"
+	    "    close_code: done\n"
+	    "    close_notes: \"Reset for {caller} in {number}\"\n",
+	    "flows.yaml:7:18: flows[0].close_notes: unknown placeholder {caller}; use {number}, "
+	    "{requester}, {verification_id} or {action}");
+}
+
+static void
+test_max_age_must_be_a_duration_from_1m_to_30d(void **state)
+{
+	struct errlist errs;
+	struct flows *f;
+
+	(void)state;
+	errs = parse_bad(
+	    "flows:\n"
+	    "  - { name: a, match: { table: t, categories: [x] }, max_age: 59s }\n"
+	    "  - { name: b, match: { table: t, categories: [x] }, max_age: 31d }\n"
+	    "  - { name: c, match: { table: t, categories: [x] }, max_age: soon }\n"
+	    "  - { name: d, match: { table: t, categories: [x] }, max_age: \"1h\" }\n");
+	assert_int_equal(errs.n, 4);
+	assert_msg(&errs, "flows.yaml:2:63: flows[0].max_age: expected a duration from 1m to 30d");
+	assert_msg(&errs, "flows.yaml:3:63: flows[1].max_age:");
+	assert_msg(&errs, "flows.yaml:4:63: flows[2].max_age:");
+	assert_msg(&errs, "flows.yaml:5:63: flows[3].max_age:");
+	errlist_free(&errs);
+	f = parse_ok("flows:\n"
+	    "  - { name: a, match: { table: t, categories: [x] }, max_age: 1m }\n"
+	    "  - { name: b, match: { table: t, categories: [x] }, max_age: 30d }\n"
+	    "  - { name: c, match: { table: t, categories: [x] }, max_age: 5400 }\n");
+	assert_int_equal(f->v[0].max_age, 60);
+	assert_int_equal(f->v[1].max_age, 30 * 86400);
+	assert_int_equal(f->v[2].max_age, 5400);
+	flows_free(f);
+}
+
+static void
+test_on_fail_priority_must_be_1_to_5(void **state)
+{
+	(void)state;
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: [x] }\n"
+	    "    on_fail:\n"
+	    "      priority: 6\n",
+	    "flows.yaml:5:17: flows[0].on_fail.priority: expected a priority from 1 to 5");
+}
+
+static void
+test_bad_query_names_the_position_in_the_query(void **state)
+{
+	(void)state;
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, query: \"active=true^priorityFOO2\" }\n",
+	    "flows.yaml:3:38: flows[0].match.query: position 21: unknown operator near \"FOO2\"");
+}
+
+static void
+test_yaml_syntax_error_names_line_and_column(void **state)
+{
+	struct errlist errs;
+
+	(void)state;
+	errs = parse_bad("flows:\n  - name: a\n    match: [table: incident\n");
+	assert_int_equal(errs.n, 1);
+	assert_non_null(strstr(errs.msg[0], "flows.yaml:4:1: YAML: "));
+	errlist_free(&errs);
+}
+
+static void
+test_all_errors_are_collected(void **state)
+{
+	struct errlist errs;
+
+	(void)state;
+	errs = parse_bad(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: x }\n"
+	    "    on_fail: { priority: 0 }\n"
+	    "    max_age: forever\n");
+	assert_int_equal(errs.n, 3);
+	errlist_free(&errs);
+}
+
+static void
+test_anchors_and_aliases_are_refused(void **state)
+{
+	(void)state;
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: &m { table: incident, categories: [x] }\n",
+	    "flows.yaml:3:12: YAML anchors (&name) are not supported; write each value out");
+	assert_one_error(
+	    "x: &a [1]\n",
+	    "flows.yaml:1:4: YAML anchors (&name) are not supported; write each value out");
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: *m\n",
+	    "flows.yaml:3:12: YAML aliases (*name) are not supported; write the value out");
+}
+
+static void
+test_tags_and_second_documents_are_refused(void **state)
+{
+	(void)state;
+	assert_one_error("flows: !!seq []\n",
+	    "flows.yaml:1:8: YAML tags (!tag) are not supported");
+	assert_one_error("flows: []\n---\nflows: []\n",
+	    "flows.yaml:2:1: only one YAML document is allowed");
+}
+
+static void
+test_deep_nesting_is_refused(void **state)
+{
+	struct buf b;
+	struct errlist errs;
+
+	(void)state;
+	buf_init(&b);
+	buf_adds(&b, "flows: ");
+	for (int i = 0; i < 10000; i++)
+		buf_addc(&b, '[');
+	errs = parse_bad(b.data);
+	assert_int_equal(errs.n, 1);
+	assert_non_null(strstr(errs.msg[0], "nested too deeply"));
+	errlist_free(&errs);
+	buf_free(&b);
+}
+
+static void
+test_file_over_1_mib_is_refused(void **state)
+{
+	char dir[] = "/tmp/test_flows.XXXXXX";
+	struct flows *f = NULL;
+	struct errlist errs = { NULL, 0 };
+	char *path, *big = xmalloc(1024 * 1024 + 2);
+	FILE *fp;
+
+	(void)state;
+	memset(big, '#', 1024 * 1024 + 1);
+	big[1024 * 1024 + 1] = '\0';
+	assert_int_equal(flows_parse(big, strlen(big), "flows.yaml", &f, &errs), -EINVAL);
+	assert_msg(&errs, "flows.yaml:1:1: larger than 1 MiB");
+	errlist_free(&errs);
+	assert_non_null(mkdtemp(dir));
+	path = xprintf("%s/flows.yaml", dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(big, fp);
+	fclose(fp);
+	assert_int_equal(flows_load(path, &f, &errs), -EFBIG);
+	assert_null(f);
+	assert_msg(&errs, "/flows.yaml:1:1: not a regular file of at most 1 MiB");
+	errlist_free(&errs);
+	unlink(path);
+	rmdir(dir);
+	free(path);
+	free(big);
+}
+
+static void
+test_missing_file_is_an_error_with_errno(void **state)
+{
+	struct flows *f = NULL;
+	struct errlist errs = { NULL, 0 };
+
+	(void)state;
+	assert_int_equal(flows_load("/nonexistent/flows.yaml", &f, &errs), -ENOENT);
+	assert_msg(&errs, "/nonexistent/flows.yaml: cannot read: No such file or directory");
+	errlist_free(&errs);
+}
+
+static const char ordered[] =
+    "flows:\n"
+    "  - name: vip-password\n"
+    "    match: { table: incident, categories: [password_reset], query: \"priority=1\" }\n"
+    "  - name: password\n"
+    "    match: { table: incident, categories: [password_reset, account_access] }\n"
+    "  - name: mfa\n"
+    "    match: { table: incident, subcategories: [mfa] }\n"
+    "  - name: vpn-password\n"
+    "    match: { table: incident, categories: [network], subcategories: [vpn] }\n"
+    "  - name: ritm\n"
+    "    match: { table: sc_req_item, query: \"short_descriptionLIKEpassword\" }\n";
+
+static const char *
+match_name(const struct flows *f, const char *table, struct snow_record *r)
+{
+	const struct flow *m = flows_match(f, table, r);
+
+	rec_free(r);
+	return m ? m->name : "(none)";
+}
+
+static void
+test_first_matching_flow_in_file_order_wins(void **state)
+{
+	struct flows *f = parse_ok(ordered);
+
+	(void)state;
+	assert_string_equal(match_name(f, "incident",
+	    rec("category", "password_reset", "priority", "1", NULL)), "vip-password");
+	assert_string_equal(match_name(f, "incident",
+	    rec("category", "password_reset", "priority", "3", NULL)), "password");
+	/* both "password" and "mfa" match: the earlier one wins */
+	assert_string_equal(match_name(f, "incident",
+	    rec("category", "account_access", "subcategory", "mfa", NULL)), "password");
+	flows_free(f);
+}
+
+static void
+test_categories_subcategories_and_query_must_all_hold(void **state)
+{
+	struct flows *f = parse_ok(ordered);
+
+	(void)state;
+	assert_string_equal(match_name(f, "incident",
+	    rec("category", "hardware", "subcategory", "mfa", NULL)), "mfa");
+	assert_string_equal(match_name(f, "incident",
+	    rec("category", "network", "subcategory", "vpn", NULL)), "vpn-password");
+	assert_string_equal(match_name(f, "incident",
+	    rec("category", "network", "subcategory", "wifi", NULL)), "(none)");
+	assert_string_equal(match_name(f, "incident",
+	    rec("category", "Password_Reset", NULL)), "(none)");
+	assert_string_equal(match_name(f, "incident", rec("priority", "1", NULL)), "(none)");
+	assert_string_equal(match_name(f, "sc_req_item",
+	    rec("short_description", "forgot my password", NULL)), "ritm");
+	assert_string_equal(match_name(f, "sc_req_item",
+	    rec("short_description", "new laptop", "category", "password_reset", NULL)), "(none)");
+	assert_string_equal(match_name(f, "problem",
+	    rec("category", "password_reset", NULL)), "(none)");
+	flows_free(f);
+}
+
+static void
+test_fields_lists_what_the_flows_of_a_table_read(void **state)
+{
+	struct flows *f = parse_ok(ordered);
+	char **names = NULL;
+	size_t n = 0;
+
+	(void)state;
+	flows_fields(f, "incident", &names, &n);
+	assert_int_equal(n, 3);
+	assert_string_equal(names[0], "category");
+	assert_string_equal(names[1], "priority");
+	assert_string_equal(names[2], "subcategory");
+	flows_fields(f, "sc_req_item", &names, &n);
+	assert_int_equal(n, 4);
+	assert_string_equal(names[3], "short_description");
+	flows_fields(f, "incident", &names, &n);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	flows_free(f);
+}
+
+static void
+test_templates_expand_every_placeholder(void **state)
+{
+	char *s;
+
+	(void)state;
+	s = flows_expand("{number}: {requester} verified ({verification_id}), {action} done.",
+	    "INC0010001", "Jane Doe", "vr_81", "password_reset");
+	assert_string_equal(s, "INC0010001: Jane Doe verified (vr_81), password_reset done.");
+	free(s);
+	s = flows_expand("{number}{number} {other} {} {num", "X", NULL, NULL, NULL);
+	assert_string_equal(s, "XX {other} {} {num");
+	free(s);
+	s = flows_expand("by {requester}.", "X", NULL, "v", "a");
+	assert_string_equal(s, "by .");
+	free(s);
+}
+
+/* Compiles q and evaluates it on r (which it frees). */
+static int
+ev(const char *q, struct snow_record *r)
+{
+	struct query *c = NULL;
+	char *cause = NULL;
+	int m;
+
+	if (query_compile(q, &c, &cause) != 0)
+		fail_msg("%s: %s", q, cause);
+	m = query_eval(c, r);
+	query_free(c);
+	rec_free(r);
+	return m;
+}
+
+static void
+test_query_caret_or_binds_to_the_previous_term(void **state)
+{
+	const char *q = "active=true^priority=1^ORpriority=2";
+
+	(void)state;
+	/* A^B^ORC = A AND (B OR C) */
+	assert_true(ev(q, rec("active", "true", "priority", "2", NULL)));
+	assert_true(ev(q, rec("active", "true", "priority", "1", NULL)));
+	assert_false(ev(q, rec("active", "false", "priority", "1", NULL)));
+	assert_false(ev(q, rec("active", "true", "priority", "3", NULL)));
+	assert_true(ev("a=1^ORb=1^c=1", rec("a", "0", "b", "1", "c", "1", NULL)));
+	assert_false(ev("a=1^ORb=1^c=1", rec("a", "1", "b", "1", "c", "0", NULL)));
+}
+
+static void
+test_query_nq_is_a_top_level_or_of_groups(void **state)
+{
+	const char *q = "active=true^priority=1^NQactive=false^category=hardware";
+
+	(void)state;
+	assert_true(ev(q, rec("active", "true", "priority", "1", NULL)));
+	assert_true(ev(q, rec("active", "false", "category", "hardware", NULL)));
+	assert_false(ev(q, rec("active", "true", "category", "hardware", NULL)));
+	assert_false(ev(q, rec("active", "false", "priority", "1", NULL)));
+}
+
+static void
+test_query_every_operator(void **state)
+{
+	(void)state;
+	assert_true(ev("s=abc", rec("s", "abc", NULL)));
+	assert_false(ev("s=abc", rec("s", "ABC", NULL)));
+	assert_true(ev("s!=abc", rec("s", "abd", NULL)));
+	assert_false(ev("s!=abc", rec("s", "abc", NULL)));
+	assert_true(ev("p<10", rec("p", "9", NULL)));
+	assert_false(ev("p<10", rec("p", "10", NULL)));
+	assert_true(ev("p<=10", rec("p", "10", NULL)));
+	assert_false(ev("p<=10", rec("p", "11", NULL)));
+	assert_true(ev("p>10", rec("p", "11", NULL)));
+	assert_false(ev("p>10", rec("p", "10", NULL)));
+	assert_true(ev("p>=-3", rec("p", "-3", NULL)));
+	assert_false(ev("p>=-3", rec("p", "-4", NULL)));
+	assert_true(ev("categoryINnetwork,password_reset", rec("category", "password_reset", NULL)));
+	assert_false(ev("categoryINnetwork,password_reset", rec("category", "password", NULL)));
+	assert_true(ev("categoryNOT INnetwork,hardware", rec("category", "software", NULL)));
+	assert_false(ev("categoryNOT INnetwork,hardware", rec("category", "hardware", NULL)));
+	assert_true(ev("short_descriptionLIKEpass", rec("short_description", "my password", NULL)));
+	assert_false(ev("short_descriptionLIKEPass", rec("short_description", "my password", NULL)));
+	assert_true(ev("short_descriptionNOT LIKEvpn", rec("short_description", "wifi", NULL)));
+	assert_false(ev("short_descriptionNOTLIKEvpn", rec("short_description", "vpn down", NULL)));
+	assert_true(ev("numberSTARTSWITHINC", rec("number", "INC0010001", NULL)));
+	assert_false(ev("numberSTARTSWITHRITM", rec("number", "INC0010001", NULL)));
+	assert_true(ev("numberENDSWITH001", rec("number", "INC0010001", NULL)));
+	assert_false(ev("numberENDSWITH002", rec("number", "INC0010001", NULL)));
+	assert_false(ev("numberENDSWITHINC0010001x", rec("number", "INC0010001", NULL)));
+	assert_true(ev("assigned_toISEMPTY", rec("assigned_to", "", NULL)));
+	assert_true(ev("assigned_toISEMPTY", rec("other", "x", NULL)));
+	assert_false(ev("assigned_toISEMPTY", rec("assigned_to", "abc", NULL)));
+	assert_true(ev("assigned_toISNOTEMPTY", rec("assigned_to", "abc", NULL)));
+	assert_false(ev("assigned_toISNOTEMPTY", rec("assigned_to", "", NULL)));
+	assert_true(ev("priorityBETWEEN1@3", rec("priority", "3", NULL)));
+	assert_true(ev("priorityBETWEEN1@3", rec("priority", "1", NULL)));
+	assert_false(ev("priorityBETWEEN1@3", rec("priority", "4", NULL)));
+	assert_false(ev("priorityBETWEEN2@3", rec("priority", "10", NULL)));
+}
+
+static void
+test_query_reads_sys_id_from_the_record_header(void **state)
+{
+	struct snow_record *r = rec("number", "INC0010001", NULL);
+
+	(void)state;
+	strcpy(r->sys_id, "46d44a5d2f1e3010a3c1f37d2799b6a1");
+	assert_true(ev("sys_id>46d44a5d2f1e3010a3c1f37d2799b6a0", r));
+}
+
+static void
+test_query_compares_numbers_numerically_and_text_bytewise(void **state)
+{
+	(void)state;
+	assert_true(ev("sys_mod_count>9", rec("sys_mod_count", "10", NULL)));
+	assert_true(ev("v>9", rec("v", "9a", NULL)));	/* "9a" > "9" as text */
+	assert_false(ev("v>a", rec("v", "10", NULL)));
+	assert_true(ev("priority=1", rec("priority", "01", NULL)));
+	assert_true(ev("opened_at<2024-06-01 00:00:00", rec("opened_at", "2024-05-31 23:59:59", NULL)));
+	assert_true(ev("priorityIN1,2", rec("priority", "02", NULL)));
+}
+
+static void
+test_query_ignores_orderby_and_the_end_marker(void **state)
+{
+	(void)state;
+	assert_true(ev("active=true^ORDERBYnumber^ORDERBYDESCsys_updated_on^EQ",
+	    rec("active", "true", NULL)));
+	assert_false(ev("active=true^ORDERBYnumber", rec("active", "false", NULL)));
+	assert_true(ev("ORDERBYnumber", rec("active", "false", NULL)));
+	assert_true(ev("a=1^NQ^ORDERBYnumber", rec("a", "1", NULL)));
+	assert_false(ev("a=1^NQ^ORDERBYnumber", rec("a", "2", NULL)));
+}
+
+static void
+assert_compile_error(const char *q, const char *want)
+{
+	struct query *c = NULL;
+	char *cause = NULL;
+
+	assert_int_equal(query_compile(q, &c, &cause), -EINVAL);
+	assert_null(c);
+	assert_non_null(cause);
+	if (strcmp(cause, want) != 0)
+		fail_msg("%s: want \"%s\", got \"%s\"", q, want, cause);
+	free(cause);
+}
+
+static void
+test_query_compile_errors_say_where(void **state)
+{
+	(void)state;
+	assert_compile_error("active=true^priorityFOO2",
+	    "position 21: unknown operator near \"FOO2\"");
+	assert_compile_error("active=true^Priority=1",
+	    "position 13: expected a field name near \"Priority=1\"");
+	assert_compile_error("active", "position 7: missing operator near \"active\"");
+	assert_compile_error("^ORa=1", "position 2: ^OR without a condition before it near \"ORa=1\"");
+	assert_compile_error("stateIN", "position 8: IN needs a list of values as a,b,c near \"\"");
+	assert_compile_error("priorityBETWEEN1", "position 16: BETWEEN takes two values as "
+	    "low@high near \"1\"");
+	assert_compile_error("activeISEMPTYx", "position 14: ISEMPTY and ISNOTEMPTY take no value "
+	    "near \"x\"");
+	assert_compile_error("opened_at>javascript:gs.daysAgo(1)", "position 11: javascript: "
+	    "values cannot be evaluated locally near \"javascript:gs.da...\"");
+}
+
+static void
+test_query_fields_are_deduplicated(void **state)
+{
+	struct query *q = NULL;
+	char *cause = NULL, **names = NULL;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(query_compile("a=1^b=2^ORa=3^NQc.d=4^ORDERBYe", &q, &cause), 0);
+	query_fields(q, &names, &n);
+	assert_int_equal(n, 3);
+	assert_string_equal(names[0], "a");
+	assert_string_equal(names[1], "b");
+	assert_string_equal(names[2], "c.d");
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	query_free(q);
+}
+
+static void
+test_data_files_give_exactly_the_expected_errors(void **state)
+{
+	const char *top = getenv("top_srcdir");
+	char *dir, *cmd;
+	char line[4096];
+	FILE *ls;
+	int files = 0;
+
+	(void)state;
+	if (top == NULL)
+		skip();
+	dir = xprintf("%s/tests/data/flows", top);
+	cmd = xprintf("ls '%s' | grep '\\.yaml$'", dir);
+	ls = popen(cmd, "r");
+	assert_non_null(ls);
+	while (fgets(line, sizeof(line), ls) != NULL) {
+		char *path, *text, **exp;
+		size_t nexp;
+		struct flows *f = NULL;
+		struct errlist errs = { NULL, 0 };
+
+		line[strcspn(line, "\n")] = '\0';
+		path = xprintf("%s/%s", dir, line);
+		text = read_all(path);
+		exp = data_expects(text, &nexp);
+		flows_parse(text, strlen(text), "flows.yaml", &f, &errs);
+		assert_true(nexp == 0 ? f != NULL : f == NULL);
+		data_check(line, exp, nexp, &errs);
+		flows_free(f);
+		errlist_free(&errs);
+		free(text);
+		free(path);
+		files++;
+	}
+	pclose(ls);
+	assert_true(files >= 4);
+	free(cmd);
+	free(dir);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid_file_loads_every_key),
+		cmocka_unit_test(test_shipped_flows_file_loads),
+		cmocka_unit_test(test_categories_not_a_list_names_line_and_column),
+		cmocka_unit_test(test_unknown_keys_are_errors_at_every_level),
+		cmocka_unit_test(test_missing_required_keys_are_errors_at_the_flow),
+		cmocka_unit_test(test_missing_flows_key_is_an_error),
+		cmocka_unit_test(test_empty_flows_list_loads),
+		cmocka_unit_test(test_duplicate_flow_name_is_an_error),
+		cmocka_unit_test(test_duplicate_key_is_an_error),
+		cmocka_unit_test(test_invalid_names_and_tokens_are_errors),
+		cmocka_unit_test(test_automated_needs_an_action),
+		cmocka_unit_test(test_close_needs_automated),
+		cmocka_unit_test(test_automated_needs_close_code_and_notes),
+		cmocka_unit_test(test_unknown_placeholder_in_close_notes_is_an_error),
+		cmocka_unit_test(test_max_age_must_be_a_duration_from_1m_to_30d),
+		cmocka_unit_test(test_on_fail_priority_must_be_1_to_5),
+		cmocka_unit_test(test_bad_query_names_the_position_in_the_query),
+		cmocka_unit_test(test_yaml_syntax_error_names_line_and_column),
+		cmocka_unit_test(test_all_errors_are_collected),
+		cmocka_unit_test(test_anchors_and_aliases_are_refused),
+		cmocka_unit_test(test_tags_and_second_documents_are_refused),
+		cmocka_unit_test(test_deep_nesting_is_refused),
+		cmocka_unit_test(test_file_over_1_mib_is_refused),
+		cmocka_unit_test(test_missing_file_is_an_error_with_errno),
+		cmocka_unit_test(test_first_matching_flow_in_file_order_wins),
+		cmocka_unit_test(test_categories_subcategories_and_query_must_all_hold),
+		cmocka_unit_test(test_fields_lists_what_the_flows_of_a_table_read),
+		cmocka_unit_test(test_templates_expand_every_placeholder),
+		cmocka_unit_test(test_query_caret_or_binds_to_the_previous_term),
+		cmocka_unit_test(test_query_nq_is_a_top_level_or_of_groups),
+		cmocka_unit_test(test_query_every_operator),
+		cmocka_unit_test(test_query_reads_sys_id_from_the_record_header),
+		cmocka_unit_test(test_query_compares_numbers_numerically_and_text_bytewise),
+		cmocka_unit_test(test_query_ignores_orderby_and_the_end_marker),
+		cmocka_unit_test(test_query_compile_errors_say_where),
+		cmocka_unit_test(test_query_fields_are_deduplicated),
+		cmocka_unit_test(test_data_files_give_exactly_the_expected_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

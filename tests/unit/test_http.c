@@ -1,0 +1,897 @@
+/* Tests for lib/http.c: the pure helpers, then real transfers against the
+ * scripted server of testserver.c. */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "http.h"
+#include "testserver.h"
+#include "util.h"
+
+struct result {
+	int		 done;
+	long		 status;
+	enum http_error	 error;
+	int		 attempts;
+	char		*body;
+	size_t		 body_len;
+	char		*content_type;
+	char		*link;
+	char		*location;
+	int64_t		 total_count;
+};
+
+struct fixture {
+	struct ts		*ts;
+	struct http_client	*c;
+	struct http_pool	*p;
+	int64_t			 offset;	/* added to the real clock */
+	int			 ndone;
+	struct result		 r[8];
+};
+
+static int64_t
+real_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+shifted_clock(void *arg)
+{
+	return real_ms() + *(int64_t *)arg;
+}
+
+static void
+on_done(struct http_response *resp, void *arg)
+{
+	struct result *r = arg;
+
+	r->done++;
+	r->status = resp->status;
+	r->error = resp->error;
+	r->attempts = resp->attempts;
+	r->body = resp->body;
+	r->body_len = resp->body_len;
+	resp->body = NULL;
+	r->content_type = resp->content_type ? xstrdup(resp->content_type) : NULL;
+	r->link = resp->link ? xstrdup(resp->link) : NULL;
+	r->location = resp->location ? xstrdup(resp->location) : NULL;
+	r->total_count = resp->total_count;
+}
+
+static struct http_pool_opts
+test_opts(void)
+{
+	struct http_pool_opts o = {
+		.name = "test", .concurrency = 1, .connect_timeout = 5, .timeout = 5,
+		.max_retries = 2, .backoff_base_ms = 1, .backoff_max_ms = 2,
+	};
+	return o;
+}
+
+static struct fixture *
+fixture_new(const struct http_pool_opts *o)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+	char *cause = NULL;
+
+	f->ts = ts_start();
+	f->c = http_client_new();
+	http_client_set_clock(f->c, shifted_clock, &f->offset);
+	f->p = http_pool_new(f->c, o, &cause);
+	assert_non_null(f->p);
+	return f;
+}
+
+static void
+fixture_free(struct fixture *f)
+{
+	http_client_free(f->c);
+	ts_stop(f->ts);
+	for (size_t i = 0; i < ARRAY_SIZE(f->r); i++) {
+		free(f->r[i].body);
+		free(f->r[i].content_type);
+		free(f->r[i].link);
+		free(f->r[i].location);
+	}
+	free(f);
+}
+
+static void
+submit(struct fixture *f, const char *method, const char *path, int retry_safe, int slot)
+{
+	struct http_request req;
+
+	http_request_init(&req, method, ts_url(f->ts, path));
+	req.retry_safe = retry_safe;
+	http_submit(f->p, &req, on_done, &f->r[slot]);
+}
+
+static int
+ndone(const struct fixture *f)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(f->r); i++)
+		n += f->r[i].done;
+	return n;
+}
+
+/* Drives the client until n callbacks ran; 10 s is only a failure bound. */
+static void
+pump(struct fixture *f, int n)
+{
+	int64_t bound = real_ms() + 10000;
+
+	while (ndone(f) < n && real_ms() < bound)
+		http_perform(f->c, 100);
+	assert_int_equal(ndone(f), n);
+}
+
+static struct http_pool_stats
+stats(const struct fixture *f)
+{
+	struct http_pool_stats s;
+
+	http_pool_stats(f->p, &s);
+	return s;
+}
+
+/* A port nothing listens on: bound, then closed. */
+static int
+closed_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static void
+test_backoff_is_full_jitter_below_an_exponential_cap(void **state)
+{
+	(void)state;
+	assert_int_equal(http_backoff_ms(1, 500, 60000, 0.0), 0);
+	assert_true(http_backoff_ms(1, 500, 60000, 0.999) < 500);
+	assert_true(http_backoff_ms(1, 500, 60000, 0.999) >= 499);
+	assert_int_equal(http_backoff_ms(1, 500, 60000, 0.5), 250);
+	assert_int_equal(http_backoff_ms(2, 500, 60000, 0.5), 500);
+	assert_int_equal(http_backoff_ms(3, 500, 60000, 0.5), 1000);
+	assert_int_equal(http_backoff_ms(4, 500, 60000, 0.5), 2000);
+	for (int n = 1; n < 12; n++) {
+		int64_t cap = 500LL << (n - 1);
+
+		cap = cap > 60000 ? 60000 : cap;
+		for (double r = 0; r < 1; r += 0.125)
+			assert_true(http_backoff_ms(n, 500, 60000, r) < cap);
+	}
+}
+
+static void
+test_backoff_never_exceeds_max_and_survives_huge_attempts(void **state)
+{
+	(void)state;
+	assert_int_equal(http_backoff_ms(8, 500, 60000, 0.5), 30000);
+	assert_true(http_backoff_ms(1000, 500, 60000, 0.999) < 60000);
+	assert_true(http_backoff_ms(1000, 500, 60000, 0.999) >= 59000);
+	assert_true(http_backoff_ms(INT32_MAX, 500, 60000, 0.5) == 30000);
+	assert_int_equal(http_backoff_ms(0, 500, 60000, 0.5), 250);
+	assert_int_equal(http_backoff_ms(3, 500, 60000, 1.5), 0);
+}
+
+static void
+test_retry_after_accepts_delta_seconds_and_caps_at_one_hour(void **state)
+{
+	int64_t v = -1;
+
+	(void)state;
+	assert_int_equal(http_parse_retry_after("120", 0, &v), 0);
+	assert_int_equal(v, 120);
+	assert_int_equal(http_parse_retry_after(" 0 ", 0, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(http_parse_retry_after("86400", 0, &v), 0);
+	assert_int_equal(v, 3600);
+	assert_int_equal(http_parse_retry_after("99999999999999999999999", 0, &v), 0);
+	assert_int_equal(v, 3600);
+}
+
+static void
+test_retry_after_accepts_http_date_relative_to_now(void **state)
+{
+	const int64_t t = 1445412480;	/* Wed, 21 Oct 2015 07:28:00 GMT */
+	int64_t v = -1;
+
+	(void)state;
+	assert_int_equal(http_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", t - 30, &v), 0);
+	assert_int_equal(v, 30);
+	assert_int_equal(http_parse_retry_after("Wednesday, 21-Oct-15 07:28:00 GMT", t - 5, &v), 0);
+	assert_int_equal(v, 5);
+	assert_int_equal(http_parse_retry_after("Wed Oct 21 07:28:00 2015", t - 7, &v), 0);
+	assert_int_equal(v, 7);
+	/* a date in the past means now; one a day ahead is capped */
+	assert_int_equal(http_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", t + 100, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(http_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", t - 86400, &v), 0);
+	assert_int_equal(v, 3600);
+}
+
+static void
+test_retry_after_refuses_garbage(void **state)
+{
+	int64_t v = 42;
+
+	(void)state;
+	assert_int_not_equal(http_parse_retry_after("soon", 0, &v), 0);
+	assert_int_not_equal(http_parse_retry_after("12abc", 0, &v), 0);
+	assert_int_not_equal(http_parse_retry_after("-5", 0, &v), 0);
+	assert_int_not_equal(http_parse_retry_after("", 0, &v), 0);
+	assert_int_equal(v, 42);
+}
+
+static void
+test_link_next_is_found_among_several_links(void **state)
+{
+	const char *link =
+	    "<https://x.service-now.com/api/now/table/incident?sysparm_fields=number,sys_id"
+	    "&sysparm_limit=2&sysparm_offset=0>;rel=\"first\","
+	    "<https://x.service-now.com/api/now/table/incident?sysparm_fields=number,sys_id"
+	    "&sysparm_limit=2&sysparm_offset=2>;rel=\"next\","
+	    "<https://x.service-now.com/api/now/table/incident?sysparm_offset=8>;rel=\"last\"";
+	char *n = http_link_next(link);
+
+	(void)state;
+	assert_string_equal(n, "https://x.service-now.com/api/now/table/incident?"
+	    "sysparm_fields=number,sys_id&sysparm_limit=2&sysparm_offset=2");
+	free(n);
+}
+
+static void
+test_link_next_ignores_commas_and_rel_inside_quoted_params(void **state)
+{
+	char *n;
+
+	(void)state;
+	n = http_link_next("<https://a/1>; title=\"a, b; rel=next\"; rel=\"prev\", "
+	    "<https://a/2> ; REL = \"last Next\"");
+	assert_string_equal(n, "https://a/2");
+	free(n);
+	n = http_link_next("<https://a/3>; title=\"say \\\"rel=next\\\"\", <https://a/4>;rel=next");
+	assert_string_equal(n, "https://a/4");
+	free(n);
+	n = http_link_next("<https://a/5>; rel=nextish, <https://a/6>; rel=next");
+	assert_string_equal(n, "https://a/6");
+	free(n);
+}
+
+static void
+test_link_next_absent_or_malformed_is_null(void **state)
+{
+	(void)state;
+	assert_null(http_link_next(""));
+	assert_null(http_link_next("<https://a/1>; rel=\"prev\", <https://a/2>; rel=last"));
+	assert_null(http_link_next("https://a/1; rel=next"));
+	assert_null(http_link_next("<https://a/1; rel=next"));
+	assert_null(http_link_next("<https://a/1>; title=\"unterminated, rel=next"));
+}
+
+static void
+test_is_html_by_content_type_or_leading_angle_bracket(void **state)
+{
+	(void)state;
+	assert_true(http_is_html("text/html; charset=UTF-8", "{}", 2));
+	assert_true(http_is_html(" TEXT/HTML", NULL, 0));
+	assert_true(http_is_html(NULL, "\r\n  <html><body>Hibernating", 27));
+	assert_true(http_is_html("application/json", "<!DOCTYPE html>", 15));
+	assert_true(http_is_html(NULL, "\xef\xbb\xbf<html>", 9));
+	assert_false(http_is_html("application/json;charset=utf-8", " {\"result\":[]}", 15));
+	assert_false(http_is_html(NULL, "", 0));
+	assert_false(http_is_html(NULL, "   ", 3));
+}
+
+static void
+test_json_answer_arrives_with_its_headers_parsed(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts_step s[] = {
+		{ TS_REPLY, 200, "Content-Type: application/json;charset=UTF-8\r\n"
+		    "X-Total-Count: 42\r\nLink: <http://h/a>;rel=\"first\"\r\n"
+		    "Link: <http://h/b>;rel=\"next\"\r\n", "{\"result\":[]}", 0, 0, 0 },
+	};
+
+	(void)state;
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "GET", "/api/now/table/incident?sysparm_limit=1", 1, 0);
+	pump(f, 1);
+	assert_int_equal(f->r[0].status, 200);
+	assert_int_equal(f->r[0].error, HTTP_OK);
+	assert_int_equal(f->r[0].attempts, 1);
+	assert_string_equal(f->r[0].body, "{\"result\":[]}");
+	assert_int_equal(f->r[0].body_len, 13);
+	assert_string_equal(f->r[0].content_type, "application/json;charset=UTF-8");
+	assert_int_equal(f->r[0].total_count, 42);
+	assert_string_equal(f->r[0].link, "<http://h/a>;rel=\"first\", <http://h/b>;rel=\"next\"");
+	assert_int_equal(stats(f).by_status[2], 1);
+	assert_true(stats(f).last_success_at > 0);
+	fixture_free(f);
+}
+
+static void
+test_request_method_headers_and_body_reach_the_server(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts_step s[] = { { TS_REPLY, 200, NULL, "{}", 0, 0, 0 } };
+	struct http_request req;
+	char *line, *body, *ct, *expect;
+
+	(void)state;
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	http_request_init(&req, "PATCH", ts_url(f->ts, "/api/now/table/incident/abc"));
+	http_request_header(&req, "Content-Type: %s", "application/json");
+	req.body = xstrdup("{\"work_notes\":\"hi\"}");
+	req.body_len = strlen(req.body);
+	http_submit(f->p, &req, on_done, &f->r[0]);
+	assert_null(req.url);
+	pump(f, 1);
+	line = ts_request_line(f->ts, 0);
+	body = ts_request_body(f->ts, 0);
+	ct = ts_request_header(f->ts, 0, "Content-Type");
+	expect = ts_request_header(f->ts, 0, "Expect");
+	assert_string_equal(line, "PATCH /api/now/table/incident/abc HTTP/1.1");
+	assert_string_equal(body, "{\"work_notes\":\"hi\"}");
+	assert_string_equal(ct, "application/json");
+	assert_null(expect);
+	free(line);
+	free(body);
+	free(ct);
+	fixture_free(f);
+}
+
+static void
+test_503_then_200_is_retried_for_a_retry_safe_request(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts_step s[] = {
+		{ TS_REPLY, 503, NULL, "busy", 0, 0, 0 },
+		{ TS_REPLY, 200, NULL, "ok", 0, 0, 0 },
+	};
+
+	(void)state;
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "GET", "/r", 1, 0);
+	pump(f, 1);
+	assert_int_equal(f->r[0].status, 200);
+	assert_string_equal(f->r[0].body, "ok");
+	assert_int_equal(f->r[0].attempts, 2);
+	assert_int_equal(ts_nrequests(f->ts), 2);
+	assert_int_equal(stats(f).retries, 1);
+	assert_int_equal(stats(f).requests, 2);
+	assert_int_equal(stats(f).by_status[5], 1);
+	fixture_free(f);
+}
+
+static void
+test_reset_then_200_is_retried_for_a_retry_safe_request(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts_step s[] = {
+		{ TS_RESET, 0, NULL, NULL, 0, 0, 0 },
+		{ TS_REPLY, 200, NULL, "ok", 0, 0, 0 },
+	};
+
+	(void)state;
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "GET", "/r", 1, 0);
+	pump(f, 1);
+	assert_int_equal(f->r[0].status, 200);
+	assert_int_equal(f->r[0].attempts, 2);
+	assert_int_equal(ts_nrequests(f->ts), 2);
+	assert_int_equal(stats(f).by_status[0], 1);
+	fixture_free(f);
+}
+
+static void
+test_retries_stop_after_max_retries(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts_step s[] = {
+		{ TS_REPLY, 502, NULL, "a", 0, 0, 0 },
+		{ TS_REPLY, 502, NULL, "b", 0, 0, 0 },
+		{ TS_REPLY, 502, NULL, "c", 0, 0, 0 },
+		{ TS_REPLY, 200, NULL, "never", 0, 0, 0 },
+	};
+
+	(void)state;
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "GET", "/r", 1, 0);
+	pump(f, 1);
+	assert_int_equal(f->r[0].status, 502);
+	assert_string_equal(f->r[0].body, "c");
+	assert_int_equal(f->r[0].attempts, 3);
+	assert_int_equal(ts_nrequests(f->ts), 3);
+	fixture_free(f);
+}
+
+static void
+test_non_retry_safe_request_is_not_retried_after_503(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts_step s[] = {
+		{ TS_REPLY, 503, NULL, "busy", 0, 0, 0 },
+		{ TS_REPLY, 200, NULL, "second PATCH", 0, 0, 0 },
+	};
+
+	(void)state;
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "PATCH", "/r", 0, 0);
+	pump(f, 1);
+	assert_int_equal(f->r[0].status, 503);
+	assert_int_equal(f->r[0].attempts, 1);
+	assert_int_equal(ts_nrequests(f->ts), 1);
+	assert_int_equal(stats(f).retries, 0);
+	fixture_free(f);
+}
+
+/* libcurl itself re-sends a request whose reused connection dies before
+ * the answer; a PATCH must still reach the server exactly once. */
+static void
+test_patch_is_sent_once_when_the_connection_resets(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts_step s[] = {
+		{ TS_REPLY, 200, NULL, "warm", 0, 0, 0 },
+		{ TS_RESET, 0, NULL, NULL, 0, 0, 0 },
+		{ TS_REPLY, 200, NULL, "PATCH sent twice", 0, 0, 0 },
+	};
+
+	(void)state;
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "GET", "/warm", 1, 0);
+	pump(f, 1);
+	submit(f, "PATCH", "/r", 0, 1);
+	pump(f, 2);
+	assert_int_equal(f->r[1].error, HTTP_E_CONNECT);
+	assert_int_equal(f->r[1].status, 0);
+	assert_int_equal(f->r[1].attempts, 1);
+	assert_int_equal(ts_nrequests(f->ts), 2);
+	fixture_free(f);
+}
+
+static void
+test_client_errors_are_never_retried(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f;
+	struct ts_step s[] = {
+		{ TS_REPLY, 400, NULL, "bad", 0, 0, 0 },
+		{ TS_REPLY, 403, NULL, "forbidden", 0, 0, 0 },
+		{ TS_REPLY, 404, NULL, "missing", 0, 0, 0 },
+		{ TS_REPLY, 401, NULL, "who", 0, 0, 0 },
+	};
+
+	(void)state;
+	o.max_retries = 5;
+	f = fixture_new(&o);
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	for (int i = 0; i < 4; i++)
+		submit(f, "GET", "/r", 1, i);
+	pump(f, 4);
+	assert_int_equal(f->r[0].status, 400);
+	assert_int_equal(f->r[1].status, 403);
+	assert_int_equal(f->r[2].status, 404);
+	assert_int_equal(f->r[3].status, 401);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(f->r[i].attempts, 1);
+	assert_int_equal(ts_nrequests(f->ts), 4);
+	assert_int_equal(stats(f).retries, 0);
+	assert_int_equal(stats(f).by_status[4], 4);
+	assert_string_equal(stats(f).last_error, "HTTP status 401");
+	fixture_free(f);
+}
+
+static void
+test_429_pauses_the_whole_pool_until_retry_after(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts_step s[] = {
+		{ TS_REPLY, 429, "Retry-After: 1\r\n", "{\"error\":{\"message\":\"Rate limit exceeded\"}}", 0, 0, 0 },
+		{ TS_REPLY, 200, NULL, "one", 0, 0, 0 },
+		{ TS_REPLY, 200, NULL, "two", 0, 0, 0 },
+	};
+	int64_t bound = real_ms() + 10000;
+
+	(void)state;
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "GET", "/a", 1, 0);
+	submit(f, "GET", "/b", 1, 1);
+	while (stats(f).rate_limited == 0 && real_ms() < bound)
+		http_perform(f->c, 20);
+	assert_int_equal(stats(f).rate_limited, 1);
+	assert_true(http_pool_paused_for(f->p) > 0);
+	assert_true(http_pool_paused_for(f->p) <= 1000);
+	/* the clock stands still: nothing else may leave the pool */
+	for (int i = 0; i < 5; i++)
+		http_perform(f->c, 0);
+	assert_int_equal(ndone(f), 0);
+	assert_int_equal(stats(f).requests, 1);
+	assert_int_equal(ts_nrequests(f->ts), 1);
+	assert_int_equal(http_pending(f->c), 2);
+	f->offset += 1000;
+	assert_int_equal(http_pool_paused_for(f->p), 0);
+	pump(f, 2);
+	assert_int_equal(f->r[0].status, 200);
+	assert_int_equal(f->r[1].status, 200);
+	assert_int_equal(f->r[0].attempts, 2);
+	assert_int_equal(stats(f).retries, 1);
+	assert_int_equal(ts_nrequests(f->ts), 3);
+	fixture_free(f);
+}
+
+static void
+test_429_for_a_non_retry_safe_request_is_returned_and_still_pauses(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts_step s[] = { { TS_REPLY, 429, "Retry-After: 30\r\n", "{}", 0, 0, 0 } };
+
+	(void)state;
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "PATCH", "/a", 0, 0);
+	pump(f, 1);
+	assert_int_equal(f->r[0].status, 429);
+	assert_int_equal(f->r[0].attempts, 1);
+	assert_true(http_pool_paused_for(f->p) > 29000);
+	assert_int_equal(stats(f).rate_limited, 1);
+	fixture_free(f);
+}
+
+static void
+test_redirect_is_returned_not_followed(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts *other = ts_start();
+	char *loc = ts_url(other, "/steal"), *hdr = xprintf("Location: %s\r\n", loc);
+	struct ts_step s[] = { { TS_REPLY, 302, hdr, "", 0, 0, 0 } };
+
+	(void)state;
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "GET", "/r", 1, 0);
+	pump(f, 1);
+	assert_int_equal(f->r[0].status, 302);
+	assert_string_equal(f->r[0].location, loc);
+	assert_int_equal(f->r[0].attempts, 1);
+	assert_int_equal(ts_nrequests(f->ts), 1);
+	assert_int_equal(ts_accepts(other), 0);
+	ts_stop(other);
+	free(loc);
+	free(hdr);
+	fixture_free(f);
+}
+
+static void
+test_answer_over_max_body_fails_too_big(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f;
+	char *big = xmalloc(4097);
+	struct ts_step s[] = {
+		{ TS_REPLY, 200, NULL, big, 4096, 0, 0 },
+		{ TS_REPLY, 200, NULL, big, 4096, 0, 1 },
+	};
+
+	(void)state;
+	memset(big, 'x', 4096);
+	big[4096] = '\0';
+	o.max_body = 1024;
+	f = fixture_new(&o);
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "GET", "/announced", 1, 0);
+	pump(f, 1);
+	submit(f, "GET", "/streamed", 1, 1);
+	pump(f, 2);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(f->r[i].error, HTTP_E_TOOBIG);
+		assert_int_equal(f->r[i].attempts, 1);
+		assert_int_equal(f->r[i].body_len, 0);
+	}
+	assert_int_equal(ts_nrequests(f->ts), 2);
+	free(big);
+	fixture_free(f);
+}
+
+static void
+test_slow_answer_times_out(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f;
+	struct ts_step s[] = { { TS_HANG, 0, NULL, NULL, 0, 0, 0 } };
+
+	(void)state;
+	o.timeout = 1;
+	f = fixture_new(&o);
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "PATCH", "/slow", 0, 0);
+	pump(f, 1);
+	assert_int_equal(f->r[0].error, HTTP_E_TIMEOUT);
+	assert_int_equal(f->r[0].attempts, 1);
+	assert_string_not_equal(stats(f).last_error, "");
+	fixture_free(f);
+}
+
+static void
+test_budget_holds_requests_until_the_window_frees_a_slot(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f;
+	struct ts_step ok = { TS_REPLY, 200, NULL, "ok", 0, 0, 0 };
+
+	(void)state;
+	o.concurrency = 5;
+	o.request_budget = 3;
+	f = fixture_new(&o);
+	for (int i = 0; i < 5; i++)
+		ts_script(f->ts, &ok, 1);
+	for (int i = 0; i < 5; i++)
+		submit(f, "GET", "/r", 1, i);
+	pump(f, 3);
+	for (int i = 0; i < 5; i++)
+		http_perform(f->c, 0);
+	assert_int_equal(ndone(f), 3);
+	assert_int_equal(ts_nrequests(f->ts), 3);
+	assert_int_equal(http_pending(f->c), 2);
+	assert_int_equal(stats(f).budget_used, 3);
+	assert_int_equal(stats(f).budget_waits, 2);
+	f->offset += 3600 * 1000;
+	pump(f, 5);
+	assert_int_equal(ts_nrequests(f->ts), 5);
+	assert_int_equal(stats(f).budget_used, 2);
+	assert_int_equal(stats(f).budget_waits, 2);
+	fixture_free(f);
+}
+
+static void
+test_sequential_requests_reuse_one_connection(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts_step ok = { TS_REPLY, 200, NULL, "ok", 0, 0, 0 };
+
+	(void)state;
+	for (int i = 0; i < 4; i++)
+		ts_script(f->ts, &ok, 1);
+	submit(f, "GET", "/1", 1, 0);
+	pump(f, 1);
+	submit(f, "GET", "/2", 1, 1);
+	pump(f, 2);
+	submit(f, "POST", "/3", 1, 2);
+	submit(f, "GET", "/4", 1, 3);
+	pump(f, 4);
+	assert_int_equal(ts_nrequests(f->ts), 4);
+	assert_int_equal(ts_accepts(f->ts), 1);
+	fixture_free(f);
+}
+
+static void
+test_cookies_are_sent_back_from_every_handle_of_the_pool(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f;
+	struct ts_step s[] = {
+		{ TS_REPLY, 200, "Set-Cookie: JSESSIONID=abc123; Path=/; HttpOnly\r\n", "ok", 0, 0, 0 },
+		{ TS_HOLD, 200, NULL, "ok", 0, 2, 0 },
+		{ TS_HOLD, 200, NULL, "ok", 0, 2, 0 },
+	};
+	char *c0, *c1, *c2;
+
+	(void)state;
+	o.concurrency = 2;
+	f = fixture_new(&o);
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "GET", "/login", 1, 0);
+	pump(f, 1);
+	/* held together: two easy handles, one cookie jar */
+	submit(f, "GET", "/a", 1, 1);
+	submit(f, "GET", "/b", 1, 2);
+	pump(f, 3);
+	c0 = ts_request_header(f->ts, 0, "Cookie");
+	c1 = ts_request_header(f->ts, 1, "Cookie");
+	c2 = ts_request_header(f->ts, 2, "Cookie");
+	assert_null(c0);
+	assert_string_equal(c1, "JSESSIONID=abc123");
+	assert_string_equal(c2, "JSESSIONID=abc123");
+	assert_int_equal(ts_max_conns(f->ts), 2);
+	free(c1);
+	free(c2);
+	fixture_free(f);
+}
+
+static void
+test_concurrency_cap_is_respected(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f;
+	struct ts_step hold = { TS_HOLD, 200, NULL, "held", 0, 2, 0 };
+	struct ts_step ok = { TS_REPLY, 200, NULL, "ok", 0, 0, 0 };
+
+	(void)state;
+	o.concurrency = 2;
+	f = fixture_new(&o);
+	for (int i = 0; i < 4; i++)
+		ts_script(f->ts, &hold, 1);
+	ts_script(f->ts, &ok, 1);
+	for (int i = 0; i < 5; i++)
+		submit(f, "GET", "/r", 1, i);
+	pump(f, 5);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(f->r[i].status, 200);
+	/* two at once proves parallelism, no more proves the cap */
+	assert_int_equal(ts_max_conns(f->ts), 2);
+	assert_int_equal(ts_accepts(f->ts), 2);
+	fixture_free(f);
+}
+
+static void
+test_cancel_all_completes_queued_and_in_flight_requests(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f;
+	struct ts_step s[] = { { TS_HANG, 0, NULL, NULL, 0, 0, 0 } };
+	int64_t bound = real_ms() + 10000;
+
+	(void)state;
+	o.timeout = 30;
+	f = fixture_new(&o);
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "GET", "/hang", 1, 0);
+	submit(f, "GET", "/queued", 1, 1);
+	while (ts_nrequests(f->ts) < 1 && real_ms() < bound)
+		http_perform(f->c, 20);
+	assert_int_equal(ts_nrequests(f->ts), 1);
+	assert_int_equal(ndone(f), 0);
+	http_cancel_all(f->c);
+	assert_int_equal(ndone(f), 2);
+	assert_int_equal(f->r[0].error, HTTP_E_CANCELED);
+	assert_int_equal(f->r[1].error, HTTP_E_CANCELED);
+	assert_int_equal(f->r[1].attempts, 0);
+	assert_int_equal(http_pending(f->c), 0);
+	assert_int_equal(http_perform(f->c, 0), 0);
+	fixture_free(f);
+}
+
+static void
+test_callbacks_never_run_from_submit(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f;
+	struct http_request req;
+	char *url;
+
+	(void)state;
+	o.max_retries = 1;
+	f = fixture_new(&o);
+	url = xprintf("http://127.0.0.1:%d/", closed_port());
+	http_request_init(&req, "GET", url);
+	req.retry_safe = 1;
+	http_submit(f->p, &req, on_done, &f->r[0]);
+	assert_int_equal(ndone(f), 0);
+	assert_int_equal(http_pending(f->c), 1);
+	pump(f, 1);
+	assert_int_equal(f->r[0].error, HTTP_E_CONNECT);
+	assert_int_equal(f->r[0].attempts, 2);
+	fixture_free(f);
+}
+
+static void
+test_proxy_from_the_environment_is_ignored(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts *proxy = ts_start();
+	char *purl = ts_url(proxy, "");
+	struct ts_step s[] = { { TS_REPLY, 200, NULL, "direct", 0, 0, 0 } };
+
+	(void)state;
+	setenv("http_proxy", purl, 1);
+	setenv("HTTPS_PROXY", purl, 1);
+	setenv("ALL_PROXY", purl, 1);
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "GET", "/r", 1, 0);
+	pump(f, 1);
+	unsetenv("http_proxy");
+	unsetenv("HTTPS_PROXY");
+	unsetenv("ALL_PROXY");
+	assert_int_equal(f->r[0].status, 200);
+	assert_int_equal(ts_accepts(proxy), 0);
+	ts_stop(proxy);
+	free(purl);
+	fixture_free(f);
+}
+
+static void
+test_pool_options_are_validated(void **state)
+{
+	struct http_client *c = http_client_new();
+	struct http_pool_opts o = test_opts();
+	char *cause = NULL;
+
+	(void)state;
+	o.concurrency = 0;
+	assert_null(http_pool_new(c, &o, &cause));
+	assert_non_null(strstr(cause, "concurrency"));
+	free(cause);
+	o = test_opts();
+	o.name = NULL;
+	cause = NULL;
+	assert_null(http_pool_new(c, &o, &cause));
+	assert_non_null(cause);
+	free(cause);
+	http_client_free(c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_backoff_is_full_jitter_below_an_exponential_cap),
+		cmocka_unit_test(test_backoff_never_exceeds_max_and_survives_huge_attempts),
+		cmocka_unit_test(test_retry_after_accepts_delta_seconds_and_caps_at_one_hour),
+		cmocka_unit_test(test_retry_after_accepts_http_date_relative_to_now),
+		cmocka_unit_test(test_retry_after_refuses_garbage),
+		cmocka_unit_test(test_link_next_is_found_among_several_links),
+		cmocka_unit_test(test_link_next_ignores_commas_and_rel_inside_quoted_params),
+		cmocka_unit_test(test_link_next_absent_or_malformed_is_null),
+		cmocka_unit_test(test_is_html_by_content_type_or_leading_angle_bracket),
+		cmocka_unit_test(test_json_answer_arrives_with_its_headers_parsed),
+		cmocka_unit_test(test_request_method_headers_and_body_reach_the_server),
+		cmocka_unit_test(test_503_then_200_is_retried_for_a_retry_safe_request),
+		cmocka_unit_test(test_reset_then_200_is_retried_for_a_retry_safe_request),
+		cmocka_unit_test(test_retries_stop_after_max_retries),
+		cmocka_unit_test(test_non_retry_safe_request_is_not_retried_after_503),
+		cmocka_unit_test(test_patch_is_sent_once_when_the_connection_resets),
+		cmocka_unit_test(test_client_errors_are_never_retried),
+		cmocka_unit_test(test_429_pauses_the_whole_pool_until_retry_after),
+		cmocka_unit_test(test_429_for_a_non_retry_safe_request_is_returned_and_still_pauses),
+		cmocka_unit_test(test_redirect_is_returned_not_followed),
+		cmocka_unit_test(test_answer_over_max_body_fails_too_big),
+		cmocka_unit_test(test_slow_answer_times_out),
+		cmocka_unit_test(test_budget_holds_requests_until_the_window_frees_a_slot),
+		cmocka_unit_test(test_sequential_requests_reuse_one_connection),
+		cmocka_unit_test(test_cookies_are_sent_back_from_every_handle_of_the_pool),
+		cmocka_unit_test(test_concurrency_cap_is_respected),
+		cmocka_unit_test(test_cancel_all_completes_queued_and_in_flight_requests),
+		cmocka_unit_test(test_callbacks_never_run_from_submit),
+		cmocka_unit_test(test_proxy_from_the_environment_is_ignored),
+		cmocka_unit_test(test_pool_options_are_validated),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
