@@ -1,5 +1,7 @@
-/* Fuzzes the imper.ai answer parsers: one verification, the change feed,
- * the error body. */
+/* Fuzzes the imper.ai answer parsers: one verification (and its snapshot
+ * round trip), the change feed, the error body and the verification a 409
+ * carries. */
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,27 @@ check_verification(const struct imperai_verification *v)
 		fuzz_fail("status without a wire name", NULL);
 }
 
+/* The snapshot of v (what the store keeps) reads back to the same
+ * snapshot. */
+static void
+check_snapshot(const struct imperai_verification *v)
+{
+	struct imperai_verification v2;
+	char *json = imperai_verification_json(v), *json2, *cause = NULL;
+
+	memset(&v2, 0, sizeof(v2));
+	if (imperai_parse_verification(json, strlen(json), "snapshot", &v2, &cause) != 0) {
+		fprintf(stderr, "%s\n", cause);
+		fuzz_fail("a verification's own snapshot does not parse", json);
+	}
+	json2 = imperai_verification_json(&v2);
+	if (strcmp(json, json2) != 0)
+		fuzz_fail("snapshot -> parse -> snapshot differs", json2);
+	imperai_verification_free(&v2);
+	free(json);
+	free(json2);
+}
+
 static void
 fuzz_verification(const char *body, size_t len)
 {
@@ -28,10 +51,27 @@ fuzz_verification(const char *body, size_t len)
 	char *cause = NULL;
 
 	memset(&v, 0, sizeof(v));
-	if (imperai_parse_verification(body, len, "fuzz", &v, &cause) == 0)
+	if (imperai_parse_verification(body, len, "fuzz", &v, &cause) == 0) {
+		check_verification(&v);
+		check_snapshot(&v);
+	} else if (cause == NULL)
+		fuzz_fail("imperai_parse_verification failed without a cause", NULL);
+	imperai_verification_free(&v);
+	free(cause);
+}
+
+/* The verification inside a 409 already_final error. */
+static void
+fuzz_error_verification(const char *body, size_t len)
+{
+	struct imperai_verification v;
+	char *cause = NULL;
+
+	memset(&v, 0, sizeof(v));
+	if (imperai_parse_error_verification(body, len, &v, &cause) == 0)
 		check_verification(&v);
 	else if (cause == NULL)
-		fuzz_fail("imperai_parse_verification failed without a cause", NULL);
+		fuzz_fail("imperai_parse_error_verification failed without a cause", NULL);
 	imperai_verification_free(&v);
 	free(cause);
 }
@@ -60,5 +100,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_verification(body, size);
 	fuzz_feed(body, size);
 	free(imperai_parse_error(body, size));
+	fuzz_error_verification(body, size);
 	return 0;
 }

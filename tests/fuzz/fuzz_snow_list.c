@@ -1,21 +1,34 @@
-/* Fuzzes the ServiceNow answer parsers: list, single record, error body. */
+/* Fuzzes the ServiceNow answer parsers: list, single record, error body,
+ * OAuth token answer. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuzz.h"
 #include "snow.h"
+#include "util.h"
 
-/* What any parsed record must look like: a NUL-terminated sys_id and
- * fields that are all non-NULL strings. */
+static void
+check_text(const char *what, const char *s)
+{
+	if (s != NULL && !util_utf8_valid(s, strlen(s)))
+		fuzz_fail(what, s);
+}
+
+/* What snow.h promises of a parsed record: a sys_id of 32 hex digits,
+ * and names and values that are valid UTF-8 strings. */
 static void
 check_record(const struct snow_record *r)
 {
-	if (memchr(r->sys_id, '\0', sizeof(r->sys_id)) == NULL)
-		fuzz_fail("sys_id not NUL-terminated", NULL);
+	if (strnlen(r->sys_id, sizeof(r->sys_id)) != 32 ||
+	    strspn(r->sys_id, "0123456789abcdefABCDEF") != 32)
+		fuzz_fail("sys_id is not 32 hex digits", NULL);
 	for (size_t i = 0; i < r->nfields; i++) {
 		if (r->fields[i].name == NULL || r->fields[i].value == NULL)
 			fuzz_fail("record field with a NULL name or value", NULL);
+		check_text("field name is not valid UTF-8", r->fields[i].name);
+		check_text("field value is not valid UTF-8", r->fields[i].value);
+		check_text("display value is not valid UTF-8", r->fields[i].display);
 		if (snow_record_get(r, r->fields[i].name) == NULL)
 			fuzz_fail("parsed field not found by snow_record_get", r->fields[i].name);
 	}
@@ -54,6 +67,22 @@ fuzz_record(const char *body, size_t len)
 	free(cause);
 }
 
+static void
+fuzz_oauth(const char *body, size_t len)
+{
+	char *access = NULL, *refresh = NULL, *cause = NULL;
+	int64_t expires_in = 0;
+
+	if (snow_parse_oauth(body, len, &access, &refresh, &expires_in, &cause) == 0) {
+		if (access == NULL)
+			fuzz_fail("snow_parse_oauth succeeded without an access token", NULL);
+	} else if (cause == NULL)
+		fuzz_fail("snow_parse_oauth failed without a cause", NULL);
+	secret_free(access);
+	secret_free(refresh);
+	free(cause);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -62,5 +91,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_list(body, size);
 	fuzz_record(body, size);
 	free(snow_parse_error(body, size));
+	fuzz_oauth(body, size);
 	return 0;
 }
