@@ -1,10 +1,11 @@
 /* Fuzzes the renderer with a ticket whose every text comes from the input,
  * and checks what must always hold of what ServiceNow will show:
- *   field: valid UTF-8; only p, br, strong, span and a tags; no script; no
- *     on* event or style attribute, no javascript: in any attribute; every
- *     href an http(s) URL whose host, parsed the way a browser does, is an
- *     allowed host; every & starts an entity; the visible text ends with
- *     the revision tag and render_parse_revision() finds exactly that one;
+ *   field: valid UTF-8; only p, br, strong, span and a tags; no script;
+ *     only class, title, target, rel and href attributes (so no on* event
+ *     handler, style or src), double-quoted; every href an http(s) URL
+ *     whose host, parsed the way a browser does, is an allowed host; every
+ *     & starts an entity; the visible text ends with the revision tag and
+ *     render_parse_revision() finds exactly that one;
  *   work note: valid UTF-8, no control characters but \n and \t, starts
  *     with "[imper.ai <tag> <gen>.<rev>]", at most RENDER_NOTE_MAX bytes,
  *     no "[code]" (ServiceNow renders it as HTML in a journal entry), no
@@ -193,22 +194,26 @@ attr_decode(const char *s, size_t n)
 	return buf_detach(&b);
 }
 
-/* Checks one attribute (name, quoted value) of a tag. */
+/* Checks one attribute (name, quoted value) of a tag: only class, title,
+ * target, rel and an allowed href, so no event handler, style, src, or a
+ * javascript: URL (that is a scheme, and href_allowed() wants http(s)). */
 static void
 check_attr(const char *html, const char *name, size_t nlen, const char *val, size_t vlen)
 {
+	static const char *const allowed[] = { "class", "title", "target", "rel" };
 	char *v;
 
-	if (nlen >= 2 && strncasecmp(name, "on", 2) == 0)
-		fuzz_fail("event handler attribute", html);
-	if (nlen == 5 && strncasecmp(name, "style", 5) == 0)
-		fuzz_fail("style attribute", html);
-	v = attr_decode(val, vlen);
-	if (has_ci(v, "javascript:"))
-		fuzz_fail("javascript: in an attribute", html);
-	if (nlen == 4 && strncasecmp(name, "href", 4) == 0 && !href_allowed(v))
-		fuzz_fail("href to a host outside the allow-list", html);
-	free(v);
+	if (nlen == 4 && strncasecmp(name, "href", 4) == 0) {
+		v = attr_decode(val, vlen);
+		if (!href_allowed(v))
+			fuzz_fail("href to a host outside the allow-list", html);
+		free(v);
+		return;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(allowed); i++)
+		if (strlen(allowed[i]) == nlen && strncasecmp(allowed[i], name, nlen) == 0)
+			return;
+	fuzz_fail("attribute other than class, title, target, rel, href", html);
 }
 
 /* Parses the attributes of the tag between p and end; values must be
@@ -316,8 +321,8 @@ check_field(const char *html, const struct ticket *t)
 {
 	if (!util_utf8_valid(html, strlen(html)))
 		fuzz_fail("field is not valid UTF-8", html);
-	/* Escaped text may say "javascript:" harmlessly: attributes are checked
-	 * for it, decoded, in check_attr(). */
+	/* Escaped text may say "javascript:" harmlessly: check_attr() keeps it
+	 * out of URLs. */
 	if (has_ci(html, "<script"))
 		fuzz_fail("script in the field", html);
 	for (const char *p = html; *p != '\0';) {
@@ -334,10 +339,41 @@ check_field(const char *html, const struct ticket *t)
 	check_revision(html, t);
 }
 
+static int
+email_char(int c, const char *extra)
+{
+	return isalnum(c) || c == '*' || strchr(extra, c) != NULL;
+}
+
+/* An address as a reader sees one: local@name.tld with no "*" on either
+ * side of the "@" (render masks as "j***e@e***.com"). */
+static int
+has_unmasked_email(const char *s)
+{
+	for (const char *at = strchr(s, '@'); at != NULL; at = strchr(at + 1, '@')) {
+		const char *l = at, *r = at + 1, *dot = NULL;
+		int star = 0;
+
+		while (l > s && l[-1] != '\0' && email_char((unsigned char)l[-1], "._%+-")) {
+			star |= l[-1] == '*';
+			l--;
+		}
+		for (; *r != '\0' && email_char((unsigned char)*r, ".-"); r++) {
+			star |= *r == '*';
+			if (*r == '.' && r > at + 1)
+				dot = r;
+		}
+		if (l < at && dot != NULL && dot + 1 < r && isalpha((unsigned char)dot[1]) &&
+		    !star)
+			return 1;
+	}
+	return 0;
+}
+
 static void
 check_note(const char *note, const struct ticket *t, const char *tag)
 {
-	char want[128], *masked;
+	char want[128];
 
 	if (!util_utf8_valid(note, strlen(note)))
 		fuzz_fail("work note is not valid UTF-8", note);
@@ -353,10 +389,8 @@ check_note(const char *note, const struct ticket *t, const char *tag)
 	/* ServiceNow renders [code]...[/code] in a journal entry as HTML. */
 	if (has_ci(note, "[code]"))
 		fuzz_fail("[code] in a work note", note);
-	masked = render_mask_emails(note);
-	if (strcmp(masked, note) != 0)
+	if (has_unmasked_email(note))
 		fuzz_fail("unmasked email address in a work note", note);
-	free(masked);
 }
 
 /* Escaped text: valid, nothing left unescaped, within the cap. */
