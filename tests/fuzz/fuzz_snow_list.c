@@ -1,10 +1,14 @@
-/* Fuzzes the ServiceNow answer parsers: list, single record, error body,
- * OAuth token answer. */
+/* Fuzzes what the daemon reads from ServiceNow: list, single record,
+ * error and OAuth token bodies; the Retry-After and Link headers and the
+ * content sniffing of http.c; the revision tag in a field read back. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine.h"
 #include "fuzz.h"
+#include "http.h"
+#include "render.h"
 #include "snow.h"
 #include "util.h"
 
@@ -83,6 +87,23 @@ fuzz_oauth(const char *body, size_t len)
 	free(cause);
 }
 
+/* The same bytes as a header value, or as the field's text. */
+static void
+fuzz_headers(const uint8_t *data, size_t size)
+{
+	char *s = fuzz_cstr(data, size);
+	int64_t secs;
+	uint32_t g, r;
+
+	if (http_parse_retry_after(s, 1700000000, &secs) == 0 && (secs < 0 || secs > 3600))
+		fuzz_fail("Retry-After outside 0..3600 s", s);
+	free(http_link_next(s));
+	(void)http_is_html(s, s, size);
+	(void)render_parse_revision(s, &g, &r);
+	(void)engine_field_has_revision(s, 1, 2);
+	free(s);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -92,5 +113,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_record(body, size);
 	free(snow_parse_error(body, size));
 	fuzz_oauth(body, size);
+	fuzz_headers(data, size);
 	return 0;
 }
