@@ -24,12 +24,13 @@
 #include "imperai.h"
 #include "log.h"
 #include "loop.h"
+#include "requests.h"
 #include "snow.h"
 #include "store.h"
 #include "util.h"
 
 #define LOOP_MAX_ATTEMPTS	12	/* then the entry is parked for `imperai-snowctl retry` */
-#define LOOP_PARKED		INT64_MAX
+#define LOOP_PARKED		EFFECT_PARKED
 #define LOOP_STATUS_EVERY_MS	5000
 
 /* One ticket loaded for this step: stored at commit when dirty. */
@@ -76,6 +77,8 @@ struct loop {
 	size_t			 npolls;
 
 	char			*cursor;	/* imper.ai change feed */
+	uint64_t		 feed_epoch;
+	uint64_t		 epoch;		/* bumps when a commit fails: positions reload */
 	int			 feed_inflight;
 	int64_t			 feed_next_ms;
 	int64_t			 feed_last_ok;
@@ -106,6 +109,7 @@ struct loop {
 	int			 fatal;
 	int64_t			 progress_ms;
 	int64_t			 status_ms;
+	int64_t			 requests_ms;
 	int64_t			 started;
 	uint64_t		 stat_effects_done;
 	uint64_t		 stat_effects_failed;
@@ -238,22 +242,23 @@ loop_ticket(struct loop *l, const char *table, const char *sys_id)
 	}
 	lt = xcalloc(1, sizeof(*lt));
 	lt->key = key;
-	ticket_init(&lt->t, table, sys_id);
 	buf_init(&b);
-	if (store_begin(l->st, 1, &txn) == 0) {
+	rc = store_begin(l->st, 1, &txn);
+	if (rc == 0) {
 		rc = store_ticket_get(txn, table, sys_id, &b);
 		store_abort(txn);
+	}
+	/* decode initialises the ticket itself. */
+	if (rc == 0 && engine_ticket_decode(b.data, b.len, &lt->t, &cause) == 0) {
+		lt->existed = 1;
+	} else {
 		if (rc == 0) {
-			if (engine_ticket_decode(b.data, b.len, &lt->t, &cause) == 0) {
-				lt->existed = 1;
-			} else {
-				log_kv(LOG_LVL_ERR, "stored ticket unreadable: starting it afresh",
-				    "key", key, "error", cause, NULL);
-				free(cause);
-				ticket_free(&lt->t);
-				ticket_init(&lt->t, table, sys_id);
-			}
+			log_kv(LOG_LVL_ERR, "stored ticket unreadable: starting it afresh",
+			    "key", key, "error", cause, NULL);
+			free(cause);
+			ticket_free(&lt->t);
 		}
+		ticket_init(&lt->t, table, sys_id);
 	}
 	buf_free(&b);
 	loop_cache_insert(l, lt);
@@ -364,6 +369,8 @@ loop_commit_fn(struct store_txn *txn, void *arg)
 	return store_txn_error(txn);
 }
 
+static void loop_load_positions(struct loop *l);
+
 static struct engine_result *loop_results;
 static size_t loop_nresults;
 
@@ -435,8 +442,11 @@ loop_commit(struct loop *l)
 	if (rc < 0) {
 		log_kv(LOG_LVL_ERR, "cannot commit state: nothing was sent for it, will retry",
 		    "error", store_strerror(rc), "dir", l->cfg->state_dir, NULL);
-		/* Forget this step's decisions: the inputs are seen again next poll. */
+		/* Forget this step's decisions and go back to the committed
+		 * positions: the inputs are seen again by the next polls. */
 		loop_pending_clear(l);
+		l->epoch++;
+		loop_load_positions(l);
 		return rc;
 	}
 	loop_pending_clear(l);
@@ -448,6 +458,7 @@ loop_commit(struct loop *l)
 struct pollctx {
 	struct loop	*l;
 	struct tpoll	*p;
+	uint64_t	 epoch;
 };
 
 static int
@@ -479,8 +490,15 @@ loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 	struct loop *l = pc->l;
 	struct tpoll *p = pc->p;
 
+	uint64_t epoch = pc->epoch;
+
 	free(pc);
 	p->inflight = 0;
+	if (epoch != l->epoch) {
+		/* A commit failed since: this cycle's position is void. */
+		p->next_ms = 0;
+		return;
+	}
 	if (err < 0) {
 		if (err != -ECANCELED) {
 			str_replace(&p->last_error, cause ? cause : strerror(-err));
@@ -518,6 +536,7 @@ loop_poll_submit(struct loop *l, struct tpoll *p)
 
 	pc->l = l;
 	pc->p = p;
+	pc->epoch = l->epoch;
 	p->inflight = 1;
 	if (snow_list_page(l->snow, p->table, NULL, &p->cur, (const char *const *)p->fields,
 	    p->nfields, loop_poll_done, pc, &cause) < 0) {
@@ -613,6 +632,10 @@ loop_feed_done(int err, const char *cause, struct imperai_feed *f, void *arg)
 	struct loop *l = arg;
 
 	l->feed_inflight = 0;
+	if (l->feed_epoch != l->epoch) {
+		l->feed_next_ms = 0;
+		return;
+	}
 	if (err < 0) {
 		if (err != -ECANCELED) {
 			str_replace(&l->feed_last_error, cause ? cause : strerror(-err));
@@ -642,6 +665,7 @@ static void
 loop_feed_submit(struct loop *l)
 {
 	l->feed_inflight = 1;
+	l->feed_epoch = l->epoch;
 	imperai_changes(l->imp, l->cursor, l->cfg->imperai.feed_limit, loop_feed_done, l);
 }
 
@@ -1034,7 +1058,7 @@ loop_drain(struct loop *l)
 	struct scan_ctx sc = { .l = l, .now = loop_wall(), .next_due = INT64_MAX };
 	struct mark_ctx mc;
 	struct store_txn *txn;
-	int rc;
+	int rc, npatch = 0;
 
 	if (!l->outbox_dirty && loop_now_ms() < l->next_scan_ms)
 		return 0;
@@ -1062,7 +1086,9 @@ loop_drain(struct loop *l)
 	}
 	mc.jobs = sc.start;
 	mc.n = sc.nstart;
-	if (sc.nstart > 0 && (rc = store_write(l->st, loop_mark_fn, &mc)) < 0) {
+	for (size_t i = 0; i < sc.nstart && !npatch; i++)
+		npatch = sc.start[i]->e.kind == EFFECT_PATCH;
+	if (npatch && (rc = store_write(l->st, loop_mark_fn, &mc)) < 0) {
 		for (size_t i = 0; i < sc.nstart; i++)
 			loop_job_free(sc.start[i]);
 		free(sc.start);
@@ -1134,6 +1160,156 @@ loop_patch_fields(struct loop *l, const char *table, size_t *n)
 	return NULL;
 }
 
+/* --- operator requests (imperai-snowctl resync / retry) ---------------------- */
+
+struct resync {
+	struct loop	*l;
+	char		*table;
+	char		*number;
+};
+
+static void
+loop_resync_done(int err, long status, const char *cause, struct snow_record *rec, void *arg)
+{
+	struct resync *rs = arg;
+	struct loop *l = rs->l;
+	struct lticket *lt;
+	struct engine_result res;
+
+	(void)status;
+	if (err < 0) {
+		if (err != -ECANCELED)
+			log_kv(LOG_LVL_WARN, "resync failed", "ticket", rs->number, "error", cause, NULL);
+		goto out;
+	}
+	lt = loop_ticket(l, rs->table, rec->sys_id);
+	/* A resync looks again even at a record already seen. */
+	lt->t.seen_mod_count = -1;
+	engine_result_init(&res);
+	if (engine_observe(&l->pol, &lt->t, rs->table, rec, loop_wall(), &res) == 0) {
+		lt->dirty = 1;
+		loop_apply(l, lt, &res);
+	}
+	loop_keep_result(&res);
+	log_kv(LOG_LVL_NOTICE, "resync done", "ticket", rs->number, NULL);
+out:
+	free(rs->table);
+	free(rs->number);
+	free(rs);
+}
+
+static void
+loop_resync(struct loop *l, const struct req *r)
+{
+	struct resync *rs;
+	const char *const *fields;
+	char *cause = NULL;
+	size_t n;
+
+	if (r->table == NULL || r->sys_id == NULL) {
+		log_kv(LOG_LVL_WARN, "resync request without table and sys_id ignored",
+		    "ticket", r->ticket, NULL);
+		return;
+	}
+	rs = xcalloc(1, sizeof(*rs));
+	rs->l = l;
+	rs->table = xstrdup(r->table);
+	rs->number = xstrdup(r->ticket ? r->ticket : r->sys_id);
+	fields = loop_patch_fields(l, r->table, &n);
+	if (snow_get(l->snow, r->table, r->sys_id, fields, n, loop_resync_done, rs, &cause) < 0) {
+		log_kv(LOG_LVL_WARN, "resync refused", "ticket", rs->number, "error", cause, NULL);
+		free(cause);
+		free(rs->table);
+		free(rs->number);
+		free(rs);
+	}
+}
+
+struct unpark {
+	uint64_t	  seq;		/* 0: every parked entry */
+	uint64_t	 *seqs;
+	char		**encs;
+	size_t		  n;
+};
+
+static int
+loop_unpark_scan(uint64_t seq, const void *val, size_t len, void *arg)
+{
+	struct unpark *u = arg;
+	struct effect e;
+
+	if (u->seq != 0 && seq != u->seq)
+		return 0;
+	if (engine_effect_decode(val, len, &e, NULL) < 0)
+		return 0;
+	if (e.not_before == LOOP_PARKED || u->seq != 0) {
+		e.not_before = 0;
+		/* A PATCH that may have landed keeps its read-back. */
+		e.attempts = e.kind == EFFECT_PATCH && e.attempts > 0 ? 1 : 0;
+		u->seqs = xreallocarray(u->seqs, u->n + 1, sizeof(*u->seqs));
+		u->encs = xreallocarray(u->encs, u->n + 1, sizeof(*u->encs));
+		u->seqs[u->n] = seq;
+		u->encs[u->n++] = engine_effect_encode(&e);
+	}
+	effect_free(&e);
+	return 0;
+}
+
+static int
+loop_unpark_fn(struct store_txn *txn, void *arg)
+{
+	struct unpark *u = arg;
+
+	for (size_t i = 0; i < u->n; i++)
+		free(u->encs[i]);
+	free(u->seqs);
+	free(u->encs);
+	u->seqs = NULL;
+	u->encs = NULL;
+	u->n = 0;
+	store_outbox_each(txn, loop_unpark_scan, u);
+	for (size_t i = 0; i < u->n; i++)
+		store_outbox_put(txn, u->seqs[i], u->encs[i], strlen(u->encs[i]));
+	return store_txn_error(txn);
+}
+
+static void
+loop_retry(struct loop *l, const struct req *r)
+{
+	struct unpark u = { .seq = r->seq };
+	char count[24];
+	int rc;
+
+	rc = store_write(l->st, loop_unpark_fn, &u);
+	snprintf(count, sizeof(count), "%zu", u.n);
+	if (rc < 0)
+		log_kv(LOG_LVL_ERR, "retry failed", "error", store_strerror(rc), NULL);
+	else
+		log_kv(LOG_LVL_NOTICE, "parked writes released", "count", count, NULL);
+	for (size_t i = 0; i < u.n; i++)
+		free(u.encs[i]);
+	free(u.seqs);
+	free(u.encs);
+	l->outbox_dirty = 1;
+}
+
+static void
+loop_requests(struct loop *l)
+{
+	struct req *v = NULL;
+	size_t n = 0;
+
+	if (l->snow == NULL || requests_take(l->st, &v, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].op == REQ_RESYNC)
+			loop_resync(l, &v[i]);
+		else
+			loop_retry(l, &v[i]);
+	}
+	requests_free(v, n);
+}
+
 /* --- life ---------------------------------------------------------------------- */
 
 static void
@@ -1165,6 +1341,7 @@ loop_load_positions(struct loop *l)
 		long long t;
 		char sid[33];
 
+		memset(&l->polls[i].wm, 0, sizeof(l->polls[i].wm));
 		buf_reset(&b);
 		if (store_meta_get(txn, k, &b) == 0 && sscanf(b.data, "%lld %32s", &t, sid) >= 1) {
 			l->polls[i].wm.updated_on = t;
@@ -1174,6 +1351,8 @@ loop_load_positions(struct loop *l)
 		free(k);
 	}
 	buf_reset(&b);
+	free(l->cursor);
+	l->cursor = NULL;
 	if (store_meta_get(txn, "imperai/cursor", &b) == 0 && b.len > 0)
 		l->cursor = xstrdup(b.data);
 	store_abort(txn);
@@ -1353,6 +1532,10 @@ loop_step(struct loop *l, int max_wait_ms)
 	int rc;
 
 	loop_schedule(l, now);
+	if (now >= l->requests_ms) {
+		loop_requests(l);
+		l->requests_ms = now + 1000;
+	}
 	if ((rc = loop_drain(l)) < 0)
 		return rc;
 	while (l->http && http_pending(l->http) > 0 && loop_now_ms() < until) {

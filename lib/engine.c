@@ -344,6 +344,8 @@ ticket_free(struct ticket *t)
 	free(t->subcategory);
 	free(t->snow_state);
 	free(t->short_description);
+	free(t->description);
+	free(t->requester_email);
 	engine_verif_clear(&t->v);
 	ticket_history_clear(t);
 	free(t->last_error);
@@ -468,6 +470,7 @@ engine_effect_new(struct engine_ctx *c, const struct ticket *t, enum effect_kind
 	e->generation = t->generation;
 	e->revision = t->revision;
 	e->tag = xstrdup(tag);
+	e->created_at = c->now;
 	return e;
 }
 
@@ -650,6 +653,7 @@ engine_remember(struct ticket *t, const struct snow_record *r, const struct engi
 	engine_set_text(&t->subcategory, o->subcategory, MAX_NAME);
 	engine_set_text(&t->snow_state, o->state, MAX_NAME);
 	engine_set_text(&t->short_description, o->short_description, MAX_SHORT);
+	engine_set_text(&t->description, o->description, MAX_DESCRIPTION);
 	t->ended = o->ended;
 	if (r->mod_count > t->seen_mod_count)
 		t->seen_mod_count = r->mod_count;
@@ -747,6 +751,7 @@ engine_start_generation(struct engine_ctx *c, struct ticket *t, const struct flo
 	if (o->requester != NULL)
 		engine_set_text(&t->requester, o->requester, MAX_NAME);
 	engine_set_text(&t->requester_name, o->requester_name, MAX_NAME);
+	engine_set_text(&t->requester_email, o->requester_email, MAX_NAME);
 	str_replace(&t->gen_reason, reason);
 	if (o->number != NULL)
 		engine_set_text(&t->number, o->number, MAX_NUMBER);
@@ -1467,6 +1472,8 @@ enc_ticket_request(struct json_object *o, const struct ticket *t)
 	enc_str(o, "request_id", t->request_id);
 	enc_str(o, "requester", t->requester);
 	enc_str(o, "requester_name", t->requester_name);
+	enc_str(o, "requester_email", t->requester_email);
+	enc_str(o, "description", t->description);
 	enc_str(o, "gen_reason", t->gen_reason);
 	json_object_object_add(o, "verification", enc_verification(&t->v));
 	enc_int(o, "sent_at", t->sent_at);
@@ -1822,6 +1829,8 @@ dec_ticket_request(struct engine_dec *d, struct json_object *o, struct ticket *t
 	dec_str(d, o, "", "request_id", &t->request_id, ENGINE_MAX_STRING, 0);
 	dec_str(d, o, "", "requester", &t->requester, MAX_NAME, 0);
 	dec_str(d, o, "", "requester_name", &t->requester_name, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, "", "requester_email", &t->requester_email, ENGINE_MAX_STRING, 0);
+	dec_str(d, o, "", "description", &t->description, ENGINE_MAX_STRING, 0);
 	dec_str(d, o, "", "gen_reason", &t->gen_reason, 64, 0);
 	dec_verification(d, o, &t->v);
 	dec_time(d, o, "", "sent_at", &t->sent_at);
@@ -1926,6 +1935,7 @@ engine_effect_encode(const struct effect *e)
 	enc_str(o, "patch_json", e->patch_json);
 	enc_int(o, "attempts", e->attempts);
 	enc_int(o, "not_before", e->not_before);
+	enc_int(o, "created_at", e->created_at);
 	enc_str(o, "last_error", e->last_error);
 	s = engine_json_string(o);
 	json_object_put(o);
@@ -1972,6 +1982,7 @@ dec_effect(struct engine_dec *d, struct json_object *o, struct effect *e)
 	dec_str(d, o, "", "patch_json", &e->patch_json, ENGINE_MAX_PATCH, kind == EFFECT_PATCH);
 	dec_int32(d, o, "", "attempts", &e->attempts, 0, INT32_MAX);
 	dec_int(d, o, "", "not_before", &e->not_before, 0, ENGINE_TIME_MAX);
+	dec_time(d, o, "", "created_at", &e->created_at);
 	dec_str(d, o, "", "last_error", &e->last_error, ENGINE_MAX_STRING, 0);
 }
 

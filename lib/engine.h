@@ -94,6 +94,9 @@ struct ticket {
 	struct ticket_history history[ENGINE_HISTORY_MAX];
 	size_t		 nhistory;	/* the newest ENGINE_HISTORY_MAX, oldest first */
 	char		*last_error;
+	/* shown by imperai-snowctl show/list; NULL until observed */
+	char		*requester_email;	/* as ServiceNow has it; the CLI masks it */
+	char		*description;
 };
 
 /* A fresh ticket in TS_UNTRACKED, generation 0 (table may be NULL). */
@@ -128,7 +131,10 @@ struct effect {
 	int		 attempts;	/* shell bookkeeping, persisted */
 	int64_t		 not_before;	/* shell bookkeeping: retry time */
 	char		*last_error;
+	int64_t		 created_at;	/* when decided (now); 0 if unknown: outbox age */
 };
+/* not_before of an entry parked after repeated failures (imperai-snowctl retry). */
+#define EFFECT_PARKED INT64_C(253402300799)
 void effect_free(struct effect *e);
 /* Same contract as the ticket's; kind decides what is required (CANCEL:
  * request_id, PATCH: patch_json, CREATE: create.idempotency_key). */

@@ -1,0 +1,455 @@
+"""Shared helpers for the black-box tests: the two simulators, the daemon
+and the CLI, each started in a temporary directory and stopped for sure.
+
+    from harness import Stack, wait_until
+
+    class MyTest(unittest.TestCase):
+        def setUp(self):
+            self.stack = Stack(self)            # temp dir, cleanup registered
+            self.stack.start()                  # simulators, config, daemon
+            t = self.stack.snow.create_ticket(category="password_reset")
+            v = self.stack.wait_verification(t["number"])
+            self.stack.imperai.act(v["id"], "send", recipient="abel@example.org", agent="Ivy")
+
+Waiting is always for a condition (wait_until polls every 50 ms with a
+deadline and fails naming what it waited for), never a bare sleep.
+
+Paths: the binaries come from $top_builddir (set by `make check`; else
+_build/check, _build or . under the source tree, the first that has them),
+the simulators from $top_srcdir/tests/sim.  Standard library only.
+"""
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP_SRC = os.path.abspath(os.environ.get("top_srcdir", os.path.join(HERE, "..", "..")))
+
+
+def _find_builddir():
+    if os.environ.get("top_builddir"):
+        return os.path.abspath(os.environ["top_builddir"])
+    for d in ("_build/check", "_build", "."):
+        if os.path.exists(os.path.join(TOP_SRC, d, "imperai-snowctl")):
+            return os.path.join(TOP_SRC, d)
+    return TOP_SRC
+
+
+TOP_BUILD = _find_builddir()
+DAEMON = os.path.join(TOP_BUILD, "imperai-snowd")
+CTL = os.path.join(TOP_BUILD, "imperai-snowctl")
+AUDIT_TAMPER = os.path.join(TOP_BUILD, "tests", "integration", "audit_tamper")
+SNOW_SIM = os.path.join(TOP_SRC, "tests", "sim", "snow_sim.py")
+IMPERAI_SIM = os.path.join(TOP_SRC, "tests", "sim", "imperai_sim.py")
+
+# The ServiceNow simulator's seeded integration user (tests/sim/README.md).
+SNOW_USER = "imperai.integration"
+SNOW_PASSWORD = "integration-secret"
+# A key distinctive enough that finding it in any output is a leak.
+IMPERAI_KEY = "k3y-7a1f-imperai-sim-SECRET"
+
+EX_OK, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 64, 69, 78
+
+
+def wait_until(pred, timeout=20.0, what="the condition", interval=0.05, detail=None):
+    """Polls pred() every interval seconds until it returns something true,
+    and returns that.  After timeout seconds fails with an AssertionError
+    naming what it waited for (plus detail(), e.g. the daemon's log, and
+    the last exception pred raised, if any)."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            value = pred()
+            if value:
+                return value
+        except Exception as e:  # the condition may not be observable yet
+            last_exc = e
+        if time.monotonic() >= deadline:
+            msg = "waited %.1f s for %s" % (timeout, what)
+            if last_exc is not None:
+                msg += "; last error: %r" % (last_exc,)
+            if detail is not None:
+                msg += "\n" + detail()
+            raise AssertionError(msg)
+        time.sleep(interval)
+
+
+def write_secret(path, value):
+    """A credential file as the daemon accepts it: mode 0600 from the start."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+
+
+def stop_process(proc, grace=5.0):
+    """SIGTERM, then SIGKILL after grace seconds.  Returns the exit status."""
+    if proc is None or proc.poll() is not None:
+        return None if proc is None else proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+class Http:
+    """A tiny JSON client (urllib), optionally with Basic auth."""
+
+    def __init__(self, base, user=None, password=None):
+        self.base = base.rstrip("/")
+        self.auth = None
+        if user is not None:
+            self.auth = "Basic " + b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+    def call(self, method, path, body=None, timeout=10):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if self.auth:
+            req.add_header("Authorization", self.auth)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                raw = r.read()
+                return r.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw)
+            except ValueError:
+                return e.code, raw.decode(errors="replace")
+
+    def ok(self, method, path, body=None):
+        status, answer = self.call(method, path, body)
+        if status >= 300:
+            raise AssertionError("%s %s%s: %s %s" % (method, self.base, path, status, answer))
+        return answer
+
+
+class Sim:
+    """A simulator process: `python3 SCRIPT --port 0 --data DIR ...`, whose
+    first stdout line is `NAME listening on http://127.0.0.1:PORT`."""
+
+    name = "sim"
+    script = None
+
+    def __init__(self, workdir, args=()):
+        self.dir = os.path.join(workdir, self.name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.log_path = os.path.join(workdir, self.name + ".log")
+        self.args = list(args)
+        self.proc = None
+        self.url = None
+
+    def start(self, timeout=15.0):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, self.script, "--port", "0", "--data", os.path.join(self.dir, "data")]
+            + self.args, stdout=subprocess.PIPE, stderr=log, cwd=self.dir)
+        log.close()
+        line = self._first_line(timeout)
+        prefix = "%s listening on " % self.name
+        if not line.startswith(prefix):
+            raise AssertionError("%s did not start: %r\n%s" % (self.name, line, self.log()))
+        self.url = line[len(prefix):].strip()
+        self.control = Http(self.url)
+        return self
+
+    def _first_line(self, timeout):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise AssertionError("%s printed nothing within %s s\n%s" % (self.name, timeout,
+                                                                       self.log()))
+        return self.proc.stdout.readline().decode(errors="replace")
+
+    @property
+    def port(self):
+        return int(self.url.rsplit(":", 1)[1])
+
+    def log(self, tail=60):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-tail:])
+        except OSError:
+            return ""
+
+    def stop(self):
+        stop_process(self.proc)
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+
+
+class SnowSim(Sim):
+    name = "snow_sim"
+    script = SNOW_SIM
+
+    def __init__(self, workdir, no_verification_field=False, args=()):
+        extra = ["--no-fsync"] + (["--no-verification-field"] if no_verification_field else [])
+        super().__init__(workdir, extra + list(args))
+
+    def start(self, timeout=15.0):
+        super().start(timeout)
+        self.admin = Http(self.url, "admin", "admin")
+        return self
+
+    def create_ticket(self, table="incident", caller="abel.tuter", **fields):
+        """POSTs a ticket through the Table API as admin; returns the record."""
+        body = dict(fields)
+        body.setdefault("short_description", "Please reset my password")
+        body["caller_id" if table == "incident" else "requested_for"] = caller
+        rec = self.admin.ok("POST", "/api/now/table/%s?sysparm_exclude_reference_link=true"
+                            % table, body)["result"]
+        return rec
+
+    def ticket(self, table, sys_id):
+        return self.admin.ok("GET", "/api/now/table/%s/%s?sysparm_exclude_reference_link=true"
+                             % (table, sys_id))["result"]
+
+    def patch(self, table, sys_id, **fields):
+        return self.admin.ok("PATCH", "/api/now/table/%s/%s" % (table, sys_id), fields)["result"]
+
+
+class ImperaiSim(Sim):
+    name = "imperai_sim"
+    script = IMPERAI_SIM
+
+    def __init__(self, workdir, api_key=IMPERAI_KEY, daily_cap=0, args=()):
+        super().__init__(workdir, ["--api-key", api_key, "--daily-cap", str(daily_cap)]
+                         + list(args))
+
+    def verifications(self):
+        return self.control.ok("GET", "/sim/dump")["verifications"]
+
+    def verification_for(self, number):
+        """The newest request imper.ai holds for ticket number, or None."""
+        found = [v for v in self.verifications() if v["ticket"]["number"] == number]
+        return found[-1] if found else None
+
+    def act(self, vid, do, **kw):
+        body = dict(kw, id=vid, do=do)
+        return self.control.ok("POST", "/sim/act", body)
+
+
+CONF = """# written by tests/integration/harness.py
+servicenow: {
+  instance = "%(snow_url)s";
+  auth = "basic";
+  user = "%(snow_user)s";
+  password_credential = "servicenow-password";
+  tables = ( { name = "incident"; field = "u_imperai_verification"; requester_field = "caller_id"; } );
+  poll_interval = %(poll)d;
+  poll_overlap = 2;
+  timeout = 10;
+  max_retries = 1;
+};
+imperai: {
+  api_url = "%(imperai_url)s";
+  api_key_credential = "imperai-api-key";
+  poll_interval = %(poll)d;
+  risk_bands = { verified_max = 3; medium_max = 6; };
+  timeout = 10;
+  max_retries = 1;
+};
+state: { directory = "%(state)s"; map_size = 8; };
+flows_file = "flows.yaml";
+credentials_directory = "%(creds)s";
+log_level = "debug";
+"""
+
+FLOWS = """flows:
+  - name: password-reset
+    match:
+      table: incident
+      categories: [%(categories)s]
+    action: password_reset
+    automated: false
+    on_fail:
+      work_note: "High risk detected - Reject this request"
+"""
+
+
+class Daemon:
+    """imperai-snowd -f -c CONF with its credentials in CREDENTIALS_DIRECTORY;
+    readiness and stop are observed through $NOTIFY_SOCKET, as systemd
+    observes them.  stderr is kept in a file for failure messages."""
+
+    def __init__(self, workdir, conf):
+        self.dir = workdir
+        self.conf = conf
+        self.log_path = os.path.join(workdir, "imperai-snowd.log")
+        self.proc = None
+        self.notify = None
+
+    def start(self, env, timeout=20.0):
+        sock_path = os.path.join(self.dir, "notify.sock")
+        if os.path.exists(sock_path):
+            os.unlink(sock_path)
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(sock_path)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([DAEMON, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=log,
+                                     env=dict(env, NOTIFY_SOCKET=sock_path))
+        log.close()
+        self.expect("READY=1", timeout)
+
+    def expect(self, word, timeout=20.0):
+        seen = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            self.notify.settimeout(min(0.2, max(0.01, deadline - time.monotonic())))
+            try:
+                msg = self.notify.recv(4096).decode(errors="replace")
+            except socket.timeout:
+                continue
+            seen.append(msg)
+            if word in msg.split("\n"):
+                return msg
+        raise AssertionError("no %s from imperai-snowd within %s s (exit %s); got %r\n%s"
+                             % (word, timeout, self.proc.poll(), seen, self.log()))
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self, tail=80):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "--- imperai-snowd log (last %d lines) ---\n%s" % (
+                    tail, "".join(f.readlines()[-tail:]))
+        except OSError:
+            return ""
+
+    def stop(self):
+        code = stop_process(self.proc)
+        if self.notify:
+            self.notify.close()
+            self.notify = None
+        return code
+
+
+class Stack:
+    """Both simulators, the daemon's settings and policy, the daemon, and
+    the CLI, in one temporary directory removed at the end of the test."""
+
+    def __init__(self, test=None, no_verification_field=False, categories=("password_reset",),
+                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1):
+        self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
+        self.dir = self.tmp
+        self.state = os.path.join(self.dir, "state")
+        self.creds = os.path.join(self.dir, "credentials")
+        self.conf = os.path.join(self.dir, "imperai-snowd.conf")
+        self.snow = SnowSim(self.dir, no_verification_field)
+        self.imperai = ImperaiSim(self.dir)
+        self.daemon = None
+        self.categories = list(categories)
+        self.snow_password = snow_password
+        self.imperai_key = imperai_key
+        self.poll = poll
+        if test is not None:
+            test.addCleanup(self.close)
+
+    # -- life ------------------------------------------------------------------
+
+    def start_sims(self):
+        self.snow.start()
+        self.imperai.start()
+        return self
+
+    def write_config(self):
+        os.makedirs(self.creds, mode=0o700, exist_ok=True)
+        write_secret(os.path.join(self.creds, "servicenow-password"), self.snow_password)
+        write_secret(os.path.join(self.creds, "imperai-api-key"), self.imperai_key)
+        with open(self.conf, "w") as f:
+            f.write(CONF % {"snow_url": self.snow.url, "snow_user": SNOW_USER,
+                            "imperai_url": self.imperai.url, "poll": self.poll,
+                            "state": self.state, "creds": self.creds})
+        with open(os.path.join(self.dir, "flows.yaml"), "w") as f:
+            f.write(FLOWS % {"categories": ", ".join(self.categories)})
+        return self
+
+    def env(self):
+        env = dict(os.environ, CREDENTIALS_DIRECTORY=self.creds)
+        for k in ("NO_COLOR", "TERM", "NOTIFY_SOCKET", "JOURNAL_STREAM"):
+            env.pop(k, None)
+        return env
+
+    def start_daemon(self):
+        self.daemon = Daemon(self.dir, self.conf)
+        self.daemon.start(self.env())
+        return self
+
+    def start(self):
+        """Simulators, settings, daemon: ready to use."""
+        return self.start_sims().write_config().start_daemon()
+
+    def stop_daemon(self):
+        return self.daemon.stop() if self.daemon else None
+
+    def close(self):
+        for part in (self.daemon, self.snow, self.imperai):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:  # keep stopping the others
+                    pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def logs(self):
+        out = [self.daemon.log()] if self.daemon else []
+        for sim in (self.snow, self.imperai):
+            out.append("--- %s log ---\n%s" % (sim.name, sim.log(20)))
+        return "\n".join(out)
+
+    def wait(self, pred, timeout=20.0, what="the condition"):
+        """wait_until that adds the daemon's and simulators' logs on failure."""
+        return wait_until(pred, timeout, what, detail=self.logs)
+
+    # -- the CLI -----------------------------------------------------------------
+
+    def ctl(self, *args, config=True, env=None, timeout=60, raw=False):
+        """Runs imperai-snowctl [-c CONF] ARGS; returns the CompletedProcess
+        (text, or bytes with raw=True: CRLF line ends are kept then)."""
+        argv = [CTL] + (["-c", self.conf] if config else []) + list(args)
+        return subprocess.run(argv, capture_output=True, text=not raw, timeout=timeout,
+                              env=env if env is not None else self.env())
+
+    def ctl_json(self, *args):
+        r = self.ctl(*args)
+        if r.returncode not in (0, 2, 3):
+            raise AssertionError("imperai-snowctl %s: exit %d\n%s" % (" ".join(args),
+                                                                     r.returncode, r.stderr))
+        return json.loads(r.stdout)
+
+    # -- the flow ------------------------------------------------------------------
+
+    def wait_verification(self, number, timeout=20.0):
+        """The verification imper.ai holds for ticket number, once the daemon
+        has registered it and recorded it in its store."""
+        v = self.wait(lambda: self.imperai.verification_for(number), timeout,
+                      "imper.ai to hold a verification for %s" % number)
+        self.wait(lambda: any(r["verification_id"] == v["id"]
+                              for r in self.ctl_json("list", "--json")),
+                  timeout, "imperai-snowctl list to show %s (%s)" % (number, v["id"]))
+        return v
+
+    def wait_status(self, number, status, timeout=20.0):
+        """Until list --json shows ticket number with status (wire name)."""
+        def seen():
+            rows = [r for r in self.ctl_json("list", "--json", "--ticket", number)]
+            return rows if rows and rows[0]["status"] == status else None
+        return self.wait(seen, timeout, "%s to reach status %s in the store" % (number, status))
