@@ -30,6 +30,7 @@ if [ $status -ne 0 ]; then
 	done
 	exit $status
 fi
+command -v clang >/dev/null 2>&1 && make -C "$b" fuzz-smoke
 
 # Packaging sanity: the tarball builds and its tests pass.
 d=_build/dist
