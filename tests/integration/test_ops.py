@@ -153,5 +153,100 @@ class MetricsTest(unittest.TestCase):
                                         risk="verified"), 0, "counters restart from zero")
 
 
+
+class SetupTest(unittest.TestCase):
+    """imperai-snowctl setup against a simulator started without the field."""
+
+    ADMIN_PASSWORD = "admin"
+
+    def setUp(self):
+        self.s = Stack(self, no_verification_field=True)
+        self.s.start_sims().write_config()
+        self.pwfile = os.path.join(self.s.dir, "admin-password")
+        write_secret(self.pwfile, self.ADMIN_PASSWORD)
+
+    def setup(self, *args):
+        return self.s.ctl("setup", *args)
+
+    def dictionary(self, table="incident"):
+        return self.s.snow.admin.ok("GET", "/api/now/table/sys_dictionary?sysparm_query=name=%s"
+                                    "^element=u_imperai_verification" % table)["result"]
+
+    def test_reports_the_missing_field_and_what_is_in_place(self):
+        r = self.setup()
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("missing:   field incident.u_imperai_verification does not exist", r.stdout)
+        self.assertIn("ok:        user %s has role itil" % SNOW_USER, r.stdout)
+        self.assertIn("time zone GMT (UTC)", r.stdout)
+        self.assertIn("setup: 1 missing, 0 unchecked", r.stdout)
+
+    def test_a_table_that_has_the_field_is_ok(self):
+        r = self.setup("--table", "sc_req_item")
+        self.assertEqual(r.returncode, EX_OK, r.stdout + r.stderr)
+        self.assertIn("ok:        field sc_req_item.u_imperai_verification exists and is an "
+                      "HTML field", r.stdout)
+        self.assertIn("setup OK: nothing missing", r.stdout)
+
+    def test_create_field_needs_an_admin_credential(self):
+        r = self.setup("--create-field")
+        self.assertEqual(r.returncode, 64)
+        self.assertIn("--admin-user and --admin-password-file", r.stderr)
+        os.chmod(self.pwfile, 0o644)
+        r = self.setup("--create-field", "--admin-user", "admin", "--admin-password-file",
+                       self.pwfile)
+        self.assertEqual(r.returncode, 64, r.stdout + r.stderr)
+        self.assertIn("chmod", r.stderr)
+        self.assertEqual(self.dictionary(), [])
+
+    def test_dry_run_prints_the_request_and_creates_nothing(self):
+        r = self.setup("--create-field", "--dry-run")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("would:     create field incident.u_imperai_verification", r.stdout)
+        self.assertIn('"internal_type":"html"', r.stdout)
+        self.assertIn('"max_length":65000', r.stdout)
+        self.assertEqual(self.dictionary(), [])
+
+    def test_create_field_then_the_daemon_writes_it(self):
+        r = self.setup("--create-field", "--admin-user", "admin", "--admin-password-file",
+                       self.pwfile)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, EX_OK, out)
+        self.assertIn("created:   field incident.u_imperai_verification (HTML", r.stdout)
+        self.assertIn("Form Layout", r.stdout)
+        self.assertIn("Access Control", r.stdout)
+        rows = self.dictionary()
+        self.assertEqual([(x["internal_type"], x["column_label"], x["max_length"]) for x in rows],
+                         [("html", "imper.ai Verification", "65000")])
+        self.assertNotIn("admin:" + self.ADMIN_PASSWORD, out)
+        r = self.setup()
+        self.assertEqual(r.returncode, EX_OK, r.stdout + r.stderr)
+        self.s.start_daemon()
+        t = self.s.snow.create_ticket(category="password_reset")
+        self.s.wait(lambda: "Send Verification link" in self.s.snow.ticket(
+            "incident", t["sys_id"]).get("u_imperai_verification", ""),
+            what="the link in the created field")
+
+    def test_a_user_without_roles_in_another_time_zone(self):
+        with open(self.s.conf) as f:
+            conf = f.read().replace('user = "%s"' % SNOW_USER, 'user = "readonly"')
+        with open(self.s.conf, "w") as f:
+            f.write(conf)
+        write_secret(os.path.join(self.s.creds, "servicenow-password"), "readonly")
+        r = self.setup("--table", "sc_req_item")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("missing:   user readonly has no role that writes sc_req_item (itil)",
+                      r.stdout)
+        self.assertIn("missing:   user readonly has time zone America/Los_Angeles", r.stdout)
+        self.assertIn("set the user's Time zone to GMT", r.stdout)
+
+    def test_unreachable_instance_and_bad_settings(self):
+        self.s.snow.stop()
+        r = self.setup()
+        self.assertEqual(r.returncode, EX_UNAVAILABLE, r.stdout + r.stderr)
+        self.assertIn("cannot log in", r.stderr)
+        r = self.s.ctl("-c", os.path.join(self.s.dir, "nonexistent.conf"), "setup", config=False)
+        self.assertEqual(r.returncode, EX_CONFIG, r.stdout + r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
