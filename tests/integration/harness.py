@@ -290,6 +290,26 @@ def tables_setting(tables):
                      % (t, REQUESTER_FIELD[t]) for t in tables)
 
 
+# The shipped password-reset flow (etc/flows.yaml): a passed verification
+# whose password reset completed resolves and closes the ticket.
+FLOWS_AUTOMATED = """flows:
+  - name: password-reset
+    match:
+      table: incident
+      categories: [password_reset]
+    action: password_reset
+    automated: true
+    close: true
+    close_code: "Solution provided"
+    close_notes: "Password reset by {requester} after imper.ai identity verification {verification_id} ({number})."
+    max_age: 1h
+    on_fail:
+      assignment_group: "Service Desk Security"
+      priority: 2
+      work_note: "High risk detected - Reject this request"
+"""
+
+
 class Daemon:
     """imperai-snowd -f -c CONF with its credentials in CREDENTIALS_DIRECTORY;
     readiness and stop are observed through $NOTIFY_SOCKET, as systemd
@@ -366,11 +386,12 @@ class Stack:
     the CLI, in one temporary directory removed at the end of the test."""
 
     def __init__(self, test=None, no_verification_field=False, categories=("password_reset",),
-                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1, flows=None,
-                 tables=("incident",), snow_args=(), imperai_args=()):
-        """flows: the whole flows.yaml text (default: one password-reset flow
-        on categories); tables: the watched tables; *_args: extra simulator
-        options (e.g. ["--verbose"])."""
+                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1, extra_conf="",
+                 flows=None, tables=("incident",), snow_args=(), imperai_args=()):
+        """extra_conf is appended to the settings file (e.g. a metrics
+        group); flows: the text of flows.yaml, instead of the default one
+        flow for `categories` (FLOWS, not automated); tables: the watched
+        tables; *_args: extra simulator options (e.g. ["--verbose"])."""
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
         self.state = os.path.join(self.dir, "state")
@@ -383,6 +404,7 @@ class Stack:
         self.snow_password = snow_password
         self.imperai_key = imperai_key
         self.poll = poll
+        self.extra_conf = extra_conf
         self.flows = flows
         self.tables = list(tables)
         if test is not None:
@@ -404,6 +426,7 @@ class Stack:
                             "imperai_url": self.imperai.url, "poll": self.poll,
                             "state": self.state, "creds": self.creds,
                             "tables": tables_setting(self.tables)})
+            f.write(self.extra_conf)
         with open(os.path.join(self.dir, "flows.yaml"), "w") as f:
             f.write(self.flows if self.flows is not None else
                     FLOWS % {"categories": ", ".join(self.categories)})
