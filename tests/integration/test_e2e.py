@@ -481,38 +481,51 @@ class TicketChangeTest(SharedStack):
         self.assertIn("Beth Anglin", rec["close_notes"])
         self.assertNotIn(old["id"], rec[FIELD])
 
-    def test_requester_change_unseen_when_the_reset_completes_does_not_resolve(self):
-        """The caller changes in ServiceNow while the old requester finishes
-        the reset, and imper.ai's news reaches the daemon first (its
-        ServiceNow poll is slow): the pass is still not the new caller's."""
+    def test_changes_unseen_when_the_reset_completes_do_not_resolve(self):
+        """While the requester finishes the reset, an agent changes one
+        ticket's caller and closes another himself; imper.ai's news reaches
+        the daemon first (its ServiceNow reads are slow).  The pass is not
+        the new caller's, and the agent's resolution is his."""
         sc = self.sc
-        t = sc.create(category="password_reset")
-        result = sc.verify_through_pages(t)
-        sc.wait_tag(t, "outcome")
-        old = sc.requests_for(t)[-1]
+        moved, closed = sc.create(category="password_reset"), sc.create(category="password_reset")
+        results = [sc.verify_through_pages(t) for t in (moved, closed)]
+        for t in (moved, closed):
+            sc.wait_tag(t, "outcome")
+        old = sc.requests_for(moved)[-1]
         sc.stop_daemon()
-        sc.snow.patch("incident", t["sys_id"], caller_id="beth.anglin")
-        sc.reset_password(result)
+        sc.snow.patch("incident", moved["sys_id"], caller_id="beth.anglin")
+        sc.snow.patch("incident", closed["sys_id"], state="7", close_code="Workaround provided",
+                      close_notes="Reset by the agent on the phone")
+        for r in results:
+            sc.reset_password(r)
         sc.snow.control.ok("POST", "/sim/faults", {"latency_ms": 1500, "methods": ["GET"],
                                                    "path_prefix": "/api/now/table/"})
         self.addCleanup(sc.snow.control.ok, "POST", "/sim/faults", {})
         sc.stack.start_daemon()
-        sc.wait_tag(t, "requester_changed")
+        sc.wait_tag(moved, "requester_changed")
+        sc.wait_tag(closed, "action")
         sc.snow.control.ok("POST", "/sim/faults", {})
-        sc.wait_link(t, generation=2)
+        sc.wait_link(moved, generation=2)
         sc.settle()
-        rec = sc.record(t)
+        rec = sc.record(moved)
         self.assertEqual((rec["state"], rec["close_code"], rec["close_notes"]), ("1", "", ""))
         self.assertNotIn("closed automatically", rec[FIELD])
-        reqs = sc.requests_for(t)
+        reqs = sc.requests_for(moved)
         self.assertEqual([v["id"] for v in reqs][0], old["id"])
         self.assertEqual(reqs[-1]["requester"]["user_name"], "beth.anglin")
         # The reset is recorded, with why it did not resolve, then Beth's turn.
-        sc.assert_one_note_per_event(t, ["link", "sent", "progress", "outcome", "action",
-                                         "requester_changed", "link"])
-        self.assertIn("Password reset completed", sc.notes(t)[4])
-        self.assertIn("the ticket changed in ServiceNow before the resolution was written",
-                      sc.notes(t)[4])
+        sc.assert_one_note_per_event(moved, ["link", "sent", "progress", "outcome", "action",
+                                             "requester_changed", "link"])
+        for t in (moved, closed):
+            note = sc.notes(t)[4]
+            self.assertIn("Password reset completed", note)
+            self.assertIn("the ticket changed in ServiceNow before the resolution was written",
+                          note)
+        rec = sc.record(closed)
+        self.assertEqual((rec["state"], rec["close_code"], rec["close_notes"]),
+                         ("7", "Workaround provided", "Reset by the agent on the phone"))
+        self.assertNotIn("closed automatically", rec[FIELD])
+        sc.assert_one_note_per_event(closed, ["link", "sent", "progress", "outcome", "action"])
 
     def test_requester_change_before_the_outcome_cancels_at_imperai(self):
         sc = self.sc
