@@ -11,6 +11,7 @@ Every wait is for a condition of the simulators (or of the store, through
 imperai-snowctl); the polls are 1 s, so each step takes a second or two."""
 import os
 import re
+from html import unescape as html_unescape
 import sys
 import unittest
 import urllib.error
@@ -168,11 +169,18 @@ class Scenario:
         self.test.assertIn('id="sent"', html)
 
     def mailbox_link(self, t, to="abel.private@example.org"):
-        msgs = [m for m in self.imp.control.ok("GET", "/sim/outbox")["messages"]
-                if m["ticket_number"] == t["number"] and m["to"] == to]
-        self.test.assertTrue(msgs, "no message to %s for %s in imper.ai's outbox"
+        """The link in the message to `to` about ticket t, read from the
+        outbox page as the requester's mail client would show it."""
+        status, html = browse(self.imp.url + "/outbox")
+        self.test.assertEqual(status, 200, html)
+        row = re.compile(r'<tr class="message"><td class="to">([^<]*)</td>.*?'
+                         r'<td class="ticket">([^<]*)</td><td><a class="verify-link" '
+                         r'href="([^"]+)">')
+        links = [html_unescape(m.group(3)) for m in row.finditer(html)
+                 if html_unescape(m.group(1)) == to and m.group(2) == t["number"]]
+        self.test.assertTrue(links, "no message to %s for %s in imper.ai's outbox"
                              % (to, t["number"]))
-        return msgs[0]["link"]
+        return links[0]
 
     def open_verification(self, link):
         """The requester follows the link in the message (in_progress)."""
@@ -314,9 +322,17 @@ class HappyPathTest(unittest.TestCase):
         imp_per_ticket = sum(n for k, n in imp_stats.items()
                              if k.split(" ")[1].startswith("/v1/") and k != FEED)
         self.assertEqual(imp_stats.get(CREATE, 0), 1)
+        pages = len([r for r in daemon if r[0] == "GET" and "sys_id%3E" in r[1]])
         print("\ne2e: time-to-field=%dms snow-requests-per-ticket=%d "
               "imperai-requests-per-ticket=%d" % (time_to_field, snow_per_ticket,
                                                    imp_per_ticket), file=sys.stderr)
+        print("e2e: snow: %d PATCH, %d GET of the ticket, %d extra poll pages "
+              "(idle poll GETs not counted: %d); imper.ai: %s" % (
+                  len([r for r in daemon if r[0] == "PATCH"]),
+                  len([r for r in daemon if r[0] == "GET" and "/incident/" in r[1]]),
+                  pages, len(idle), ", ".join("%s=%d" % (k, n) for k, n in sorted(
+                      imp_stats.items()) if k.split(" ")[1].startswith("/v1/"))),
+              file=sys.stderr)
 
 
 
