@@ -280,6 +280,25 @@ FLOWS = """flows:
       work_note: "High risk detected - Reject this request"
 """
 
+# The shipped password-reset flow (etc/flows.yaml): a passed verification
+# whose password reset completed resolves and closes the ticket.
+FLOWS_AUTOMATED = """flows:
+  - name: password-reset
+    match:
+      table: incident
+      categories: [password_reset]
+    action: password_reset
+    automated: true
+    close: true
+    close_code: "Solution provided"
+    close_notes: "Password reset by {requester} after imper.ai identity verification {verification_id} ({number})."
+    max_age: 1h
+    on_fail:
+      assignment_group: "Service Desk Security"
+      priority: 2
+      work_note: "High risk detected - Reject this request"
+"""
+
 
 class Daemon:
     """imperai-snowd -f -c CONF with its credentials in CREDENTIALS_DIRECTORY;
@@ -350,7 +369,8 @@ class Stack:
                  snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1, extra_conf="",
                  flows=None):
         """extra_conf is appended to the settings file (e.g. a metrics
-        group); flows, when given, replaces the policy file's text."""
+        group); flows: the text of flows.yaml, instead of the default one
+        flow for `categories` (FLOWS, not automated)."""
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
         self.state = os.path.join(self.dir, "state")
