@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -247,6 +248,7 @@ rb_put_ticket(struct store_txn *txn, struct rb *rb, const struct ticket *t,
 		free(enc);
 	}
 	for (size_t i = first; i < end; i++) {
+		rb->v[i].used = 1;
 		rb_index_fn(txn, t, &rb->v[i].v);
 		indexed |= str_eq(rb->v[i].v.id, t->request_id);
 	}
@@ -565,12 +567,34 @@ rb_remove_tmp(const char *dir)
 	rmdir(dir);
 }
 
-/* The new data file replaces the old while the lock is still held. */
+/* Run as root (it reads the secrets), the files go to the state
+ * directory's owner: the daemon's user must open them. */
+static void
+rb_chown(const char *dir)
+{
+	static const char *const files[] = { "data.mdb", "lock" };
+	struct stat st;
+
+	if (geteuid() != 0 || stat(dir, &st) < 0 || st.st_uid == 0)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		char *p = xprintf("%s/%s", dir, files[i]);
+
+		if (chown(p, st.st_uid, st.st_gid) < 0 && errno != ENOENT)
+			fprintf(stderr, "imperai-snowctl rebuild: warning: cannot give %s to uid %u: "
+			    "%s\n", p, (unsigned)st.st_uid, strerror(errno));
+		free(p);
+	}
+}
+
+/* The new data file replaces the old while the lock is still held; the
+ * old lock table goes, so the daemon starts LMDB's afresh. */
 static int
 rb_swap(struct rb *rb)
 {
 	char *from = xprintf("%s/data.mdb", rb->tmpdir);
 	char *to = xprintf("%s/data.mdb", rb->cfg->state_dir);
+	char *lock = xprintf("%s/lock.mdb", rb->cfg->state_dir);
 	int rc = 0, fd;
 
 	store_close(rb->st);
@@ -579,13 +603,18 @@ rb_swap(struct rb *rb)
 		rc = -errno;
 		fprintf(stderr, "imperai-snowctl rebuild: cannot move %s to %s: %s\n", from, to,
 		    strerror(errno));
-	} else if ((fd = open(rb->cfg->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		fsync(fd);
-		close(fd);
+	} else {
+		unlink(lock);
+		rb_chown(rb->cfg->state_dir);
+		if ((fd = open(rb->cfg->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+			fsync(fd);
+			close(fd);
+		}
 	}
 	rb_remove_tmp(rb->tmpdir);
 	free(from);
 	free(to);
+	free(lock);
 	return rc;
 }
 
@@ -659,6 +688,20 @@ rb_report(const struct rb *rb)
 	if (rb->nskipped > 0)
 		printf("%zu ticket%s skipped (field not written by imperai-snowd)\n", rb->nskipped,
 		    rb->nskipped == 1 ? "" : "s");
+	for (size_t i = 0; i < rb->nv; i++) {
+		const struct imperai_verification *v = &rb->v[i].v;
+		char *id, *num;
+
+		if (rb->v[i].used || imperai_status_is_final(v->status) ||
+		    config_table(rb->cfg, v->ticket.table) == NULL)
+			continue;
+		id = ctl_printable(v->id);
+		num = ctl_printable(v->ticket.number);
+		printf("note: verification %s of %s is still open at imper.ai but its ticket is "
+		    "not tracked (ended, or no longer selected by a flow)\n", id, num);
+		free(id);
+		free(num);
+	}
 	printf("now start imperai-snowd (systemctl start imperai-snowd)\n");
 }
 
