@@ -399,8 +399,6 @@ class RebuildTest(unittest.TestCase):
         self.lose_the_state()
         r = self.s.ctl("rebuild")
         self.assertEqual(r.returncode, EX_OK, r.stdout + r.stderr)
-        if os.environ.get("REBUILD_DEBUG"):
-            print(r.stdout, r.stderr)
         self.assertIn("rebuilt 8 tickets", r.stdout)
         r = self.s.ctl("rebuild")
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
@@ -413,9 +411,6 @@ class RebuildTest(unittest.TestCase):
                          ("link_ready", self.vid("link_only")))
         self.s.start_daemon()
         self.after_the_rebuild()
-        if os.environ.get("REBUILD_DEBUG"):
-            for n in self.t:
-                print(n, [x.split("\n")[0] for x in self.notes(n)])
         self.check_invariants()
 
 
