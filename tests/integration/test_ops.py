@@ -400,9 +400,15 @@ class RebuildTest(unittest.TestCase):
         r = self.s.ctl("rebuild")
         self.assertEqual(r.returncode, EX_OK, r.stdout + r.stderr)
         self.assertIn("rebuilt 8 tickets", r.stdout)
+        first = r.stdout
         r = self.s.ctl("rebuild")
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         self.assertIn("--force", r.stderr)
+        r = self.s.ctl("rebuild", "--force")
+        self.assertEqual((r.returncode, r.stdout), (EX_OK, first), r.stderr)
+        self.assertEqual(sorted(os.listdir(self.s.state)), ["data.mdb", "lock"])
+        r = self.s.ctl("audit", "verify")
+        self.assertEqual((r.returncode, r.stdout), (EX_OK, "audit: 1 entry, chain intact\n"))
         shown = json.loads(self.s.ctl("show", "--json", self.t["passed_manual"]["number"]).stdout)
         self.assertEqual((shown["state"], shown["verification"]["id"]),
                          ("passed", self.vid("passed_manual")))
