@@ -774,10 +774,19 @@ loop_lookup_verification(struct loop *l, const char *id, char **table, char **sy
 	int rc;
 
 	buf_init(&b);
+	for (size_t i = l->nvindex; i-- > 0;) {
+		size_t n = strlen(id);
+		if (strncmp(l->vindex[i], id, n) == 0 && l->vindex[i][n] == '\t') {
+			buf_adds(&b, l->vindex[i] + n + 1);
+			rc = 0;
+			goto parse;
+		}
+	}
 	if ((rc = store_begin(l->st, 1, &txn)) < 0)
 		return rc;
 	rc = store_verification_get(txn, id, &b);
 	store_abort(txn);
+parse:
 	if (rc == 0) {
 		o = json_tokener_parse(b.data);
 		if (o && json_object_object_get_ex(o, "table", &jt) &&
@@ -792,19 +801,44 @@ loop_lookup_verification(struct loop *l, const char *id, char **table, char **sy
 	return rc;
 }
 
+/* Every request we created is indexed, stale generations included: their
+ * feed items then reach the engine (which ignores them) instead of
+ * looking like requests nobody made. */
 static void
-loop_index_verification(struct loop *l, const char *id, const struct ticket *t)
+loop_index_verification(struct loop *l, const char *id, const struct ticket *t,
+    uint32_t generation)
 {
 	json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "table", json_object_new_string(t->table));
 	json_object_object_add(o, "sys_id", json_object_new_string(t->sys_id));
 	json_object_object_add(o, "number", json_object_new_string(t->number ? t->number : ""));
-	json_object_object_add(o, "generation", json_object_new_int64(t->generation));
+	json_object_object_add(o, "generation", json_object_new_int64(generation));
 	l->vindex = xreallocarray(l->vindex, l->nvindex + 1, sizeof(*l->vindex));
 	l->vindex[l->nvindex++] = xprintf("%s\t%s", id,
 	    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
+}
+
+/* The feed can name a request before our create's answer is committed (a
+ * race, harmless: the create answer carries the same state); anything
+ * else is a request this daemon never made. */
+static void
+loop_unknown_verification(struct loop *l, const struct imperai_verification *v)
+{
+	struct lticket *lt = NULL;
+
+	if (v->ticket.table && v->ticket.sys_id && config_table(l->cfg, v->ticket.table) &&
+	    strlen(v->ticket.sys_id) == 32)
+		lt = loop_ticket(l, v->ticket.table, v->ticket.sys_id);
+	if (lt && lt->existed && lt->t.state == TS_AWAITING_REQUEST) {
+		log_kv(LOG_LVL_DEBUG, "feed ahead of the create answer: item skipped",
+		    "verification", v->id, "ticket", lt->t.number, NULL);
+		return;
+	}
+	log_kv(LOG_LVL_WARN, "security: verification for a request this daemon did not make ignored",
+	    "verification", v->id, "ticket", v->ticket.number, NULL);
+	loop_audit(l, "security", "verification for an unknown request ignored", v->id);
 }
 
 static void
@@ -818,9 +852,7 @@ loop_verification(struct loop *l, const struct imperai_verification *v)
 
 	rc = loop_lookup_verification(l, v->id, &table, &sys_id);
 	if (rc < 0) {
-		log_kv(LOG_LVL_WARN, "verification for an unknown request ignored",
-		    "verification", v->id, "ticket", v->ticket.number, NULL);
-		loop_audit(l, "security", "verification for an unknown request ignored", v->id);
+		loop_unknown_verification(l, v);
 		return;
 	}
 	lt = loop_ticket(l, table, sys_id);
@@ -1016,8 +1048,7 @@ loop_create_done(int err, long status, const char *cause, struct imperai_verific
 	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
 	if (engine_created(&l->pol, &lt->t, j->e.generation, v, loop_wall(), &res) == 0) {
-		if (str_eq(lt->t.request_id, v->id))
-			loop_index_verification(l, v->id, &lt->t);
+		loop_index_verification(l, v->id, &lt->t, j->e.generation);
 		loop_apply(l, lt, &res);
 	}
 	loop_metrics_after(l, &mb, &lt->t);
