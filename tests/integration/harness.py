@@ -21,6 +21,7 @@ the simulators from $top_srcdir/tests/sim.  Standard library only.
 import json
 import os
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -191,6 +192,20 @@ class Sim:
         if self.proc and self.proc.stdout:
             self.proc.stdout.close()
 
+    def scripted(self, method, path=None, answers=(), path_prefix=None):
+        """Raw answers for the next requests matching method and path
+        (/sim/script); returns the simulator's script state."""
+        rule = {"method": method, "answers": list(answers)}
+        rule["path" if path is not None else "path_prefix"] = path if path is not None \
+            else path_prefix
+        return self.control.ok("POST", "/sim/script", rule)
+
+    def scripted_state(self):
+        return self.control.ok("GET", "/sim/script")
+
+    def scripted_clear(self):
+        return self.control.ok("POST", "/sim/script", {"clear": True})
+
 
 class SnowSim(Sim):
     name = "snow_sim"
@@ -221,6 +236,14 @@ class SnowSim(Sim):
     def patch(self, table, sys_id, **fields):
         return self.admin.ok("PATCH", "/api/now/table/%s/%s" % (table, sys_id), fields)["result"]
 
+    def writes(self, table=None, sys_id=None):
+        """Every write the simulator applied (/sim/writes), oldest first."""
+        q = "&".join("%s=%s" % kv for kv in (("table", table), ("sys_id", sys_id)) if kv[1])
+        return self.control.ok("GET", "/sim/writes" + ("?" + q if q else ""))
+
+    def journal(self, table, sys_id):
+        return self.control.ok("GET", "/sim/journal?table=%s&sys_id=%s" % (table, sys_id))
+
 
 class ImperaiSim(Sim):
     name = "imperai_sim"
@@ -246,15 +269,13 @@ class ImperaiSim(Sim):
 CONF = """# written by tests/integration/harness.py
 servicenow: {
   instance = "%(snow_url)s";
-  auth = "basic";
-  user = "%(snow_user)s";
-  password_credential = "servicenow-password";
+%(snow_auth)s
   tables = ( { name = "incident"; field = "u_imperai_verification"; requester_field = "caller_id"; } );
   poll_interval = %(poll)d;
   poll_overlap = 2;
   timeout = 10;
   max_retries = 1;
-};
+%(snow_extra)s};
 imperai: {
   api_url = "%(imperai_url)s";
   api_key_credential = "imperai-api-key";
@@ -263,11 +284,23 @@ imperai: {
   timeout = 10;
   max_retries = 1;
 };
-state: { directory = "%(state)s"; map_size = 8; };
+state: { directory = "%(state)s"; map_size = %(map_size)d; };
 flows_file = "flows.yaml";
 credentials_directory = "%(creds)s";
 log_level = "debug";
-"""
+%(extra)s"""
+
+SNOW_BASIC = """  auth = "basic";
+  user = "%s";
+  password_credential = "servicenow-password";"""
+# The simulator's seeded OAuth client, with the password grant.
+SNOW_OAUTH = """  auth = "oauth";
+  oauth_grant = "password";
+  user = "%s";
+  password_credential = "servicenow-password";
+  client_id = "imperai-client";
+  client_secret_credential = "servicenow-client-secret";"""
+OAUTH_CLIENT_SECRET = "imperai-client-secret"
 
 FLOWS = """flows:
   - name: password-reset
@@ -279,6 +312,17 @@ FLOWS = """flows:
     on_fail:
       work_note: "High risk detected - Reject this request"
 """
+
+
+def daemon_wrapper():
+    """$IMPERAI_DAEMON_WRAPPER split into words, put before the daemon's
+    command (`make valgrind` sets it to a valgrind command line)."""
+    return shlex.split(os.environ.get("IMPERAI_DAEMON_WRAPPER", ""))
+
+
+def wrapped_timeout(t):
+    """A start timeout that allows for a wrapper's slowness (valgrind)."""
+    return t * 10 if daemon_wrapper() else t
 
 
 class Daemon:
@@ -300,11 +344,12 @@ class Daemon:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(sock_path)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([DAEMON, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(daemon_wrapper() + [DAEMON, "-f", "-c", self.conf],
+                                     stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=log,
                                      env=dict(env, NOTIFY_SOCKET=sock_path))
         log.close()
-        self.expect("READY=1", timeout)
+        self.expect("READY=1", wrapped_timeout(timeout))
 
     def expect(self, word, timeout=20.0):
         seen = []
@@ -325,6 +370,18 @@ class Daemon:
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def log_size(self):
+        """A mark: lines_since(mark) gives what the daemon logged after it."""
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def lines_since(self, mark=0):
+        with open(self.log_path, "rb") as f:
+            f.seek(mark)
+            return f.read().decode(errors="replace").splitlines()
 
     def log(self, tail=80):
         try:
@@ -347,19 +404,25 @@ class Stack:
     the CLI, in one temporary directory removed at the end of the test."""
 
     def __init__(self, test=None, no_verification_field=False, categories=("password_reset",),
-                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1):
+                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1,
+                 auth="basic", map_size=8, snow_args=(), snow_extra="", extra=""):
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
         self.state = os.path.join(self.dir, "state")
         self.creds = os.path.join(self.dir, "credentials")
         self.conf = os.path.join(self.dir, "imperai-snowd.conf")
-        self.snow = SnowSim(self.dir, no_verification_field)
+        self.snow = SnowSim(self.dir, no_verification_field, args=snow_args)
         self.imperai = ImperaiSim(self.dir)
         self.daemon = None
         self.categories = list(categories)
         self.snow_password = snow_password
         self.imperai_key = imperai_key
         self.poll = poll
+        self.auth = auth
+        self.map_size = map_size
+        self.snow_extra = snow_extra
+        self.extra = extra
+        self.snow_url = None    # None: the simulator's own (a TLS proxy may stand in front)
         if test is not None:
             test.addCleanup(self.close)
 
@@ -374,10 +437,17 @@ class Stack:
         os.makedirs(self.creds, mode=0o700, exist_ok=True)
         write_secret(os.path.join(self.creds, "servicenow-password"), self.snow_password)
         write_secret(os.path.join(self.creds, "imperai-api-key"), self.imperai_key)
+        auth = SNOW_BASIC % SNOW_USER
+        if self.auth == "oauth":
+            write_secret(os.path.join(self.creds, "servicenow-client-secret"),
+                         OAUTH_CLIENT_SECRET)
+            auth = SNOW_OAUTH % SNOW_USER
         with open(self.conf, "w") as f:
-            f.write(CONF % {"snow_url": self.snow.url, "snow_user": SNOW_USER,
+            f.write(CONF % {"snow_url": self.snow_url or self.snow.url, "snow_auth": auth,
                             "imperai_url": self.imperai.url, "poll": self.poll,
-                            "state": self.state, "creds": self.creds})
+                            "state": self.state, "creds": self.creds,
+                            "map_size": self.map_size, "snow_extra": self.snow_extra,
+                            "extra": self.extra})
         with open(os.path.join(self.dir, "flows.yaml"), "w") as f:
             f.write(FLOWS % {"categories": ", ".join(self.categories)})
         return self
