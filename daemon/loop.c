@@ -77,6 +77,8 @@ struct loop {
 	size_t			 npolls;
 
 	char			*cursor;	/* imper.ai change feed */
+	uint64_t		 feed_epoch;
+	uint64_t		 epoch;		/* bumps when a commit fails: positions reload */
 	int			 feed_inflight;
 	int64_t			 feed_next_ms;
 	int64_t			 feed_last_ok;
@@ -367,6 +369,8 @@ loop_commit_fn(struct store_txn *txn, void *arg)
 	return store_txn_error(txn);
 }
 
+static void loop_load_positions(struct loop *l);
+
 static struct engine_result *loop_results;
 static size_t loop_nresults;
 
@@ -438,8 +442,11 @@ loop_commit(struct loop *l)
 	if (rc < 0) {
 		log_kv(LOG_LVL_ERR, "cannot commit state: nothing was sent for it, will retry",
 		    "error", store_strerror(rc), "dir", l->cfg->state_dir, NULL);
-		/* Forget this step's decisions: the inputs are seen again next poll. */
+		/* Forget this step's decisions and go back to the committed
+		 * positions: the inputs are seen again by the next polls. */
 		loop_pending_clear(l);
+		l->epoch++;
+		loop_load_positions(l);
 		return rc;
 	}
 	loop_pending_clear(l);
@@ -451,6 +458,7 @@ loop_commit(struct loop *l)
 struct pollctx {
 	struct loop	*l;
 	struct tpoll	*p;
+	uint64_t	 epoch;
 };
 
 static int
@@ -482,8 +490,15 @@ loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 	struct loop *l = pc->l;
 	struct tpoll *p = pc->p;
 
+	uint64_t epoch = pc->epoch;
+
 	free(pc);
 	p->inflight = 0;
+	if (epoch != l->epoch) {
+		/* A commit failed since: this cycle's position is void. */
+		p->next_ms = 0;
+		return;
+	}
 	if (err < 0) {
 		if (err != -ECANCELED) {
 			str_replace(&p->last_error, cause ? cause : strerror(-err));
@@ -521,6 +536,7 @@ loop_poll_submit(struct loop *l, struct tpoll *p)
 
 	pc->l = l;
 	pc->p = p;
+	pc->epoch = l->epoch;
 	p->inflight = 1;
 	if (snow_list_page(l->snow, p->table, NULL, &p->cur, (const char *const *)p->fields,
 	    p->nfields, loop_poll_done, pc, &cause) < 0) {
@@ -616,6 +632,10 @@ loop_feed_done(int err, const char *cause, struct imperai_feed *f, void *arg)
 	struct loop *l = arg;
 
 	l->feed_inflight = 0;
+	if (l->feed_epoch != l->epoch) {
+		l->feed_next_ms = 0;
+		return;
+	}
 	if (err < 0) {
 		if (err != -ECANCELED) {
 			str_replace(&l->feed_last_error, cause ? cause : strerror(-err));
@@ -645,6 +665,7 @@ static void
 loop_feed_submit(struct loop *l)
 {
 	l->feed_inflight = 1;
+	l->feed_epoch = l->epoch;
 	imperai_changes(l->imp, l->cursor, l->cfg->imperai.feed_limit, loop_feed_done, l);
 }
 
@@ -1037,7 +1058,7 @@ loop_drain(struct loop *l)
 	struct scan_ctx sc = { .l = l, .now = loop_wall(), .next_due = INT64_MAX };
 	struct mark_ctx mc;
 	struct store_txn *txn;
-	int rc;
+	int rc, npatch = 0;
 
 	if (!l->outbox_dirty && loop_now_ms() < l->next_scan_ms)
 		return 0;
@@ -1065,7 +1086,9 @@ loop_drain(struct loop *l)
 	}
 	mc.jobs = sc.start;
 	mc.n = sc.nstart;
-	if (sc.nstart > 0 && (rc = store_write(l->st, loop_mark_fn, &mc)) < 0) {
+	for (size_t i = 0; i < sc.nstart && !npatch; i++)
+		npatch = sc.start[i]->e.kind == EFFECT_PATCH;
+	if (npatch && (rc = store_write(l->st, loop_mark_fn, &mc)) < 0) {
 		for (size_t i = 0; i < sc.nstart; i++)
 			loop_job_free(sc.start[i]);
 		free(sc.start);
@@ -1318,6 +1341,7 @@ loop_load_positions(struct loop *l)
 		long long t;
 		char sid[33];
 
+		memset(&l->polls[i].wm, 0, sizeof(l->polls[i].wm));
 		buf_reset(&b);
 		if (store_meta_get(txn, k, &b) == 0 && sscanf(b.data, "%lld %32s", &t, sid) >= 1) {
 			l->polls[i].wm.updated_on = t;
@@ -1327,6 +1351,8 @@ loop_load_positions(struct loop *l)
 		free(k);
 	}
 	buf_reset(&b);
+	free(l->cursor);
+	l->cursor = NULL;
 	if (store_meta_get(txn, "imperai/cursor", &b) == 0 && b.len > 0)
 		l->cursor = xstrdup(b.data);
 	store_abort(txn);
