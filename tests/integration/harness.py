@@ -423,6 +423,7 @@ class Stack:
         self.snow_extra = snow_extra
         self.extra = extra
         self.snow_url = None    # None: the simulator's own (a TLS proxy may stand in front)
+        self.daemon_env = {}    # added to the daemon's environment only
         if test is not None:
             test.addCleanup(self.close)
 
@@ -460,7 +461,7 @@ class Stack:
 
     def start_daemon(self):
         self.daemon = Daemon(self.dir, self.conf)
-        self.daemon.start(self.env())
+        self.daemon.start(dict(self.env(), **self.daemon_env))
         return self
 
     def start(self):
