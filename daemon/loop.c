@@ -371,6 +371,8 @@ loop_commit_fn(struct store_txn *txn, void *arg)
 
 static void loop_load_positions(struct loop *l);
 
+static void loop_job_free(struct job *j);
+
 static struct engine_result *loop_results;
 static size_t loop_nresults;
 
@@ -399,6 +401,8 @@ loop_pending_clear(struct loop *l)
 	free(l->done_seqs);
 	l->done_seqs = NULL;
 	l->ndone = 0;
+	for (size_t i = 0; i < l->nupdated; i++)
+		loop_job_free(l->updated[i]);
 	free(l->updated);
 	l->updated = NULL;
 	l->nupdated = 0;
