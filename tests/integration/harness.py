@@ -61,12 +61,18 @@ IMPERAI_KEY = "k3y-7a1f-imperai-sim-SECRET"
 
 EX_OK, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 64, 69, 78
 
+# Every wait is this many times longer (make valgrind sets it: the daemon
+# runs 20-50 times slower under valgrind).  It stretches deadlines only:
+# no test gets slower for it.
+TIMEOUT_SCALE = float(os.environ.get("IMPERAI_TEST_TIMEOUT_SCALE") or 1)
+
 
 def wait_until(pred, timeout=20.0, what="the condition", interval=0.05, detail=None):
     """Polls pred() every interval seconds until it returns something true,
     and returns that.  After timeout seconds fails with an AssertionError
     naming what it waited for (plus detail(), e.g. the daemon's log, and
     the last exception pred raised, if any)."""
+    timeout *= TIMEOUT_SCALE
     deadline = time.monotonic() + timeout
     last_exc = None
     while True:
@@ -97,6 +103,7 @@ def stop_process(proc, grace=5.0):
     """SIGTERM, then SIGKILL after grace seconds.  Returns the exit status."""
     if proc is None or proc.poll() is not None:
         return None if proc is None else proc.returncode
+    grace *= TIMEOUT_SCALE
     proc.send_signal(signal.SIGTERM)
     try:
         return proc.wait(timeout=grace)
@@ -322,7 +329,7 @@ def daemon_wrapper():
 
 def wrapped_timeout(t):
     """A start timeout that allows for a wrapper's slowness (valgrind)."""
-    return t * 10 if daemon_wrapper() else t
+    return t * max(TIMEOUT_SCALE, 10 if daemon_wrapper() else 1)
 
 
 class Daemon:
