@@ -155,6 +155,7 @@ class TlsProxy:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            s.close()
 
     def close(self):
         self.stopped = True
