@@ -190,6 +190,31 @@ class DaemonTest(unittest.TestCase):
         self.assertNotIn("s3cret-pass", err)
         self.assertNotIn("k3y-xyz", err)
 
+    def test_a_notify_socket_nobody_reads_does_not_stall_the_daemon(self):
+        # Past READY=1 nothing reads the socket: its queue (10 datagrams)
+        # fills with RELOADING/READY pairs; the daemon must go on reloading,
+        # and stop, rather than block in sendto (it did, for good).
+        sock = os.path.join(self.dir, "notify.sock")
+        self.notify = Notify(sock)
+        err_path = os.path.join(self.dir, "stderr")
+        with open(err_path, "w") as err:
+            self.proc = subprocess.Popen(WRAPPER + [DAEMON, "-f", "-c", self.conf],
+                                         env=dict(os.environ, NOTIFY_SOCKET=sock),
+                                         stdout=subprocess.DEVNULL, stderr=err)
+        self.notify.expect("READY=1")
+
+        def reloads():
+            with open(err_path) as f:
+                return f.read().count(" reloaded ")
+        for i in range(1, 9):
+            self.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10 * SCALE
+            while reloads() < i and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(reloads(), i, "reload %d did not happen" % i)
+        self.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.proc.wait(timeout=10 * SCALE), 0)
+
     def test_bad_reload_keeps_running_with_the_old_settings(self):
         self.start()
         with open(self.conf, "a") as f:
