@@ -116,6 +116,7 @@ class HostileCase(unittest.TestCase):
             return [line for line in self.stack.daemon.lines_since(self.mark) if rx.search(line)]
         lines = self.stack.wait(found, 20, "a log line for " + what)
         line = lines[0]
+        print("\n  %s: %s" % (what, line[:300]), file=sys.stderr)
         self.assertRegex(line, r"^\S+ (err|warning|notice|info) ")
         self.assertRegex(line, r" [a-z_]+=\S")
         return line
@@ -334,6 +335,12 @@ class ImperaiAnswersTest(HostileCase):
     def test_nul_in_a_value(self):
         self.hostile_feed({"body": self.feed(self.passed_item(initiated_by="Ivy\u0000<b>"))},
                           r"change feed: data\[0\]\.initiated_by", "an escaped NUL")
+
+    def test_raw_nul_byte_in_the_feed(self):
+        raw = self.feed(self.passed_item(initiated_by="Ivy@@")).encode()
+        raw = raw.replace(b"@@", b"\x00<script>")
+        self.hostile_feed({"body_b64": base64.b64encode(raw).decode()}, r"change feed: ",
+                          "a raw NUL byte")
 
     def test_missing_id(self):
         item = self.passed_item()
