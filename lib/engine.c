@@ -1517,6 +1517,26 @@ engine_ticket_encode(const struct ticket *t)
 	return s;
 }
 
+/* The encoder writes "state" before any free text, and a quote inside a
+ * string is always escaped, so the first "state":" is the ticket's. */
+int
+engine_ticket_peek_state(const void *json, size_t len, enum tstate *out)
+{
+	static const char key[] = "\"state\":\"";
+	const char *p = memmem(json, len, key, sizeof(key) - 1), *end;
+	char name[32];
+
+	if (p == NULL)
+		return -EINVAL;
+	p += sizeof(key) - 1;
+	end = memchr(p, '"', len - (size_t)(p - (const char *)json));
+	if (end == NULL || (size_t)(end - p) >= sizeof(name))
+		return -EINVAL;
+	memcpy(name, p, (size_t)(end - p));
+	name[end - p] = '\0';
+	return engine_state_parse(name, out);
+}
+
 /* A decoder with a sticky error: the first problem met is the cause. */
 struct engine_dec {
 	const char	*what;

@@ -109,6 +109,9 @@ void ticket_free(struct ticket *t);
  * -EINVAL for anything else; no input crashes it. */
 char *engine_ticket_encode(const struct ticket *t);
 int engine_ticket_decode(const char *json, size_t len, struct ticket *t, char **cause);
+/* Only the state of an encoded ticket, without decoding the rest (the
+ * daemon counts a whole store by state at start); -EINVAL if absent. */
+int engine_ticket_peek_state(const void *json, size_t len, enum tstate *out);
 
 enum effect_kind {
 	EFFECT_CREATE,		/* imper.ai create (idempotent by key) */

@@ -295,7 +295,7 @@ state: { directory = "%(state)s"; map_size = %(map_size)d; };
 flows_file = "flows.yaml";
 credentials_directory = "%(creds)s";
 log_level = "debug";
-%(extra)s"""
+"""
 
 SNOW_BASIC = """  auth = "basic";
   user = "%s";
@@ -317,6 +317,25 @@ FLOWS = """flows:
     action: password_reset
     automated: false
     on_fail:
+      work_note: "High risk detected - Reject this request"
+"""
+
+# The shipped password-reset flow (etc/flows.yaml): a passed verification
+# whose password reset completed resolves and closes the ticket.
+FLOWS_AUTOMATED = """flows:
+  - name: password-reset
+    match:
+      table: incident
+      categories: [password_reset]
+    action: password_reset
+    automated: true
+    close: true
+    close_code: "Solution provided"
+    close_notes: "Password reset by {requester} after imper.ai identity verification {verification_id} ({number})."
+    max_age: 1h
+    on_fail:
+      assignment_group: "Service Desk Security"
+      priority: 2
       work_note: "High risk detected - Reject this request"
 """
 
@@ -411,8 +430,13 @@ class Stack:
     the CLI, in one temporary directory removed at the end of the test."""
 
     def __init__(self, test=None, no_verification_field=False, categories=("password_reset",),
-                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1,
-                 auth="basic", map_size=8, snow_args=(), snow_extra="", extra=""):
+                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1, extra_conf="",
+                 flows=None, auth="basic", map_size=8, snow_args=(), snow_extra=""):
+        """extra_conf is appended to the settings file (e.g. a metrics
+        group); flows: the text of flows.yaml, instead of the default one
+        flow for `categories` (FLOWS, not automated); auth "basic" or
+        "oauth" (the simulator's OAuth client, password grant); map_size in
+        MiB; snow_extra: lines added to the servicenow group (ca_file)."""
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
         self.state = os.path.join(self.dir, "state")
@@ -428,9 +452,10 @@ class Stack:
         self.auth = auth
         self.map_size = map_size
         self.snow_extra = snow_extra
-        self.extra = extra
         self.snow_url = None    # None: the simulator's own (a TLS proxy may stand in front)
         self.daemon_env = {}    # added to the daemon's environment only
+        self.extra_conf = extra_conf
+        self.flows = flows
         if test is not None:
             test.addCleanup(self.close)
 
@@ -454,10 +479,11 @@ class Stack:
             f.write(CONF % {"snow_url": self.snow_url or self.snow.url, "snow_auth": auth,
                             "imperai_url": self.imperai.url, "poll": self.poll,
                             "state": self.state, "creds": self.creds,
-                            "map_size": self.map_size, "snow_extra": self.snow_extra,
-                            "extra": self.extra})
+                            "map_size": self.map_size, "snow_extra": self.snow_extra})
+            f.write(self.extra_conf)
         with open(os.path.join(self.dir, "flows.yaml"), "w") as f:
-            f.write(FLOWS % {"categories": ", ".join(self.categories)})
+            f.write(self.flows if self.flows is not None else
+                    FLOWS % {"categories": ", ".join(self.categories)})
         return self
 
     def env(self):
