@@ -171,8 +171,9 @@ class ServiceNowAnswersTest(HostileCase):
                           r"result\[0\]\.state: expected a string, got int", "an int field")
 
     def test_wrong_type_of_result(self):
-        self.hostile_poll({"body": json.dumps({"result": self.record()})}, r".*result",
-                          "result as an object")
+        self.hostile_poll({"body": json.dumps({"result": self.record()})},
+                          r"..result.. is object, expected array", "result as an object")
+        self.mark = self.stack.daemon.log_size()
         self.hostile_poll({"body": '{"result":null}'}, r".*result", "result null")
 
     def test_huge_body_of_100_mb(self):
