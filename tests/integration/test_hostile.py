@@ -442,14 +442,17 @@ class InjectionTest(HostileCase):
     SCRIPT = "<script>alert(1)</script>"
     JS_LINK = '<a href="javascript:alert(2)">click</a>'
     ATTR = '" onmouseover="alert(3)'
+    CODE = "[code]<b>4</b>[/code]"     # HTML in a ServiceNow journal entry
 
     def test_injection_in_ticket_and_imperai_text_is_escaped(self):
         snow, imp = self.stack.snow, self.stack.imperai
         snow.scripted("PATCH", path_prefix=POLL + "/", answers=[{"pass": True}] * 20)
-        t = snow.create_ticket(category="password_reset", short_description=self.SCRIPT + self.ATTR,
-                               description=self.JS_LINK + self.ATTR)
+        t = snow.create_ticket(category="password_reset",
+                               short_description=self.SCRIPT + self.ATTR + self.CODE,
+                               description=self.JS_LINK + self.ATTR + self.CODE)
         v = self.stack.wait_verification(t["number"])
-        imp.act(v["id"], "send", recipient="abel@example.org", agent=self.ATTR + self.SCRIPT)
+        imp.act(v["id"], "send", recipient="abel@example.org",
+                agent=self.ATTR + self.SCRIPT + self.CODE)
         imp.act(v["id"], "complete", outcome="passed", risk_score=1)
         self.stack.wait_status(t["number"], "passed")
         self.stack.wait(lambda: len(snow.scripted_state()["seen"]) >= 2, 20, "two PATCHes")
@@ -460,9 +463,11 @@ class InjectionTest(HostileCase):
             field = body.get("u_imperai_verification")
             if field:
                 fields.append(field)
-            for text in body.values():
+            for name, text in body.items():
                 self.assertNotIn("<script", text)
                 self.assertNotIn("javascript:", text)
+                if name == "work_notes":    # [code] means HTML in a journal only
+                    self.assertNotIn("[code]", text.lower())
         self.assertTrue(fields)
         for field in fields:
             c = TagCollector()
@@ -476,7 +481,8 @@ class InjectionTest(HostileCase):
         # The agent's name is shown, as text.
         self.assertIn("&quot; onmouseover=&quot;alert(3)&lt;script&gt;", fields[-1])
         # imper.ai got the ticket's text as data, unchanged.
-        self.assertEqual(imp.verification_for(t["number"])["subject"], self.SCRIPT + self.ATTR)
+        self.assertEqual(imp.verification_for(t["number"])["subject"],
+                         self.SCRIPT + self.ATTR + self.CODE)
 
 
 class RetargetTest(HostileCase):
