@@ -92,6 +92,10 @@ class MetricsTest(unittest.TestCase):
 
     def test_numbers_follow_the_scenario(self):
         self.wait_metric("imperai_snow_outcomes_total", 1, result="passed", risk="verified")
+        # The outcome counts when its decision commits; its PATCH lands after.
+        self.s.wait(lambda: promtext.value(self.read(), "imperai_snow_writes_total",
+                                           effect="patch") >= 2,
+                    what="the outcome's PATCH in the metrics file")
         fams = self.read()
         self.assertEqual(promtext.value(fams, "imperai_snow_outcomes_total", result="failed",
                                         risk="high"), 0)
