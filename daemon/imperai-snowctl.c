@@ -41,6 +41,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "setup", ctl_cmd_setup, "setup [--table TABLE]... [--create-field [--dry-run]\n"
 	  "            --admin-user USER --admin-password-file FILE]",
 	  "check what ServiceNow lacks for the integration; create the field" },
+	{ "rebuild", ctl_cmd_rebuild, "rebuild [--force]",
+	  "rebuild a lost state directory from ServiceNow and imper.ai" },
 };
 
 static void

@@ -1157,7 +1157,34 @@ loop_patch_done(int err, long status, const char *cause, struct snow_record *rec
 
 static void loop_patch_send(struct job *j);
 
-/* Read-back before replaying a PATCH that may have landed. */
+static int
+loop_patch_resolves(const struct effect *e)
+{
+	return e->kind == EFFECT_PATCH && str_eq(e->tag, "resolved");
+}
+
+/* A resolving PATCH the engine withdrew since (the ticket changed first). */
+static int
+loop_patch_withdrawn(struct loop *l, const struct job *j)
+{
+	struct lticket *lt;
+
+	if (!loop_patch_resolves(&j->e))
+		return 0;
+	lt = loop_ticket(l, j->e.table, j->e.sys_id);
+	return lt->t.resolve_revision != j->e.revision;
+}
+
+static void
+loop_patch_drop(struct job *j)
+{
+	log_kv(LOG_LVL_NOTICE, "resolve not written: the ticket changed before it was sent",
+	    "ticket", j->e.number, NULL);
+	loop_job_end(j, 1);
+}
+
+/* Read-back before replaying a PATCH that may have landed, and before
+ * resolving: a change made since the resolve was decided is decided first. */
 static void
 loop_check_done(int err, long status, const char *cause, struct snow_record *rec, void *arg)
 {
@@ -1186,6 +1213,13 @@ loop_check_done(int err, long status, const char *cause, struct snow_record *rec
 		    "ticket", j->e.number, "event", j->e.tag, NULL);
 		loop_patched(j, rec);
 		return;
+	}
+	if (loop_patch_resolves(&j->e)) {
+		loop_observe(l, j->e.table, rec);
+		if (loop_patch_withdrawn(l, j)) {
+			loop_patch_drop(j);
+			return;
+		}
 	}
 	loop_patch_send(j);
 }
@@ -1226,7 +1260,9 @@ loop_job_start(struct loop *l, struct job *j)
 		break;
 	case EFFECT_PATCH:
 		l->snow_jobs++;
-		if (j->checking) {
+		if (loop_patch_withdrawn(l, j))
+			loop_patch_drop(j);
+		else if (j->checking) {
 			char *cause = NULL;
 
 			fields = loop_patch_fields(l, j->e.table, &n);
@@ -1355,7 +1391,7 @@ loop_drain(struct loop *l)
 	for (size_t i = 0; i < sc.nstart; i++) {
 		struct job *j = sc.start[i];
 		if (j->e.kind == EFFECT_PATCH) {
-			j->checking = j->e.attempts > 0;
+			j->checking = j->e.attempts > 0 || loop_patch_resolves(&j->e);
 			j->e.attempts++;
 		} else
 			j->e.attempts++;

@@ -277,7 +277,7 @@ CONF = """# written by tests/integration/harness.py
 servicenow: {
   instance = "%(snow_url)s";
 %(snow_auth)s
-  tables = ( { name = "incident"; field = "u_imperai_verification"; requester_field = "caller_id"; } );
+  tables = ( %(tables)s );
   poll_interval = %(poll)d;
   poll_overlap = 2;
   timeout = 10;
@@ -319,6 +319,16 @@ FLOWS = """flows:
     on_fail:
       work_note: "High risk detected - Reject this request"
 """
+
+# The requester field of each table the simulator has.
+REQUESTER_FIELD = {"incident": "caller_id", "sc_req_item": "requested_for"}
+
+
+def tables_setting(tables):
+    """The servicenow.tables list of the config for these table names."""
+    return ", ".join('{ name = "%s"; field = "u_imperai_verification"; requester_field = "%s"; }'
+                     % (t, REQUESTER_FIELD[t]) for t in tables)
+
 
 # The shipped password-reset flow (etc/flows.yaml): a passed verification
 # whose password reset completed resolves and closes the ticket.
@@ -424,6 +434,16 @@ class Daemon:
             self.notify = None
         return code
 
+    def kill(self):
+        """SIGKILL: a crash, nothing is flushed.  Returns the exit status."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        code = self.proc.wait() if self.proc is not None else None
+        if self.notify:
+            self.notify.close()
+            self.notify = None
+        return code
+
 
 class Stack:
     """Both simulators, the daemon's settings and policy, the daemon, and
@@ -431,19 +451,22 @@ class Stack:
 
     def __init__(self, test=None, no_verification_field=False, categories=("password_reset",),
                  snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1, extra_conf="",
-                 flows=None, auth="basic", map_size=8, snow_args=(), snow_extra=""):
+                 flows=None, tables=("incident",), snow_args=(), imperai_args=(),
+                 auth="basic", map_size=8, snow_extra=""):
         """extra_conf is appended to the settings file (e.g. a metrics
         group); flows: the text of flows.yaml, instead of the default one
-        flow for `categories` (FLOWS, not automated); auth "basic" or
-        "oauth" (the simulator's OAuth client, password grant); map_size in
-        MiB; snow_extra: lines added to the servicenow group (ca_file)."""
+        flow for `categories` (FLOWS, not automated); tables: the watched
+        tables; *_args: extra simulator options (e.g. ["--verbose"]);
+        auth "basic" or "oauth" (the simulator's OAuth client, password
+        grant); map_size in MiB; snow_extra: lines added to the servicenow
+        group (ca_file)."""
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
         self.state = os.path.join(self.dir, "state")
         self.creds = os.path.join(self.dir, "credentials")
         self.conf = os.path.join(self.dir, "imperai-snowd.conf")
         self.snow = SnowSim(self.dir, no_verification_field, args=snow_args)
-        self.imperai = ImperaiSim(self.dir)
+        self.imperai = ImperaiSim(self.dir, args=imperai_args)
         self.daemon = None
         self.categories = list(categories)
         self.snow_password = snow_password
@@ -456,6 +479,7 @@ class Stack:
         self.daemon_env = {}    # added to the daemon's environment only
         self.extra_conf = extra_conf
         self.flows = flows
+        self.tables = list(tables)
         if test is not None:
             test.addCleanup(self.close)
 
@@ -479,7 +503,8 @@ class Stack:
             f.write(CONF % {"snow_url": self.snow_url or self.snow.url, "snow_auth": auth,
                             "imperai_url": self.imperai.url, "poll": self.poll,
                             "state": self.state, "creds": self.creds,
-                            "map_size": self.map_size, "snow_extra": self.snow_extra})
+                            "map_size": self.map_size, "snow_extra": self.snow_extra,
+                            "tables": tables_setting(self.tables)})
             f.write(self.extra_conf)
         with open(os.path.join(self.dir, "flows.yaml"), "w") as f:
             f.write(self.flows if self.flows is not None else
