@@ -6,8 +6,8 @@
 # Configures its own build in BUILDDIR without sanitizers (valgrind and
 # ASan do not mix), builds the binaries, runs the tests (paths under tests/;
 # default: integration/test_daemon.py, test_ctl.py, test_hostile.py -- its
-# error paths are where leaks hide -- and the end-to-end browser/
-# test_browser.py when present) with
+# error paths are where leaks hide -- and the end-to-end integration/
+# test_e2e.py and browser/test_browser.py when present) with
 # IMPERAI_DAEMON_WRAPPER set to valgrind, then reads every valgrind log:
 # any error, any definitely or indirectly lost byte, or a run that ended
 # without valgrind's summary (killed), fails.  Exit 77
@@ -29,7 +29,8 @@ make -C "$build" -j2 imperai-snowd imperai-snowctl tests/integration/audit_tampe
 
 if [ $# -eq 0 ]; then
 	set -- integration/test_daemon.py integration/test_ctl.py integration/test_hostile.py
-	# The end-to-end happy path, when this tree has it.
+	# The end-to-end scenarios, when this tree has them.
+	[ -f "$src/tests/integration/test_e2e.py" ] && set -- "$@" integration/test_e2e.py
 	[ -f "$src/tests/browser/test_browser.py" ] && set -- "$@" browser/test_browser.py
 fi
 rm -rf "$logs"
