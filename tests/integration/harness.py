@@ -536,6 +536,12 @@ class Stack:
                     part.stop()
                 except Exception:  # keep stopping the others
                     pass
+        # A simulator's own error answers 500 "see its stderr": show it
+        # before its directory goes.
+        for sim in (self.snow, self.imperai):
+            text = sim.log(200)
+            if "Traceback" in text:
+                sys.stderr.write("--- %s stderr (it raised) ---\n%s" % (sim.name, text))
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def logs(self):
