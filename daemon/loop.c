@@ -108,7 +108,9 @@ struct loop {
 	int			 imp_jobs;
 	int64_t			 next_scan_ms;
 
-	int			 fatal;
+	int64_t			 store_failing;	/* wall clock of the first failed write, 0: none */
+	int64_t			 store_nagged;
+	uint64_t		 store_failures;
 	int64_t			 progress_ms;
 	int64_t			 status_ms;
 	int64_t			 requests_ms;
@@ -384,6 +386,54 @@ loop_commit_fn(struct store_txn *txn, void *arg)
 
 static void loop_load_positions(struct loop *l);
 
+#define LOOP_STORE_NAG_S	600
+
+/* A write to the store failed (disk full, map cannot grow, I/O error).
+ * Said once at err with what to do, then every LOOP_STORE_NAG_S: the
+ * daemon keeps running and sends nothing for what it could not commit,
+ * and resumes by itself once a write succeeds. */
+static void
+loop_store_failed(struct loop *l, int rc)
+{
+	const char *cause = store_last_cause(l->st);
+	int64_t now = loop_wall();
+	char n[24], since[24];
+
+	l->store_failures++;
+	snprintf(n, sizeof(n), "%" PRIu64, l->store_failures);
+	if (l->store_failing == 0) {
+		l->store_failing = l->store_nagged = now;
+		log_kv(LOG_LVL_ERR, "cannot write the state store: nothing is sent until it can; "
+		    "free space (or fix the cause below) and work resumes by itself",
+		    "dir", l->cfg->state_dir, "error", cause ? cause : store_strerror(rc), NULL);
+	} else if (now - l->store_nagged >= LOOP_STORE_NAG_S) {
+		l->store_nagged = now;
+		snprintf(since, sizeof(since), "%" PRId64 "s", now - l->store_failing);
+		log_kv(LOG_LVL_WARN, "state store still cannot be written: nothing is sent",
+		    "dir", l->cfg->state_dir, "for", since, "failures", n,
+		    "error", cause ? cause : store_strerror(rc), NULL);
+	} else
+		log_kv(LOG_LVL_DEBUG, "state store write failed", "failures", n,
+		    "error", cause ? cause : store_strerror(rc), NULL);
+}
+
+static void
+loop_store_ok(struct loop *l)
+{
+	char since[24], n[24];
+
+	if (l->store_failing == 0)
+		return;
+	snprintf(since, sizeof(since), "%" PRId64 "s", loop_wall() - l->store_failing);
+	snprintf(n, sizeof(n), "%" PRIu64, l->store_failures);
+	log_kv(LOG_LVL_NOTICE, "state store writable again: pending work resumes",
+	    "dir", l->cfg->state_dir, "after", since, "failures", n, NULL);
+	l->store_failing = 0;
+	l->store_failures = 0;
+}
+
+static void loop_job_free(struct job *j);
+
 static struct engine_result *loop_results;
 static size_t loop_nresults;
 
@@ -412,6 +462,8 @@ loop_pending_clear(struct loop *l)
 	free(l->done_seqs);
 	l->done_seqs = NULL;
 	l->ndone = 0;
+	for (size_t i = 0; i < l->nupdated; i++)
+		loop_job_free(l->updated[i]);
 	free(l->updated);
 	l->updated = NULL;
 	l->nupdated = 0;
@@ -455,8 +507,7 @@ loop_commit(struct loop *l)
 	}
 	rc = store_write(l->st, loop_commit_fn, &cc);
 	if (rc < 0) {
-		log_kv(LOG_LVL_ERR, "cannot commit state: nothing was sent for it, will retry",
-		    "error", store_strerror(rc), "dir", l->cfg->state_dir, NULL);
+		loop_store_failed(l, rc);
 		/* Forget this step's decisions and go back to the committed
 		 * positions: the inputs are seen again by the next polls. */
 		memset(&l->m_step, 0, sizeof(l->m_step));
@@ -467,6 +518,7 @@ loop_commit(struct loop *l)
 	}
 	loop_metrics_committed(l);
 	loop_pending_clear(l);
+	loop_store_ok(l);
 	return 0;
 }
 
@@ -702,8 +754,10 @@ loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 	free(pc);
 	p->inflight = 0;
 	if (epoch != l->epoch) {
-		/* A commit failed since: this cycle's position is void. */
-		p->next_ms = 0;
+		/* A commit failed since: this cycle's position is void.  The
+		 * next one starts at the usual interval (at once, it would spin
+		 * against a full disk). */
+		p->next_ms = loop_now_ms() + l->cfg->snow.poll_interval * 1000;
 		return;
 	}
 	if (err < 0) {
@@ -875,7 +929,7 @@ loop_feed_done(int err, const char *cause, struct imperai_feed *f, void *arg)
 
 	l->feed_inflight = 0;
 	if (l->feed_epoch != l->epoch) {
-		l->feed_next_ms = 0;
+		l->feed_next_ms = loop_now_ms() + l->cfg->imperai.poll_interval * 1000;
 		return;
 	}
 	if (err < 0) {
@@ -1378,11 +1432,16 @@ loop_drain(struct loop *l)
 	for (size_t i = 0; i < sc.nstart && !npatch; i++)
 		npatch = sc.start[i]->e.kind == EFFECT_PATCH;
 	if (npatch && (rc = store_write(l->st, loop_mark_fn, &mc)) < 0) {
+		/* Nothing is sent unmarked; the scan is retried in a second. */
+		loop_store_failed(l, rc);
 		for (size_t i = 0; i < sc.nstart; i++)
 			loop_job_free(sc.start[i]);
 		free(sc.start);
-		return rc;
+		l->next_scan_ms = loop_now_ms() + 1000;
+		return 0;
 	}
+	if (npatch)
+		loop_store_ok(l);
 	for (size_t i = 0; i < sc.nstart; i++)
 		loop_job_start(l, sc.start[i]);
 	free(sc.start);
@@ -1822,8 +1881,10 @@ loop_write_status(struct loop *l)
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	if (store_begin(l->st, 0, &txn) == 0) {
 		store_meta_put(txn, "daemon/status", s, strlen(s));
+		/* Already said when the store is failing. */
 		if (store_commit(txn) < 0)
-			log_kv(LOG_LVL_WARN, "cannot record the daemon's status in the store", NULL);
+			log_kv(l->store_failing ? LOG_LVL_DEBUG : LOG_LVL_WARN,
+			    "cannot record the daemon's status in the store", NULL);
 	}
 	json_object_put(o);
 }
@@ -1851,10 +1912,10 @@ loop_step(struct loop *l, int max_wait_ms)
 		if (left > 0)
 			http_perform(l->http, (int)(left > 50 ? 50 : left));
 	}
-	if ((rc = loop_commit(l)) < 0) {
-		l->fatal = rc == -ENOSPC ? rc : 0;
-		return 0;	/* retried next step; the watchdog sees no progress */
-	}
+	/* A store that cannot be written (disk full) is retried by the next
+	 * polls; the loop itself still turns, so the watchdog is fed: a
+	 * restart would not free space. */
+	loop_commit(l);
 	if ((rc = loop_drain(l)) < 0)
 		return 0;
 	if (loop_now_ms() - l->status_ms > LOOP_STATUS_EVERY_MS) {
@@ -1878,8 +1939,12 @@ loop_last_progress(const struct loop *l)
 void
 loop_status(const struct loop *l, char *buf, size_t len)
 {
-	snprintf(buf, len, "polling %zu table%s; %d ServiceNow and %d imper.ai writes in flight",
-	    l->npolls, l->npolls == 1 ? "" : "s", l->snow_jobs, l->imp_jobs);
+	if (l->store_failing)
+		snprintf(buf, len, "state store in %s cannot be written (disk full?): nothing is "
+		    "sent until it can", l->cfg->state_dir);
+	else
+		snprintf(buf, len, "polling %zu table%s; %d ServiceNow and %d imper.ai writes in "
+		    "flight", l->npolls, l->npolls == 1 ? "" : "s", l->snow_jobs, l->imp_jobs);
 }
 
 void
