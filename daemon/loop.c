@@ -24,6 +24,7 @@
 #include "imperai.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "requests.h"
 #include "snow.h"
 #include "store.h"
@@ -41,6 +42,7 @@ struct lticket {
 	int		 dirty;
 	int		 forget;
 	int		 existed;
+	int		 loaded_state;	/* state in the store, -1 if none (metrics) */
 };
 
 /* One outbox entry being executed. */
@@ -77,6 +79,8 @@ struct loop {
 	size_t			 npolls;
 
 	char			*cursor;	/* imper.ai change feed */
+	uint64_t		 feed_epoch;
+	uint64_t		 epoch;		/* bumps when a commit fails: positions reload */
 	int			 feed_inflight;
 	int64_t			 feed_next_ms;
 	int64_t			 feed_last_ok;
@@ -104,13 +108,24 @@ struct loop {
 	int			 imp_jobs;
 	int64_t			 next_scan_ms;
 
-	int			 fatal;
+	int64_t			 store_failing;	/* wall clock of the first failed write, 0: none */
+	int64_t			 store_nagged;
+	uint64_t		 store_failures;
 	int64_t			 progress_ms;
 	int64_t			 status_ms;
 	int64_t			 requests_ms;
 	int64_t			 started;
 	uint64_t		 stat_effects_done;
 	uint64_t		 stat_effects_failed;
+
+	/* metrics (section "metrics" below) */
+	struct metrics_counts	 m_total;
+	struct metrics_counts	 m_step;	/* this step's, added once committed */
+	uint64_t		 m_tickets[TS__COUNT];
+	uint64_t		 m_write_failures[3];
+	struct metrics_service	 m_base[2];	/* pools of clients replaced by a reload */
+	int64_t			 metrics_ms;
+	int			 metrics_failing;
 };
 
 int64_t
@@ -247,8 +262,10 @@ loop_ticket(struct loop *l, const char *table, const char *sys_id)
 		store_abort(txn);
 	}
 	/* decode initialises the ticket itself. */
+	lt->loaded_state = -1;
 	if (rc == 0 && engine_ticket_decode(b.data, b.len, &lt->t, &cause) == 0) {
 		lt->existed = 1;
+		lt->loaded_state = (int)lt->t.state;
 	} else {
 		if (rc == 0) {
 			log_kv(LOG_LVL_ERR, "stored ticket unreadable: starting it afresh",
@@ -367,6 +384,56 @@ loop_commit_fn(struct store_txn *txn, void *arg)
 	return store_txn_error(txn);
 }
 
+static void loop_load_positions(struct loop *l);
+
+#define LOOP_STORE_NAG_S	600
+
+/* A write to the store failed (disk full, map cannot grow, I/O error).
+ * Said once at err with what to do, then every LOOP_STORE_NAG_S: the
+ * daemon keeps running and sends nothing for what it could not commit,
+ * and resumes by itself once a write succeeds. */
+static void
+loop_store_failed(struct loop *l, int rc)
+{
+	const char *cause = store_last_cause(l->st);
+	int64_t now = loop_wall();
+	char n[24], since[24];
+
+	l->store_failures++;
+	snprintf(n, sizeof(n), "%" PRIu64, l->store_failures);
+	if (l->store_failing == 0) {
+		l->store_failing = l->store_nagged = now;
+		log_kv(LOG_LVL_ERR, "cannot write the state store: nothing is sent until it can; "
+		    "free space (or fix the cause below) and work resumes by itself",
+		    "dir", l->cfg->state_dir, "error", cause ? cause : store_strerror(rc), NULL);
+	} else if (now - l->store_nagged >= LOOP_STORE_NAG_S) {
+		l->store_nagged = now;
+		snprintf(since, sizeof(since), "%" PRId64 "s", now - l->store_failing);
+		log_kv(LOG_LVL_WARN, "state store still cannot be written: nothing is sent",
+		    "dir", l->cfg->state_dir, "for", since, "failures", n,
+		    "error", cause ? cause : store_strerror(rc), NULL);
+	} else
+		log_kv(LOG_LVL_DEBUG, "state store write failed", "failures", n,
+		    "error", cause ? cause : store_strerror(rc), NULL);
+}
+
+static void
+loop_store_ok(struct loop *l)
+{
+	char since[24], n[24];
+
+	if (l->store_failing == 0)
+		return;
+	snprintf(since, sizeof(since), "%" PRId64 "s", loop_wall() - l->store_failing);
+	snprintf(n, sizeof(n), "%" PRIu64, l->store_failures);
+	log_kv(LOG_LVL_NOTICE, "state store writable again: pending work resumes",
+	    "dir", l->cfg->state_dir, "after", since, "failures", n, NULL);
+	l->store_failing = 0;
+	l->store_failures = 0;
+}
+
+static void loop_job_free(struct job *j);
+
 static struct engine_result *loop_results;
 static size_t loop_nresults;
 
@@ -395,6 +462,8 @@ loop_pending_clear(struct loop *l)
 	free(l->done_seqs);
 	l->done_seqs = NULL;
 	l->ndone = 0;
+	for (size_t i = 0; i < l->nupdated; i++)
+		loop_job_free(l->updated[i]);
 	free(l->updated);
 	l->updated = NULL;
 	l->nupdated = 0;
@@ -423,6 +492,8 @@ loop_has_pending(const struct loop *l)
 	    l->nvindex || l->meta_dirty;
 }
 
+static void loop_metrics_committed(struct loop *l);
+
 /* Commits everything this step decided, in one write transaction. */
 static int
 loop_commit(struct loop *l)
@@ -436,14 +507,205 @@ loop_commit(struct loop *l)
 	}
 	rc = store_write(l->st, loop_commit_fn, &cc);
 	if (rc < 0) {
-		log_kv(LOG_LVL_ERR, "cannot commit state: nothing was sent for it, will retry",
-		    "error", store_strerror(rc), "dir", l->cfg->state_dir, NULL);
-		/* Forget this step's decisions: the inputs are seen again next poll. */
+		loop_store_failed(l, rc);
+		/* Forget this step's decisions and go back to the committed
+		 * positions: the inputs are seen again by the next polls. */
+		memset(&l->m_step, 0, sizeof(l->m_step));
 		loop_pending_clear(l);
+		l->epoch++;
+		loop_load_positions(l);
 		return rc;
 	}
+	loop_metrics_committed(l);
 	loop_pending_clear(l);
+	loop_store_ok(l);
 	return 0;
+}
+
+/* --- metrics: counted here, written by loop_metrics_write() ----------------- */
+
+/* What a decision is compared with, to count what it changed. */
+struct mbefore {
+	uint32_t			generation;
+	enum imperai_status		status;
+	enum imperai_action_status	action;
+};
+
+static void
+loop_metrics_before(const struct ticket *t, struct mbefore *b)
+{
+	b->generation = t->generation;
+	b->status = t->v.status;
+	b->action = t->v.action.status;
+}
+
+/* New verifications, outcomes and actions a decision made: counted with
+ * the step, so a step discarded by a failed commit does not count. */
+static void
+loop_metrics_after(struct loop *l, const struct mbefore *b, const struct ticket *t)
+{
+	int ri = metrics_result_index(t->v.status);
+	enum imperai_risk rk;
+
+	if (t->generation > b->generation)
+		l->m_step.tracked++;
+	if (ri >= 0 && metrics_result_index(b->status) < 0) {
+		rk = imperai_risk_level(t->v.risk_score, l->cfg->imperai.risk_verified_max,
+		    l->cfg->imperai.risk_medium_max);
+		l->m_step.outcomes[ri][(unsigned)rk < METRICS_NRISKS ? rk : IMPERAI_RISK_UNKNOWN]++;
+	}
+	if (t->v.action.status != b->action && t->v.action.status == IMPERAI_ACTION_COMPLETED)
+		l->m_step.actions_completed++;
+	if (t->v.action.status != b->action && t->v.action.status == IMPERAI_ACTION_FAILED)
+		l->m_step.actions_failed++;
+}
+
+static void
+loop_metrics_patched(struct loop *l, const struct effect *e, int resolving, const struct ticket *t)
+{
+	l->m_step.writes[EFFECT_PATCH]++;
+	if (str_eq(e->tag, "link"))
+		l->m_step.fields_injected++;
+	/* engine_patched() steps back from resolved when ServiceNow did not resolve. */
+	if (resolving && (t->state == TS_RESOLVED || t->state == TS_CLOSED))
+		l->m_step.auto_resolved++;
+}
+
+/* Tickets by state follow every committed change (no scan per interval). */
+static void
+loop_metrics_committed(struct loop *l)
+{
+	for (size_t i = 0; i < l->tbl_size; i++) {
+		for (struct lticket *x = l->tbl[i]; x; x = x->next) {
+			if (!x->dirty)
+				continue;
+			if (x->loaded_state >= 0 && l->m_tickets[x->loaded_state] > 0)
+				l->m_tickets[x->loaded_state]--;
+			if (!x->forget)
+				l->m_tickets[x->t.state]++;
+			x->loaded_state = x->forget ? -1 : (int)x->t.state;
+		}
+	}
+	metrics_counts_add(&l->m_total, &l->m_step);
+	memset(&l->m_step, 0, sizeof(l->m_step));
+}
+
+static int
+loop_metrics_count_fn(const char *table, const char *sys_id, const void *val, size_t len,
+    void *arg)
+{
+	uint64_t *v = arg;
+	enum tstate s;
+
+	(void)table;
+	(void)sys_id;
+	if (engine_ticket_peek_state(val, len, &s) == 0)
+		v[s]++;
+	return 0;
+}
+
+/* The one scan of the tickets, at start. */
+static void
+loop_metrics_count(struct loop *l)
+{
+	struct store_txn *txn;
+
+	memset(l->m_tickets, 0, sizeof(l->m_tickets));
+	if (store_begin(l->st, 1, &txn) < 0)
+		return;
+	if (store_ticket_each(txn, loop_metrics_count_fn, l->m_tickets) < 0)
+		log_kv(LOG_LVL_WARN, "cannot count the tickets by state for the metrics", NULL);
+	store_abort(txn);
+}
+
+static int
+loop_metrics_outbox_fn(uint64_t seq, const void *val, size_t len, void *arg)
+{
+	static const char parked[] = "\"not_before\":253402300799";
+	struct metrics *m = arg;
+	struct effect e;
+
+	(void)seq;
+	if (m->outbox++ == 0 && engine_effect_decode(val, len, &e, NULL) == 0) {
+		/* seq order is decision order: the first entry is the oldest */
+		m->outbox_oldest = e.created_at;
+		effect_free(&e);
+	}
+	if (memmem(val, len, parked, sizeof(parked) - 1) != NULL)
+		m->outbox_parked++;
+	return 0;
+}
+
+static void
+loop_metrics_service(struct metrics_service *out, const struct metrics_service *base,
+    struct http_pool *pool)
+{
+	struct http_pool_stats st;
+
+	*out = *base;
+	if (pool == NULL)
+		return;
+	http_pool_stats(pool, &st);
+	for (size_t i = 0; i < ARRAY_SIZE(out->by_status); i++)
+		out->by_status[i] += st.by_status[i];
+	out->retries += st.retries;
+	out->rate_limited += st.rate_limited;
+	out->budget_waits += st.budget_waits;
+}
+
+static void
+loop_metrics_gather(struct loop *l, struct metrics *m, struct metrics_table *tabs)
+{
+	struct store_txn *txn;
+
+	memset(m, 0, sizeof(*m));
+	m->version = PACKAGE_VERSION;
+	m->now = loop_wall();
+	m->started = l->started;
+	m->c = l->m_total;
+	memcpy(m->write_failures, l->m_write_failures, sizeof(m->write_failures));
+	memcpy(m->tickets, l->m_tickets, sizeof(m->tickets));
+	for (size_t i = 0; i < l->npolls; i++) {
+		tabs[i].name = l->polls[i].table;
+		tabs[i].seen = l->polls[i].seen;
+	}
+	m->tables = tabs;
+	m->ntables = l->npolls;
+	m->nsvc = 2;
+	loop_metrics_service(&m->svc[0], &l->m_base[0], l->snow ? snow_client_pool(l->snow) : NULL);
+	loop_metrics_service(&m->svc[1], &l->m_base[1], l->imp ? imperai_client_pool(l->imp) : NULL);
+	for (size_t i = 0; i < l->npolls; i++)
+		if (i == 0 || l->polls[i].last_ok < m->svc[0].last_poll_ok)
+			m->svc[0].last_poll_ok = l->polls[i].last_ok;
+	m->svc[1].last_poll_ok = l->feed_last_ok;
+	if (store_begin(l->st, 1, &txn) == 0) {
+		store_outbox_each(txn, loop_metrics_outbox_fn, m);
+		store_abort(txn);
+	}
+}
+
+static void
+loop_metrics_write(struct loop *l)
+{
+	struct metrics_table *tabs = xcalloc(l->npolls ? l->npolls : 1, sizeof(*tabs));
+	struct metrics m;
+	char *text, *cause = NULL;
+
+	loop_metrics_gather(l, &m, tabs);
+	text = metrics_format(&m);
+	if (metrics_write_file(l->cfg->metrics_file, text, &cause) < 0) {
+		/* once per failing streak, not every interval */
+		if (!l->metrics_failing)
+			log_kv(LOG_LVL_WARN, "cannot write the metrics file", "error", cause, NULL);
+		l->metrics_failing = 1;
+	} else if (l->metrics_failing) {
+		log_kv(LOG_LVL_NOTICE, "metrics file written again", "file",
+		    l->cfg->metrics_file, NULL);
+		l->metrics_failing = 0;
+	}
+	free(cause);
+	free(text);
+	free(tabs);
 }
 
 /* --- ServiceNow polling ------------------------------------------------------ */
@@ -451,6 +713,7 @@ loop_commit(struct loop *l)
 struct pollctx {
 	struct loop	*l;
 	struct tpoll	*p;
+	uint64_t	 epoch;
 };
 
 static int
@@ -465,11 +728,15 @@ loop_observe(struct loop *l, const char *table, const struct snow_record *r)
 	struct lticket *lt = loop_ticket(l, table, r->sys_id);
 	struct engine_result res;
 
+	struct mbefore mb;
+
 	if (loop_record_seen(lt, r))
 		return;
+	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
 	if (engine_observe(&l->pol, &lt->t, table, r, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
+	loop_metrics_after(l, &mb, &lt->t);
 	loop_keep_result(&res);
 }
 
@@ -482,8 +749,17 @@ loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 	struct loop *l = pc->l;
 	struct tpoll *p = pc->p;
 
+	uint64_t epoch = pc->epoch;
+
 	free(pc);
 	p->inflight = 0;
+	if (epoch != l->epoch) {
+		/* A commit failed since: this cycle's position is void.  The
+		 * next one starts at the usual interval (at once, it would spin
+		 * against a full disk). */
+		p->next_ms = loop_now_ms() + l->cfg->snow.poll_interval * 1000;
+		return;
+	}
 	if (err < 0) {
 		if (err != -ECANCELED) {
 			str_replace(&p->last_error, cause ? cause : strerror(-err));
@@ -521,6 +797,7 @@ loop_poll_submit(struct loop *l, struct tpoll *p)
 
 	pc->l = l;
 	pc->p = p;
+	pc->epoch = l->epoch;
 	p->inflight = 1;
 	if (snow_list_page(l->snow, p->table, NULL, &p->cur, (const char *const *)p->fields,
 	    p->nfields, loop_poll_done, pc, &cause) < 0) {
@@ -551,10 +828,19 @@ loop_lookup_verification(struct loop *l, const char *id, char **table, char **sy
 	int rc;
 
 	buf_init(&b);
+	for (size_t i = l->nvindex; i-- > 0;) {
+		size_t n = strlen(id);
+		if (strncmp(l->vindex[i], id, n) == 0 && l->vindex[i][n] == '\t') {
+			buf_adds(&b, l->vindex[i] + n + 1);
+			rc = 0;
+			goto parse;
+		}
+	}
 	if ((rc = store_begin(l->st, 1, &txn)) < 0)
 		return rc;
 	rc = store_verification_get(txn, id, &b);
 	store_abort(txn);
+parse:
 	if (rc == 0) {
 		o = json_tokener_parse(b.data);
 		if (o && json_object_object_get_ex(o, "table", &jt) &&
@@ -569,19 +855,44 @@ loop_lookup_verification(struct loop *l, const char *id, char **table, char **sy
 	return rc;
 }
 
+/* Every request we created is indexed, stale generations included: their
+ * feed items then reach the engine (which ignores them) instead of
+ * looking like requests nobody made. */
 static void
-loop_index_verification(struct loop *l, const char *id, const struct ticket *t)
+loop_index_verification(struct loop *l, const char *id, const struct ticket *t,
+    uint32_t generation)
 {
 	json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "table", json_object_new_string(t->table));
 	json_object_object_add(o, "sys_id", json_object_new_string(t->sys_id));
 	json_object_object_add(o, "number", json_object_new_string(t->number ? t->number : ""));
-	json_object_object_add(o, "generation", json_object_new_int64(t->generation));
+	json_object_object_add(o, "generation", json_object_new_int64(generation));
 	l->vindex = xreallocarray(l->vindex, l->nvindex + 1, sizeof(*l->vindex));
 	l->vindex[l->nvindex++] = xprintf("%s\t%s", id,
 	    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
+}
+
+/* The feed can name a request before our create's answer is committed (a
+ * race, harmless: the create answer carries the same state); anything
+ * else is a request this daemon never made. */
+static void
+loop_unknown_verification(struct loop *l, const struct imperai_verification *v)
+{
+	struct lticket *lt = NULL;
+
+	if (v->ticket.table && v->ticket.sys_id && config_table(l->cfg, v->ticket.table) &&
+	    strlen(v->ticket.sys_id) == 32)
+		lt = loop_ticket(l, v->ticket.table, v->ticket.sys_id);
+	if (lt && lt->existed && lt->t.state == TS_AWAITING_REQUEST) {
+		log_kv(LOG_LVL_DEBUG, "feed ahead of the create answer: item skipped",
+		    "verification", v->id, "ticket", lt->t.number, NULL);
+		return;
+	}
+	log_kv(LOG_LVL_WARN, "security: verification for a request this daemon did not make ignored",
+	    "verification", v->id, "ticket", v->ticket.number, NULL);
+	loop_audit(l, "security", "verification for an unknown request ignored", v->id);
 }
 
 static void
@@ -590,19 +901,20 @@ loop_verification(struct loop *l, const struct imperai_verification *v)
 	char *table = NULL, *sys_id = NULL;
 	struct lticket *lt;
 	struct engine_result res;
+	struct mbefore mb;
 	int rc;
 
 	rc = loop_lookup_verification(l, v->id, &table, &sys_id);
 	if (rc < 0) {
-		log_kv(LOG_LVL_WARN, "verification for an unknown request ignored",
-		    "verification", v->id, "ticket", v->ticket.number, NULL);
-		loop_audit(l, "security", "verification for an unknown request ignored", v->id);
+		loop_unknown_verification(l, v);
 		return;
 	}
 	lt = loop_ticket(l, table, sys_id);
+	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
 	if (engine_verification(&l->pol, &lt->t, v, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
+	loop_metrics_after(l, &mb, &lt->t);
 	loop_keep_result(&res);
 	free(table);
 	free(sys_id);
@@ -616,6 +928,10 @@ loop_feed_done(int err, const char *cause, struct imperai_feed *f, void *arg)
 	struct loop *l = arg;
 
 	l->feed_inflight = 0;
+	if (l->feed_epoch != l->epoch) {
+		l->feed_next_ms = loop_now_ms() + l->cfg->imperai.poll_interval * 1000;
+		return;
+	}
 	if (err < 0) {
 		if (err != -ECANCELED) {
 			str_replace(&l->feed_last_error, cause ? cause : strerror(-err));
@@ -645,6 +961,7 @@ static void
 loop_feed_submit(struct loop *l)
 {
 	l->feed_inflight = 1;
+	l->feed_epoch = l->epoch;
 	imperai_changes(l->imp, l->cursor, l->cfg->imperai.feed_limit, loop_feed_done, l);
 }
 
@@ -738,6 +1055,7 @@ loop_job_retry(struct job *j, const char *why)
 	l->updated = xreallocarray(l->updated, l->nupdated + 1, sizeof(*l->updated));
 	l->updated[l->nupdated++] = copy;
 	l->stat_effects_failed++;
+	l->m_write_failures[j->e.kind]++;
 	loop_job_end(j, 0);
 }
 
@@ -751,6 +1069,7 @@ loop_job_failed(struct job *j, const char *why)
 
 	log_kv(LOG_LVL_ERR, "write refused", "ticket", j->e.number, "effect",
 	    engine_effect_name(j->e.kind), "error", why, NULL);
+	l->m_write_failures[j->e.kind]++;
 	engine_result_init(&res);
 	if (engine_effect_failed(&l->pol, &lt->t, &j->e, why, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
@@ -766,6 +1085,7 @@ loop_create_done(int err, long status, const char *cause, struct imperai_verific
 	struct loop *l = j->l;
 	struct lticket *lt;
 	struct engine_result res;
+	struct mbefore mb;
 
 	if (err == -ECANCELED) {
 		loop_job_end(j, 0);
@@ -779,12 +1099,14 @@ loop_create_done(int err, long status, const char *cause, struct imperai_verific
 		return;
 	}
 	lt = loop_ticket(l, j->e.table, j->e.sys_id);
+	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
 	if (engine_created(&l->pol, &lt->t, j->e.generation, v, loop_wall(), &res) == 0) {
-		if (str_eq(lt->t.request_id, v->id))
-			loop_index_verification(l, v->id, &lt->t);
+		loop_index_verification(l, v->id, &lt->t, j->e.generation);
 		loop_apply(l, lt, &res);
 	}
+	loop_metrics_after(l, &mb, &lt->t);
+	l->m_step.writes[EFFECT_CREATE]++;
 	loop_keep_result(&res);
 	log_kv(LOG_LVL_INFO, "verification requested", "ticket", j->e.number,
 	    "verification", v->id, NULL);
@@ -815,6 +1137,7 @@ loop_cancel_done(int err, long status, const char *cause, struct imperai_verific
 	}
 	log_kv(LOG_LVL_INFO, "verification canceled", "ticket", j->e.number,
 	    "verification", j->e.request_id, NULL);
+	j->l->m_step.writes[EFFECT_CANCEL]++;
 	loop_job_end(j, 1);
 }
 
@@ -826,10 +1149,15 @@ loop_patched(struct job *j, struct snow_record *rec)
 	struct loop *l = j->l;
 	struct lticket *lt = loop_ticket(l, j->e.table, j->e.sys_id);
 	struct engine_result res;
+	struct mbefore mb;
+	int resolving = j->e.revision != 0 && j->e.revision == lt->t.resolve_revision;
 
+	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
 	if (engine_patched(&l->pol, &lt->t, j->e.revision, rec, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
+	loop_metrics_after(l, &mb, &lt->t);
+	loop_metrics_patched(l, &j->e, resolving, &lt->t);
 	loop_keep_result(&res);
 	log_kv(LOG_LVL_INFO, "ticket updated", "ticket", j->e.number, "event", j->e.tag, NULL);
 	loop_audit(l, "write", j->e.tag ? j->e.tag : "patch", j->e.number);
@@ -863,7 +1191,34 @@ loop_patch_done(int err, long status, const char *cause, struct snow_record *rec
 
 static void loop_patch_send(struct job *j);
 
-/* Read-back before replaying a PATCH that may have landed. */
+static int
+loop_patch_resolves(const struct effect *e)
+{
+	return e->kind == EFFECT_PATCH && str_eq(e->tag, "resolved");
+}
+
+/* A resolving PATCH the engine withdrew since (the ticket changed first). */
+static int
+loop_patch_withdrawn(struct loop *l, const struct job *j)
+{
+	struct lticket *lt;
+
+	if (!loop_patch_resolves(&j->e))
+		return 0;
+	lt = loop_ticket(l, j->e.table, j->e.sys_id);
+	return lt->t.resolve_revision != j->e.revision;
+}
+
+static void
+loop_patch_drop(struct job *j)
+{
+	log_kv(LOG_LVL_NOTICE, "resolve not written: the ticket changed before it was sent",
+	    "ticket", j->e.number, NULL);
+	loop_job_end(j, 1);
+}
+
+/* Read-back before replaying a PATCH that may have landed, and before
+ * resolving: a change made since the resolve was decided is decided first. */
 static void
 loop_check_done(int err, long status, const char *cause, struct snow_record *rec, void *arg)
 {
@@ -892,6 +1247,13 @@ loop_check_done(int err, long status, const char *cause, struct snow_record *rec
 		    "ticket", j->e.number, "event", j->e.tag, NULL);
 		loop_patched(j, rec);
 		return;
+	}
+	if (loop_patch_resolves(&j->e)) {
+		loop_observe(l, j->e.table, rec);
+		if (loop_patch_withdrawn(l, j)) {
+			loop_patch_drop(j);
+			return;
+		}
 	}
 	loop_patch_send(j);
 }
@@ -932,7 +1294,9 @@ loop_job_start(struct loop *l, struct job *j)
 		break;
 	case EFFECT_PATCH:
 		l->snow_jobs++;
-		if (j->checking) {
+		if (loop_patch_withdrawn(l, j))
+			loop_patch_drop(j);
+		else if (j->checking) {
 			char *cause = NULL;
 
 			fields = loop_patch_fields(l, j->e.table, &n);
@@ -1040,7 +1404,7 @@ loop_drain(struct loop *l)
 	struct scan_ctx sc = { .l = l, .now = loop_wall(), .next_due = INT64_MAX };
 	struct mark_ctx mc;
 	struct store_txn *txn;
-	int rc;
+	int rc, npatch = 0;
 
 	if (!l->outbox_dirty && loop_now_ms() < l->next_scan_ms)
 		return 0;
@@ -1061,19 +1425,26 @@ loop_drain(struct loop *l)
 	for (size_t i = 0; i < sc.nstart; i++) {
 		struct job *j = sc.start[i];
 		if (j->e.kind == EFFECT_PATCH) {
-			j->checking = j->e.attempts > 0;
+			j->checking = j->e.attempts > 0 || loop_patch_resolves(&j->e);
 			j->e.attempts++;
 		} else
 			j->e.attempts++;
 	}
 	mc.jobs = sc.start;
 	mc.n = sc.nstart;
-	if (sc.nstart > 0 && (rc = store_write(l->st, loop_mark_fn, &mc)) < 0) {
+	for (size_t i = 0; i < sc.nstart && !npatch; i++)
+		npatch = sc.start[i]->e.kind == EFFECT_PATCH;
+	if (npatch && (rc = store_write(l->st, loop_mark_fn, &mc)) < 0) {
+		/* Nothing is sent unmarked; the scan is retried in a second. */
+		loop_store_failed(l, rc);
 		for (size_t i = 0; i < sc.nstart; i++)
 			loop_job_free(sc.start[i]);
 		free(sc.start);
-		return rc;
+		l->next_scan_ms = loop_now_ms() + 1000;
+		return 0;
 	}
+	if (npatch)
+		loop_store_ok(l);
 	for (size_t i = 0; i < sc.nstart; i++)
 		loop_job_start(l, sc.start[i]);
 	free(sc.start);
@@ -1155,6 +1526,7 @@ loop_resync_done(int err, long status, const char *cause, struct snow_record *re
 	struct loop *l = rs->l;
 	struct lticket *lt;
 	struct engine_result res;
+	struct mbefore mb;
 
 	(void)status;
 	if (err < 0) {
@@ -1165,11 +1537,13 @@ loop_resync_done(int err, long status, const char *cause, struct snow_record *re
 	lt = loop_ticket(l, rs->table, rec->sys_id);
 	/* A resync looks again even at a record already seen. */
 	lt->t.seen_mod_count = -1;
+	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
 	if (engine_observe(&l->pol, &lt->t, rs->table, rec, loop_wall(), &res) == 0) {
 		lt->dirty = 1;
 		loop_apply(l, lt, &res);
 	}
+	loop_metrics_after(l, &mb, &lt->t);
 	loop_keep_result(&res);
 	log_kv(LOG_LVL_NOTICE, "resync done", "ticket", rs->number, NULL);
 out:
@@ -1321,6 +1695,7 @@ loop_load_positions(struct loop *l)
 		long long t;
 		char sid[33];
 
+		memset(&l->polls[i].wm, 0, sizeof(l->polls[i].wm));
 		buf_reset(&b);
 		if (store_meta_get(txn, k, &b) == 0 && sscanf(b.data, "%lld %32s", &t, sid) >= 1) {
 			l->polls[i].wm.updated_on = t;
@@ -1330,6 +1705,8 @@ loop_load_positions(struct loop *l)
 		free(k);
 	}
 	buf_reset(&b);
+	free(l->cursor);
+	l->cursor = NULL;
 	if (store_meta_get(txn, "imperai/cursor", &b) == 0 && b.len > 0)
 		l->cursor = xstrdup(b.data);
 	store_abort(txn);
@@ -1367,6 +1744,11 @@ loop_clients_free(struct loop *l)
 		http_cancel_all(l->http);
 	/* Cancellation callbacks may have queued state: keep it. */
 	loop_commit(l);
+	/* The metrics' request counters outlive the pools a reload replaces. */
+	if (l->snow)
+		loop_metrics_service(&l->m_base[0], &l->m_base[0], snow_client_pool(l->snow));
+	if (l->imp)
+		loop_metrics_service(&l->m_base[1], &l->m_base[1], imperai_client_pool(l->imp));
 	if (l->snow)
 		snow_client_free(l->snow);
 	if (l->imp)
@@ -1394,6 +1776,9 @@ loop_new(struct config *cfg, struct flows *flows, struct loop **out, char **caus
 		goto fail;
 	loop_polls_init(l);
 	loop_load_positions(l);
+	loop_metrics_count(l);
+	l->m_base[0].name = "servicenow";
+	l->m_base[1].name = "imperai";
 	l->outbox_dirty = 1;
 	l->progress_ms = loop_now_ms();
 	l->started = loop_wall();
@@ -1408,13 +1793,13 @@ fail:
 void
 loop_reload(struct loop *l, struct config *cfg, struct flows *flows)
 {
-	struct snow_watermark *saved = xcalloc(l->npolls ? l->npolls : 1, sizeof(*saved));
+	struct tpoll *saved = xcalloc(l->npolls ? l->npolls : 1, sizeof(*saved));
 	char **names = xcalloc(l->npolls ? l->npolls : 1, sizeof(*names));
 	size_t nsaved = l->npolls;
 	char *cause = NULL;
 
 	for (size_t i = 0; i < nsaved; i++) {
-		saved[i] = l->polls[i].wm;
+		saved[i] = l->polls[i];
 		names[i] = xstrdup(l->polls[i].table);
 	}
 	loop_clients_free(l);
@@ -1431,8 +1816,11 @@ loop_reload(struct loop *l, struct config *cfg, struct flows *flows)
 	loop_polls_init(l);
 	for (size_t i = 0; i < l->npolls; i++)
 		for (size_t k = 0; k < nsaved; k++)
-			if (strcmp(l->polls[i].table, names[k]) == 0)
-				l->polls[i].wm = saved[k];
+			if (strcmp(l->polls[i].table, names[k]) == 0) {
+				l->polls[i].wm = saved[k].wm;
+				l->polls[i].seen = saved[k].seen;
+				l->polls[i].last_ok = saved[k].last_ok;
+			}
 	loop_load_positions(l);
 	for (size_t k = 0; k < nsaved; k++)
 		free(names[k]);
@@ -1496,8 +1884,10 @@ loop_write_status(struct loop *l)
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	if (store_begin(l->st, 0, &txn) == 0) {
 		store_meta_put(txn, "daemon/status", s, strlen(s));
+		/* Already said when the store is failing. */
 		if (store_commit(txn) < 0)
-			log_kv(LOG_LVL_WARN, "cannot record the daemon's status in the store", NULL);
+			log_kv(l->store_failing ? LOG_LVL_DEBUG : LOG_LVL_WARN,
+			    "cannot record the daemon's status in the store", NULL);
 	}
 	json_object_put(o);
 }
@@ -1525,15 +1915,19 @@ loop_step(struct loop *l, int max_wait_ms)
 		if (left > 0)
 			http_perform(l->http, (int)(left > 50 ? 50 : left));
 	}
-	if ((rc = loop_commit(l)) < 0) {
-		l->fatal = rc == -ENOSPC ? rc : 0;
-		return 0;	/* retried next step; the watchdog sees no progress */
-	}
+	/* A store that cannot be written (disk full) is retried by the next
+	 * polls; the loop itself still turns, so the watchdog is fed: a
+	 * restart would not free space. */
+	loop_commit(l);
 	if ((rc = loop_drain(l)) < 0)
 		return 0;
 	if (loop_now_ms() - l->status_ms > LOOP_STATUS_EVERY_MS) {
 		loop_write_status(l);
 		l->status_ms = loop_now_ms();
+	}
+	if (l->cfg->metrics_file && *l->cfg->metrics_file && loop_now_ms() >= l->metrics_ms) {
+		loop_metrics_write(l);
+		l->metrics_ms = loop_now_ms() + (int64_t)l->cfg->metrics_interval * 1000;
 	}
 	l->progress_ms = loop_now_ms();
 	return 0;
@@ -1548,8 +1942,12 @@ loop_last_progress(const struct loop *l)
 void
 loop_status(const struct loop *l, char *buf, size_t len)
 {
-	snprintf(buf, len, "polling %zu table%s; %d ServiceNow and %d imper.ai writes in flight",
-	    l->npolls, l->npolls == 1 ? "" : "s", l->snow_jobs, l->imp_jobs);
+	if (l->store_failing)
+		snprintf(buf, len, "state store in %s cannot be written (disk full?): nothing is "
+		    "sent until it can", l->cfg->state_dir);
+	else
+		snprintf(buf, len, "polling %zu table%s; %d ServiceNow and %d imper.ai writes in "
+		    "flight", l->npolls, l->npolls == 1 ? "" : "s", l->snow_jobs, l->imp_jobs);
 }
 
 void

@@ -13,11 +13,7 @@
 #include "util.h"
 
 /* Speaks the notify protocol directly: one datagram to $NOTIFY_SOCKET.  This
- * is what sd_notify(3) does; doing it here keeps libsystemd optional.
- * Never blocks: when the receiver's queue is full (a busy or stuck
- * manager; Linux queues only net.unix.max_dgram_qlen datagrams, 10 by
- * default) the message is dropped with -EAGAIN rather than stopping the
- * daemon's loop, and with it the watchdog pings, until someone reads. */
+ * is what sd_notify(3) does; doing it here keeps libsystemd optional. */
 int
 sysd_notify(const char *state)
 {
@@ -41,6 +37,8 @@ sysd_notify(const char *state)
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	/* Never wait for the reader: a manager that does not read (its queue
+	 * holds 10 datagrams) must not stall the loop, nor the stop. */
 	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa,
 	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen)) < 0)
 		rc = -errno;

@@ -339,6 +339,20 @@ class PersistenceTest(unittest.TestCase):
         writes = sim.ctl("GET", "/sim/writes?table=incident&sys_id=" + rec["sys_id"])
         self.assertEqual([w["method"] for w in writes], ["POST", "PATCH"])
 
+    def test_a_column_created_through_the_dictionary_survives_a_restart(self):
+        sim = Sim("--no-verification-field", data_dir=self.dir).start()
+        sim.create("sys_dictionary", name="incident", element="u_extra", internal_type="html",
+                   column_label="Extra")
+        rec = sim.create(short_description="x", u_extra="<p>kept</p>")
+        sim.stop(signal.SIGKILL)
+        sim = Sim("--no-verification-field", data_dir=self.dir).start()
+        try:
+            self.assertEqual(sim.get("incident", rec["sys_id"])["u_extra"], "<p>kept</p>")
+            rows = sim.list("sys_dictionary", "name=incident^element=u_extra").result
+            self.assertEqual([x["internal_type"] for x in rows], ["html"])
+        finally:
+            sim.cleanup()
+
     def test_state_survives_sigterm_restart(self):
         sim = Sim(data_dir=self.dir).start()
         rec = self._write_some(sim)
@@ -805,6 +819,19 @@ class WriteTest(SimTestCase):
         rows = self.sim.list("sys_dictionary", "name=incident^element=work_notes").result
         self.assertEqual(rows[0]["internal_type"], "journal_input")
 
+    def test_roles_are_rows_of_sys_user_has_role_and_users_have_a_time_zone(self):
+        q = "user.user_name=imperai.integration^state=active"
+        rows = self.sim.list("sys_user_has_role", q, "&sysparm_fields=role,role.name,inherited"
+                                                     "&sysparm_exclude_reference_link=true").result
+        self.assertEqual(sorted(x["role.name"] for x in rows), ["itil", "rest_api_explorer"])
+        self.assertTrue(all(re.fullmatch(r"[0-9a-f]{32}", x["role"]) for x in rows))
+        self.assertEqual(self.sim.list("sys_user_role", "name=itil").result[0]["name"], "itil")
+        users = self.sim.list("sys_user", "user_nameINimperai.integration,readonly,admin",
+                              "&sysparm_fields=user_name,time_zone").result
+        self.assertEqual({u["user_name"]: u["time_zone"] for u in users},
+                         {"imperai.integration": "GMT", "readonly": "America/Los_Angeles",
+                          "admin": ""})
+
     def test_choices_include_custom_categories_and_subcategories(self):
         rows = self.sim.list("sys_choice", "name=incident^element=category^inactive=false").result
         labels = {r["value"]: r["label"] for r in rows}
@@ -848,6 +875,28 @@ class WriteTest(SimTestCase):
             self.assertEqual(self.sim.request("GET", "/sim/health", conn=conn).status, 200)
         finally:
             conn.close()
+
+
+class DictionaryInsertTest(SimTestCase):
+    """imperai-snowctl setup --create-field creates the field this way."""
+    sim_args = ("--no-verification-field",)
+
+    FIELD = {"name": "incident", "element": "u_imperai_verification",
+             "column_label": "imper.ai Verification", "internal_type": "html",
+             "max_length": 65000}
+
+    def test_dictionary_insert_needs_admin_then_creates_a_column_that_keeps_writes(self):
+        r = self.sim.request("POST", "/api/now/table/sys_dictionary", self.FIELD, auth=INTEGRATION)
+        self.assertError(r, 403, "User Not Authorized")
+        rec = self.sim.create(short_description="before the field")
+        self.sim.create("sys_dictionary", **self.FIELD)
+        rows = self.sim.list("sys_dictionary", "name=incident^element=u_imperai_verification").result
+        self.assertEqual([(x["internal_type"], x["max_length"]) for x in rows], [("html", "65000")])
+        r = self.sim.patch("incident", rec["sys_id"],
+                           {"u_imperai_verification": "<p>ok<script>x</script></p>"},
+                           auth=INTEGRATION)
+        self.assertEqual(r.result["u_imperai_verification"], "<p>ok</p>")
+        self.assertEqual(r.result["sys_mod_count"], "1")
 
 
 class NoVerificationFieldTest(SimTestCase):
@@ -1138,6 +1187,54 @@ class FaultTest(SimTestCase):
 
 
 # ====================================================================== control API
+
+class ScriptTest(SimTestCase):
+    """/sim/script: raw answers for the next matching requests, recorded."""
+
+    def setUp(self):
+        super().setUp()
+        self.sim.ctl("POST", "/sim/script", {"clear": True})
+
+    def test_scripted_answers_come_in_order_then_the_real_one(self):
+        rec = self.sim.create(short_description="scripted")
+        self.sim.ctl("POST", "/sim/script", {"method": "GET", "path": "/api/now/table/incident",
+                                             "answers": [
+            {"status": 200, "body": "{\"result\":[{", "headers": [["Link", "<http://x/>"]]},
+            {"status": 200, "body_b64": base64.b64encode(b"\xff\x00").decode()},
+            {"size": 300000, "prefix": "{\"result\":[", "suffix": "]}", "fill": " "},
+            {"pass": True}]})
+        r = self.sim.request("GET", "/api/now/table/incident?sysparm_limit=1")
+        self.assertEqual((r.status, r.body, r.header("Link")), (200, b'{"result":[{', "<http://x/>"))
+        self.assertEqual(self.sim.request("GET", "/api/now/table/incident").body, b"\xff\x00")
+        r = self.sim.request("GET", "/api/now/table/incident")
+        self.assertEqual((len(r.body), r.json()), (300013, {"result": []}))
+        r = self.sim.request("GET", "/api/now/table/incident?sysparm_query=sys_id=" + rec["sys_id"])
+        self.assertEqual([x["sys_id"] for x in r.result], [rec["sys_id"]])
+        state = self.sim.ctl("GET", "/sim/script")
+        self.assertEqual(state["rules"], [])
+        self.assertEqual([s["target"] for s in state["seen"]][0],
+                         "/api/now/table/incident?sysparm_limit=1")
+        self.assertIn(["Authorization", "Basic YWRtaW46YWRtaW4="], state["seen"][0]["headers"])
+
+    def test_apply_processes_the_request_and_answers_the_script(self):
+        rec = self.sim.create(short_description="apply")
+        self.sim.ctl("POST", "/sim/script", {"method": "PATCH", "path_prefix": "/api/now/table/",
+                                             "answers": [{"status": 502, "apply": True}]})
+        r = self.sim.patch("incident", rec["sys_id"], {"short_description": "applied"})
+        self.assertEqual((r.status, r.body), (502, b""))
+        self.assertEqual(self.sim.get("incident", rec["sys_id"])["short_description"], "applied")
+        self.assertEqual(self.sim.ctl("GET", "/sim/script")["seen"][0]["body"],
+                         '{"short_description": "applied"}')
+
+    def test_a_bad_rule_is_refused_naming_the_key(self):
+        for rule, word in (({"path": "/x", "answers": [{"stauts": 200}]}, "stauts"),
+                           ({"path": "/x", "answers": []}, "answers"),
+                           ({"answers": [{}]}, "path"),
+                           ({"path": "/x", "answers": [{"body": "a", "size": 3}]}, "at most one")):
+            r = self.sim.request("POST", "/sim/script", rule, auth=None)
+            self.assertEqual(r.status, 400, rule)
+            self.assertIn(word, r.json()["error"])
+
 
 class ControlTest(SimTestCase):
     def test_stats_count_per_template_and_status(self):
