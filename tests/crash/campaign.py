@@ -170,10 +170,24 @@ class Campaign:
             snow_http = {"timeout": self.args.timeout, "max_retries": 3,
                          "request_budget": self.args.budget}
             imperai_http = {"timeout": self.args.timeout, "max_retries": 3}
-        stack = Stack(flows=FLOWS, poll=1, snow_http=snow_http, imperai_http=imperai_http)
+        verbose = ["--verbose"] if self.args.verbose else []
+        stack = Stack(flows=FLOWS, poll=1, snow_http=snow_http, imperai_http=imperai_http,
+                      snow_args=verbose, imperai_args=verbose)
         stack.imperai.args += ["--seed", str(self.args.seed)]
         stack.start_sims().write_config()
         return stack
+
+    def close(self):
+        """Stops every process; removes the directory unless --keep."""
+        if self.stack is None:
+            return
+        if self.args.keep:
+            for part in (self.stack.daemon, self.stack.snow, self.stack.imperai):
+                if part is not None:
+                    part.stop()
+            log("kept %s" % self.stack.dir)
+        else:
+            self.stack.close()
 
     # -- imper.ai and ServiceNow, as people -----------------------------------------
 
@@ -718,15 +732,14 @@ class Campaign:
                        seconds=round(time.monotonic() - t0, 1))
             return self.finish(fig, bad, by_ticket, notes)
         finally:
-            if not a.keep:
-                self.stack.close()
+            self.close()
 
     def finish(self, fig, bad, by_ticket, notes):
         if bad:
             self.report_problems(bad, by_ticket, notes)
         fig["ok"] = not bad
         log("figures: " + ", ".join("%s=%s" % kv for kv in sorted(fig.items())
-                                    if not isinstance(kv[1], dict)))
+                                    if not isinstance(kv[1], (dict, list))))
         if self.args.figures:
             with open(self.args.figures, "w") as f:
                 json.dump(fig, f, indent=1, sort_keys=True)
@@ -749,13 +762,18 @@ def parse_args(argv, mode="crash"):
     p.add_argument("--quiesce", type=float, default=120.0)
     p.add_argument("--timeout", type=int, default=3, help="faults: the daemon's timeout")
     p.add_argument("--budget", type=int, default=0, help="faults: servicenow.request_budget")
+    p.add_argument("--outage", type=int,
+                   help="faults: seconds of imper.ai's time it is down (300; short: 30)")
     p.add_argument("--figures", help="write the figures as JSON here")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--verbose", action="store_true", help="the simulators log every request")
     a = p.parse_args(argv)
     if a.tickets is None:
         a.tickets = (150 if a.full else 16) if a.mode == "crash" else (60 if a.full else 16)
     if a.kills is None:
         a.kills = (200 if a.full else 20) if a.mode == "crash" else 0
+    if a.outage is None:
+        a.outage = 300 if a.full else 30
     if a.deadline is None:
         a.deadline = 1800.0 if a.full else 300.0
     return a
