@@ -1025,7 +1025,7 @@ loop_job_end(struct job *j, int done)
 
 /* A transient failure: try again later, with backoff; park after too many. */
 static void
-loop_job_retry(struct job *j, const char *why)
+loop_job_again(struct job *j, const char *why, int park)
 {
 	struct loop *l = j->l;
 	struct job *copy = xcalloc(1, sizeof(*copy));
@@ -1033,7 +1033,13 @@ loop_job_retry(struct job *j, const char *why)
 	int64_t delay;
 
 	str_replace(&j->e.last_error, why);
-	if (j->e.attempts >= LOOP_MAX_ATTEMPTS) {
+	if (park) {
+		j->e.not_before = LOOP_PARKED;
+		log_kv(LOG_LVL_ERR, "write parked: a read-back was refused and asking again "
+		    "will not help; run imperai-snowctl retry once the cause is fixed",
+		    "ticket", j->e.number, "effect", engine_effect_name(j->e.kind), "error", why,
+		    NULL);
+	} else if (j->e.attempts >= LOOP_MAX_ATTEMPTS) {
 		j->e.not_before = LOOP_PARKED;
 		log_kv(LOG_LVL_ERR, "write parked after repeated failures: run imperai-snowctl retry "
 		    "once the cause is fixed", "ticket", j->e.number, "effect",
@@ -1057,6 +1063,12 @@ loop_job_retry(struct job *j, const char *why)
 	l->stat_effects_failed++;
 	l->m_write_failures[j->e.kind]++;
 	loop_job_end(j, 0);
+}
+
+static void
+loop_job_retry(struct job *j, const char *why)
+{
+	loop_job_again(j, why, 0);
 }
 
 /* A permanent failure: the engine decides what the ticket shows. */
@@ -1227,7 +1239,6 @@ loop_check_done(int err, long status, const char *cause, struct snow_record *rec
 	const struct config_table *ct;
 	const char *field;
 
-	(void)status;
 	if (err == -ECANCELED) {
 		loop_job_end(j, 0);
 		return;
@@ -1236,8 +1247,12 @@ loop_check_done(int err, long status, const char *cause, struct snow_record *rec
 		loop_job_end(j, 1);
 		return;
 	}
+	/* A 4xx other than 401/429 (403 ACL, 400) is not retried: asking again
+	 * will not heal it, and whether the write landed stays unknown, so it
+	 * is neither dropped nor sent blind -- parked for the operator. */
 	if (err < 0) {
-		loop_job_retry(j, cause ? cause : strerror(-err));
+		loop_job_again(j, cause ? cause : strerror(-err),
+		    status >= 400 && status < 500 && status != 401 && status != 429);
 		return;
 	}
 	ct = config_table(l->cfg, j->e.table);
