@@ -1192,10 +1192,16 @@ loop_patch_done(int err, long status, const char *cause, struct snow_record *rec
 		return;
 	}
 	if (err < 0) {
-		if (status >= 400 && status < 500 && status != 401 && status != 429)
+		if (status >= 400 && status < 500 && status != 401 && status != 429) {
 			loop_job_failed(j, cause ? cause : strerror(-err));
-		else
-			loop_job_retry(j, cause ? cause : strerror(-err));
+			return;
+		}
+		/* Rate-limited or not authenticated: ServiceNow refused it before
+		 * doing anything, so this attempt cannot have landed and needs no
+		 * read-back (an earlier attempt that may have still gets one). */
+		if ((status == 429 || status == 401) && j->e.attempts > 0)
+			j->e.attempts--;
+		loop_job_retry(j, cause ? cause : strerror(-err));
 		return;
 	}
 	loop_patched(j, rec);

@@ -82,5 +82,22 @@ class ReplayTest(unittest.TestCase):
         self.assertEqual(len(self.our_patches()), 1)
 
 
+    def test_patch_refused_with_429_is_sent_again_without_a_read_back(self):
+        """A 429 means ServiceNow did nothing: the next attempt sends the
+        PATCH again at once (after Retry-After), without first reading the
+        ticket back to see whether it landed."""
+        self.st.snow.scripted("PATCH", self.path, [
+            {"status": 429, "ctype": "application/json", "headers": [["Retry-After", "1"]],
+             "body": json.dumps({"error": {"message": "Rate limit exceeded", "detail": "x"},
+                                 "status": "failure"})}] + [{"pass": True}] * 5)
+        self.st.snow.scripted("GET", self.path, [{"pass": True}] * 5)
+        self.st.start_daemon()
+        self.st.wait(lambda: self.outbox() == (0, 0) and self.our_patches(), 30,
+                     "the link PATCH to land")
+        seen = [r["method"] for r in self.st.snow.scripted_state()["seen"]]
+        self.assertEqual(seen, ["PATCH", "PATCH"])
+        self.assertEqual(self.notes(), [("link", "1", "1")])
+
+
 if __name__ == "__main__":
     unittest.main()
