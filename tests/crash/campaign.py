@@ -7,8 +7,9 @@ daemon, fail, high risk, timeout, not enough questions, caller change,
 closed by an agent, category moved out, a flow that is not automated),
 playing the agent and the requester at imper.ai through /sim/act.
 
-  crash mode   the daemon is SIGKILLed at seeded random moments (after k
-               PATCHes seen by the ServiceNow simulator, or after a short
+  crash mode   the daemon is SIGKILLed at seeded random moments (right after
+               the k-th next write reaches a simulator -- a ServiceNow
+               PATCH, an imper.ai create or cancel -- or after a short
                random delay) and restarted each time (READY=1 on
                NOTIFY_SOCKET).
   faults mode  no kills; both simulators inject 5xx, 429 bursts, resets,
@@ -506,9 +507,13 @@ class Campaign:
 
     # -- the killer ---------------------------------------------------------------------
 
-    def patches_seen(self):
-        reqs = self.stack.snow.control.ok("GET", "/sim/stats")["requests"]
-        return sum(n for k, n in reqs.items() if k.startswith("PATCH "))
+    def writes_seen(self):
+        """Writes the simulators have received: ServiceNow PATCHes, imper.ai
+        creates and cancels."""
+        snow = self.stack.snow.control.ok("GET", "/sim/stats")["requests"]
+        imp = self.stack.imperai.control.ok("GET", "/sim/stats")["requests"]
+        return (sum(n for k, n in snow.items() if k.startswith("PATCH ")) +
+                sum(n for k, n in imp.items() if k.startswith("POST ")))
 
     def killer(self):
         """SIGKILL at seeded random moments, restart, until told to stop."""
@@ -517,10 +522,10 @@ class Campaign:
             while not self.stop_killing.is_set():
                 mode = rng.choice(("writes", "writes", "delay", "short"))
                 if mode == "writes":
-                    target = self.patches_seen() + rng.randint(1, 4)
+                    target = self.writes_seen() + rng.randint(1, 4)
                     deadline = time.monotonic() + rng.uniform(1.0, 4.0)
                     while (not self.stop_killing.is_set() and time.monotonic() < deadline
-                           and self.patches_seen() < target):
+                           and self.writes_seen() < target):
                         time.sleep(0.005)
                 else:
                     delay = rng.uniform(0.05, 1.5) if mode == "delay" else rng.uniform(0, 0.15)
