@@ -38,3 +38,6 @@ mkdir -p "$d"
 (cd "$d" && "$top/configure" -q)
 make -C "$d" -j"$jobs" distcheck >/dev/null
 echo "distcheck: passed"
+
+# The Debian package builds, is lintian-clean, and (in CI) installs and purges.
+sh tests/pkg/test_deb.sh || [ $? -eq 77 ]
