@@ -52,7 +52,9 @@ static const size_t texts[] = {
 	TEXT(v.id), TEXT(v.channel), TEXT(v.recipient_masked), TEXT(v.initiated_by),
 	TEXT(v.recommendation), TEXT(v.analysis_summary), TEXT(v.additional_info),
 	TEXT(v.send_link_url), TEXT(v.details_url), TEXT(v.action.type),
-	TEXT(v.ticket.number), TEXT(v.ticket.url), TEXT(table),
+	TEXT(v.ticket.number), TEXT(v.ticket.url), TEXT(table), TEXT(requester_email),
+	TEXT(description), TEXT(v.category), TEXT(v.requested_action), TEXT(v.subject),
+	TEXT(v.ticket.instance), TEXT(v.ticket.table), TEXT(v.ticket.sys_id),
 };
 
 struct input {
