@@ -805,7 +805,7 @@ render_note_action(struct buf *b, const struct ticket *t)
 	char *label = render_action_label(t->v.action.type);
 
 	if (label != NULL && t->v.action.status != IMPERAI_ACTION_NONE) {
-		buf_adds(b, label);
+		render_note_text(b, label, 64);
 		if (t->v.action.status == IMPERAI_ACTION_COMPLETED && t->v.action.completed_at > 0)
 			render_note_time(b, " completed ", t->v.action.completed_at);
 		else

@@ -352,7 +352,8 @@ class ImperaiAnswersTest(HostileCase):
         item = self.passed_item(id="vr_000000unknown")
         self.stack.imperai.scripted("GET", FEED, [{"body": self.feed(item)}])
         self.consumed(self.stack.imperai)
-        self.log_line(r"^\S+ warning verification for an unknown request ignored "
+        self.log_line(r"^\S+ warning security: verification for a request this daemon did "
+                      r"not make ignored "
                       r"verification=vr_000000unknown ticket=%s" % self.ticket["number"],
                       "the unknown id")
         self.assert_nothing_written()
@@ -368,7 +369,7 @@ class ImperaiAnswersTest(HostileCase):
                                                                          '"has_more":false}'
                                                                          % item)}])
         self.consumed(self.stack.imperai)
-        self.log_line(r"unknown request ignored verification=vr_000000unknown", "duplicate id")
+        self.log_line(r"did not make ignored verification=vr_000000unknown", "duplicate id")
         self.assert_nothing_written()
 
     def test_redirect_to_another_host_is_refused_and_credentials_stay(self):
