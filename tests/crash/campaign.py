@@ -768,7 +768,7 @@ def parse_args(argv, mode="crash"):
     p.add_argument("--timeout", type=int, default=3, help="faults: the daemon's timeout")
     p.add_argument("--budget", type=int, default=0, help="faults: servicenow.request_budget")
     p.add_argument("--outage", type=int,
-                   help="faults: seconds of imper.ai's time it is down (300; short: 30)")
+                   help="faults: seconds of imper.ai's time it is down (300; short: 15)")
     p.add_argument("--figures", help="write the figures as JSON here")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--verbose", action="store_true", help="the simulators log every request")
@@ -778,7 +778,7 @@ def parse_args(argv, mode="crash"):
     if a.kills is None:
         a.kills = (200 if a.full else 20) if a.mode == "crash" else 0
     if a.outage is None:
-        a.outage = 300 if a.full else 30
+        a.outage = 300 if a.full else 15
     if a.deadline is None:
         a.deadline = 1800.0 if a.full else 300.0
     return a
