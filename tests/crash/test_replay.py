@@ -99,5 +99,49 @@ class ReplayTest(unittest.TestCase):
         self.assertEqual(self.notes(), [("link", "1", "1")])
 
 
+class BudgetTest(unittest.TestCase):
+    def test_the_request_budget_binds(self):
+        """With servicenow.http.request_budget = 20 the daemon makes 20
+        requests to ServiceNow, no more, and then waits (its status says
+        so) -- it keeps running."""
+        st = Stack(self, snow_http={"request_budget": 20})
+        st.start()
+        st.snow.control.ok("POST", "/sim/tickets", {  # not through the API: not counted
+            "count": 1, "caller": "abel.tuter", "fields": {"category": "password_reset"}})
+        st.wait(lambda: st.ctl_json("status", "--json").get("snow_budget_waits", 0) > 0,
+                40, "the daemon to wait for its budget")
+        self.assertLessEqual(st.snow.control.ok("GET", "/sim/stats")["total"], 20)
+        self.assertTrue(st.daemon.running())
+        self.assertEqual(st.ctl_json("status", "--json").get("snow_budget_used"), 20)
+
+
+class CheckerTest(unittest.TestCase):
+    """The campaigns' checks catch what they look for: an invariant broken
+    on purpose, behind the daemon's back, fails the run."""
+
+    def run_campaign(self, inject):
+        import subprocess
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            fig = os.path.join(d, "fig.json")
+            p = subprocess.run([sys.executable, os.path.join(HERE, "campaign.py"), "--tickets",
+                                "3", "--kills", "0", "--inject", inject, "--figures", fig],
+                               capture_output=True, text=True, timeout=300)
+            with open(fig) as f:
+                return p, json.load(f)
+
+    def test_a_duplicate_note_fails_the_run(self):
+        p, fig = self.run_campaign("duplicate")
+        self.assertEqual(p.returncode, 1, p.stdout[-3000:])
+        self.assertGreaterEqual(fig["duplicates"], 2)  # the link note and its tag
+        self.assertIn("appears 2 times", p.stdout)
+
+    def test_a_lost_outcome_fails_the_run(self):
+        p, fig = self.run_campaign("loss")
+        self.assertEqual(p.returncode, 1, p.stdout[-3000:])
+        self.assertGreaterEqual(fig["losses"], 1)
+        self.assertEqual(fig["duplicates"], 0)
+
+
 if __name__ == "__main__":
     unittest.main()
