@@ -1266,6 +1266,11 @@ loop_check_done(int err, long status, const char *cause, struct snow_record *rec
 	if (field && engine_field_has_revision(field, j->e.generation, j->e.revision)) {
 		log_kv(LOG_LVL_INFO, "write had landed before the answer was lost: not repeated",
 		    "ticket", j->e.number, "event", j->e.tag, NULL);
+		/* rec is the ticket as it is now, not our PATCH's answer: what
+		 * others changed since (an agent closing it, a new caller) is
+		 * decided as an observed change first, or it would pass for our
+		 * own write and the next poll would skip it as seen. */
+		loop_observe(l, j->e.table, rec);
 		loop_patched(j, rec);
 		return;
 	}

@@ -58,6 +58,42 @@ class ReplayTest(unittest.TestCase):
         self.assertEqual(len(self.our_patches()), 1)
         self.assertIn("write had landed before the answer was lost", self.st.daemon.log(400))
 
+    def test_change_found_by_the_read_back_is_decided_not_taken_for_ours(self):
+        """Our link PATCH lands (mod 1) and the poll sees that echo, but the
+        daemon dies before the PATCH's answer.  While it is down an agent
+        closes the ticket (mod 2).  On restart the read-back finds our
+        revision in the field -- in a record that also carries the close.
+        That close must be decided (cancel at imper.ai, field "Canceled"),
+        not taken for our own write: the poll would then skip mod 2 as seen
+        and the request would stay pending for ever.  Found by the fault
+        campaign (apply-then-drop on a PATCH, agent close before the
+        read-back)."""
+        self.st.snow.control.ok("POST", "/sim/faults", {
+            "slow_rate": 1.0, "slow_ms": 30000, "methods": ["PATCH"]})
+        self.st.start_daemon()
+        self.st.wait(lambda: self.our_patches(), 30, "the link PATCH to land")
+        polls = lambda: self.st.daemon.log(100000).count("poll cycle done")
+        seen = polls()
+        self.st.wait(lambda: polls() >= seen + 2, 30, "two polls after the PATCH landed")
+        self.st.daemon.kill()
+        self.st.snow.control.ok("POST", "/sim/faults", {})
+        self.st.snow.control.ok("POST", "/sim/update", {
+            "sys_id": self.t["sys_id"], "user": "itil.agent",
+            "fields": {"state": "7", "close_code": "Solution provided", "close_notes": "x"}})
+        # The restarted daemon's polls fail until its read-back is done.
+        self.st.snow.scripted("GET", "/api/now/table/incident", [
+            {"status": 503, "ctype": "text/html", "body": "<html>down</html>"}] * 500)
+        self.st.start_daemon()
+        self.st.wait(lambda: "write had landed" in self.st.daemon.log(100000), 30,
+                     "the read-back")
+        self.st.snow.scripted_clear()
+        vid = self.st.imperai.verification_for(self.t["number"])["id"]
+        self.st.wait(lambda: [v for v in self.st.imperai.verifications()
+                              if v["id"] == vid and v["status"] == "canceled"], 30,
+                     "the request to be canceled")
+        self.st.wait(lambda: self.outbox() == (0, 0), 30, "an empty outbox")
+        self.assertEqual(self.notes(), [("link", "1", "1"), ("canceled", "1", "2")])
+
     def test_read_back_refused_with_403_is_parked_not_retried(self):
         """The PATCH lands but its answer is a 502; the read-back that must
         tell whether it landed is refused (403).  Asking again will not
