@@ -254,7 +254,7 @@ servicenow: {
   poll_overlap = 2;
   timeout = 10;
   max_retries = 1;
-};
+%(snow_extra)s};
 imperai: {
   api_url = "%(imperai_url)s";
   api_key_credential = "imperai-api-key";
@@ -262,11 +262,11 @@ imperai: {
   risk_bands = { verified_max = 3; medium_max = 6; };
   timeout = 10;
   max_retries = 1;
-};
+%(imperai_extra)s};
 state: { directory = "%(state)s"; map_size = 8; };
 flows_file = "flows.yaml";
 credentials_directory = "%(creds)s";
-log_level = "debug";
+log_level = "%(log_level)s";
 """
 
 FLOWS = """flows:
@@ -347,19 +347,29 @@ class Stack:
     the CLI, in one temporary directory removed at the end of the test."""
 
     def __init__(self, test=None, no_verification_field=False, categories=("password_reset",),
-                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1):
+                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1,
+                 log_level="debug", snow_extra="", imperai_extra="", flows=None,
+                 snow_args=(), imperai_args=()):
+        """snow_extra / imperai_extra: settings lines added to the
+        servicenow / imperai sections ("concurrency = 8;"); flows: the
+        whole flows.yaml text instead of the default one; *_args: extra
+        simulator options (the benchmarks pass --no-fsync)."""
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
         self.state = os.path.join(self.dir, "state")
         self.creds = os.path.join(self.dir, "credentials")
         self.conf = os.path.join(self.dir, "imperai-snowd.conf")
-        self.snow = SnowSim(self.dir, no_verification_field)
-        self.imperai = ImperaiSim(self.dir)
+        self.snow = SnowSim(self.dir, no_verification_field, args=snow_args)
+        self.imperai = ImperaiSim(self.dir, args=imperai_args)
         self.daemon = None
         self.categories = list(categories)
         self.snow_password = snow_password
         self.imperai_key = imperai_key
         self.poll = poll
+        self.log_level = log_level
+        self.snow_extra = snow_extra
+        self.imperai_extra = imperai_extra
+        self.flows = flows
         if test is not None:
             test.addCleanup(self.close)
 
@@ -377,9 +387,12 @@ class Stack:
         with open(self.conf, "w") as f:
             f.write(CONF % {"snow_url": self.snow.url, "snow_user": SNOW_USER,
                             "imperai_url": self.imperai.url, "poll": self.poll,
-                            "state": self.state, "creds": self.creds})
+                            "state": self.state, "creds": self.creds,
+                            "log_level": self.log_level, "snow_extra": self.snow_extra,
+                            "imperai_extra": self.imperai_extra})
         with open(os.path.join(self.dir, "flows.yaml"), "w") as f:
-            f.write(FLOWS % {"categories": ", ".join(self.categories)})
+            f.write(self.flows if self.flows is not None else
+                    FLOWS % {"categories": ", ".join(self.categories)})
         return self
 
     def env(self):
