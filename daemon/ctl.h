@@ -76,6 +76,52 @@ int ctl_cmd_check_config(struct ctl *c, int argc, char **argv);
 int ctl_cmd_resync(struct ctl *c, int argc, char **argv);
 int ctl_cmd_retry(struct ctl *c, int argc, char **argv);
 int ctl_cmd_audit(struct ctl *c, int argc, char **argv);
+int ctl_cmd_setup(struct ctl *c, int argc, char **argv);
+int ctl_cmd_rebuild(struct ctl *c, int argc, char **argv);
+
+/* --- ctl-net.c: blocking calls for setup and rebuild ---------------------- */
+
+struct http_client;
+struct snow_client;
+struct snow_list;
+struct snow_record;
+struct imperai_feed;
+
+struct ctl_net {
+	struct http_client	*http;
+	struct snow_client	*snow;		/* the integration user */
+	struct snow_client	*admin;		/* setup --admin-user, NULL otherwise */
+	struct imperai_client	*imp;		/* NULL unless asked for */
+};
+/* Clients from the settings (imper.ai's only when with_imperai). */
+int ctl_net_open(struct ctl_net *n, const struct config *cfg, int with_imperai, char **cause);
+/* Adds n->admin: Basic auth as user; acfg is filled from cfg and must
+ * outlive n (it borrows cfg's strings, never free it). */
+int ctl_net_admin(struct ctl_net *n, struct config *acfg, const struct config *cfg,
+    const char *user, const char *password, char **cause);
+void ctl_net_close(struct ctl_net *n);
+/* Each returns 0 or the client's negative error with *cause (caller frees). */
+int ctl_snow_list(struct ctl_net *n, struct snow_client *s, const char *table, const char *query,
+    const char *const *fields, size_t nfields, int limit, struct snow_list *out, char **cause);
+int ctl_snow_insert(struct ctl_net *n, struct snow_client *s, const char *table, const char *body,
+    struct snow_record *out, char **cause);
+int ctl_imperai_changes(struct ctl_net *n, const char *cursor, int limit, struct imperai_feed *out,
+    char **cause);
+
+/* --- ctl-plan.c: the pure decisions of setup and rebuild ------------------ */
+
+/* The type of a sys_dictionary row: internal_type (a plain string, or a
+ * reference flattened to its value), or internal_type.name when the value
+ * is a sys_id; NULL when neither says. */
+const char *ctl_setup_field_type(const struct snow_record *r);
+/* 1 for a time zone that is UTC (GMT, UTC, Etc/UTC...); 0 for any other,
+ * and for "" (the instance default, which is not necessarily UTC). */
+int ctl_setup_tz_is_utc(const char *tz);
+/* The role among roles that lets the integration user read, write and
+ * resolve records of table; NULL when none does. */
+const char *ctl_setup_role_for(const char *table, char *const *roles, size_t n);
+/* The POST body that creates the verification field of table. */
+char *ctl_setup_field_body(const char *table, const char *field);
 
 /* --- ctl-fmt.c: text ------------------------------------------------------ */
 

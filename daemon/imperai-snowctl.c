@@ -38,6 +38,11 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "ask the daemon to retry parked writes (all, or outbox entry SEQ)" },
 	{ "audit", ctl_cmd_audit, "audit verify | audit export [--since WHEN]",
 	  "check the audit log's hash chain, or print it as JSON lines" },
+	{ "setup", ctl_cmd_setup, "setup [--table TABLE]... [--create-field [--dry-run]\n"
+	  "            --admin-user USER --admin-password-file FILE]",
+	  "check what ServiceNow lacks for the integration; create the field" },
+	{ "rebuild", ctl_cmd_rebuild, "rebuild [--force]",
+	  "rebuild a lost state directory from ServiceNow and imper.ai" },
 };
 
 static void

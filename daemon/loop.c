@@ -24,6 +24,7 @@
 #include "imperai.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "requests.h"
 #include "snow.h"
 #include "store.h"
@@ -41,6 +42,7 @@ struct lticket {
 	int		 dirty;
 	int		 forget;
 	int		 existed;
+	int		 loaded_state;	/* state in the store, -1 if none (metrics) */
 };
 
 /* One outbox entry being executed. */
@@ -77,6 +79,8 @@ struct loop {
 	size_t			 npolls;
 
 	char			*cursor;	/* imper.ai change feed */
+	uint64_t		 feed_epoch;
+	uint64_t		 epoch;		/* bumps when a commit fails: positions reload */
 	int			 feed_inflight;
 	int64_t			 feed_next_ms;
 	int64_t			 feed_last_ok;
@@ -111,6 +115,15 @@ struct loop {
 	int64_t			 started;
 	uint64_t		 stat_effects_done;
 	uint64_t		 stat_effects_failed;
+
+	/* metrics (section "metrics" below) */
+	struct metrics_counts	 m_total;
+	struct metrics_counts	 m_step;	/* this step's, added once committed */
+	uint64_t		 m_tickets[TS__COUNT];
+	uint64_t		 m_write_failures[3];
+	struct metrics_service	 m_base[2];	/* pools of clients replaced by a reload */
+	int64_t			 metrics_ms;
+	int			 metrics_failing;
 };
 
 int64_t
@@ -247,8 +260,10 @@ loop_ticket(struct loop *l, const char *table, const char *sys_id)
 		store_abort(txn);
 	}
 	/* decode initialises the ticket itself. */
+	lt->loaded_state = -1;
 	if (rc == 0 && engine_ticket_decode(b.data, b.len, &lt->t, &cause) == 0) {
 		lt->existed = 1;
+		lt->loaded_state = (int)lt->t.state;
 	} else {
 		if (rc == 0) {
 			log_kv(LOG_LVL_ERR, "stored ticket unreadable: starting it afresh",
@@ -367,6 +382,8 @@ loop_commit_fn(struct store_txn *txn, void *arg)
 	return store_txn_error(txn);
 }
 
+static void loop_load_positions(struct loop *l);
+
 static struct engine_result *loop_results;
 static size_t loop_nresults;
 
@@ -423,6 +440,8 @@ loop_has_pending(const struct loop *l)
 	    l->nvindex || l->meta_dirty;
 }
 
+static void loop_metrics_committed(struct loop *l);
+
 /* Commits everything this step decided, in one write transaction. */
 static int
 loop_commit(struct loop *l)
@@ -438,12 +457,203 @@ loop_commit(struct loop *l)
 	if (rc < 0) {
 		log_kv(LOG_LVL_ERR, "cannot commit state: nothing was sent for it, will retry",
 		    "error", store_strerror(rc), "dir", l->cfg->state_dir, NULL);
-		/* Forget this step's decisions: the inputs are seen again next poll. */
+		/* Forget this step's decisions and go back to the committed
+		 * positions: the inputs are seen again by the next polls. */
+		memset(&l->m_step, 0, sizeof(l->m_step));
 		loop_pending_clear(l);
+		l->epoch++;
+		loop_load_positions(l);
 		return rc;
 	}
+	loop_metrics_committed(l);
 	loop_pending_clear(l);
 	return 0;
+}
+
+/* --- metrics: counted here, written by loop_metrics_write() ----------------- */
+
+/* What a decision is compared with, to count what it changed. */
+struct mbefore {
+	uint32_t			generation;
+	enum imperai_status		status;
+	enum imperai_action_status	action;
+};
+
+static void
+loop_metrics_before(const struct ticket *t, struct mbefore *b)
+{
+	b->generation = t->generation;
+	b->status = t->v.status;
+	b->action = t->v.action.status;
+}
+
+/* New verifications, outcomes and actions a decision made: counted with
+ * the step, so a step discarded by a failed commit does not count. */
+static void
+loop_metrics_after(struct loop *l, const struct mbefore *b, const struct ticket *t)
+{
+	int ri = metrics_result_index(t->v.status);
+	enum imperai_risk rk;
+
+	if (t->generation > b->generation)
+		l->m_step.tracked++;
+	if (ri >= 0 && metrics_result_index(b->status) < 0) {
+		rk = imperai_risk_level(t->v.risk_score, l->cfg->imperai.risk_verified_max,
+		    l->cfg->imperai.risk_medium_max);
+		l->m_step.outcomes[ri][(unsigned)rk < METRICS_NRISKS ? rk : IMPERAI_RISK_UNKNOWN]++;
+	}
+	if (t->v.action.status != b->action && t->v.action.status == IMPERAI_ACTION_COMPLETED)
+		l->m_step.actions_completed++;
+	if (t->v.action.status != b->action && t->v.action.status == IMPERAI_ACTION_FAILED)
+		l->m_step.actions_failed++;
+}
+
+static void
+loop_metrics_patched(struct loop *l, const struct effect *e, int resolving, const struct ticket *t)
+{
+	l->m_step.writes[EFFECT_PATCH]++;
+	if (str_eq(e->tag, "link"))
+		l->m_step.fields_injected++;
+	/* engine_patched() steps back from resolved when ServiceNow did not resolve. */
+	if (resolving && (t->state == TS_RESOLVED || t->state == TS_CLOSED))
+		l->m_step.auto_resolved++;
+}
+
+/* Tickets by state follow every committed change (no scan per interval). */
+static void
+loop_metrics_committed(struct loop *l)
+{
+	for (size_t i = 0; i < l->tbl_size; i++) {
+		for (struct lticket *x = l->tbl[i]; x; x = x->next) {
+			if (!x->dirty)
+				continue;
+			if (x->loaded_state >= 0 && l->m_tickets[x->loaded_state] > 0)
+				l->m_tickets[x->loaded_state]--;
+			if (!x->forget)
+				l->m_tickets[x->t.state]++;
+			x->loaded_state = x->forget ? -1 : (int)x->t.state;
+		}
+	}
+	metrics_counts_add(&l->m_total, &l->m_step);
+	memset(&l->m_step, 0, sizeof(l->m_step));
+}
+
+static int
+loop_metrics_count_fn(const char *table, const char *sys_id, const void *val, size_t len,
+    void *arg)
+{
+	uint64_t *v = arg;
+	enum tstate s;
+
+	(void)table;
+	(void)sys_id;
+	if (engine_ticket_peek_state(val, len, &s) == 0)
+		v[s]++;
+	return 0;
+}
+
+/* The one scan of the tickets, at start. */
+static void
+loop_metrics_count(struct loop *l)
+{
+	struct store_txn *txn;
+
+	memset(l->m_tickets, 0, sizeof(l->m_tickets));
+	if (store_begin(l->st, 1, &txn) < 0)
+		return;
+	if (store_ticket_each(txn, loop_metrics_count_fn, l->m_tickets) < 0)
+		log_kv(LOG_LVL_WARN, "cannot count the tickets by state for the metrics", NULL);
+	store_abort(txn);
+}
+
+static int
+loop_metrics_outbox_fn(uint64_t seq, const void *val, size_t len, void *arg)
+{
+	static const char parked[] = "\"not_before\":253402300799";
+	struct metrics *m = arg;
+	struct effect e;
+
+	(void)seq;
+	if (m->outbox++ == 0 && engine_effect_decode(val, len, &e, NULL) == 0) {
+		/* seq order is decision order: the first entry is the oldest */
+		m->outbox_oldest = e.created_at;
+		effect_free(&e);
+	}
+	if (memmem(val, len, parked, sizeof(parked) - 1) != NULL)
+		m->outbox_parked++;
+	return 0;
+}
+
+static void
+loop_metrics_service(struct metrics_service *out, const struct metrics_service *base,
+    struct http_pool *pool)
+{
+	struct http_pool_stats st;
+
+	*out = *base;
+	if (pool == NULL)
+		return;
+	http_pool_stats(pool, &st);
+	for (size_t i = 0; i < ARRAY_SIZE(out->by_status); i++)
+		out->by_status[i] += st.by_status[i];
+	out->retries += st.retries;
+	out->rate_limited += st.rate_limited;
+	out->budget_waits += st.budget_waits;
+}
+
+static void
+loop_metrics_gather(struct loop *l, struct metrics *m, struct metrics_table *tabs)
+{
+	struct store_txn *txn;
+
+	memset(m, 0, sizeof(*m));
+	m->version = PACKAGE_VERSION;
+	m->now = loop_wall();
+	m->started = l->started;
+	m->c = l->m_total;
+	memcpy(m->write_failures, l->m_write_failures, sizeof(m->write_failures));
+	memcpy(m->tickets, l->m_tickets, sizeof(m->tickets));
+	for (size_t i = 0; i < l->npolls; i++) {
+		tabs[i].name = l->polls[i].table;
+		tabs[i].seen = l->polls[i].seen;
+	}
+	m->tables = tabs;
+	m->ntables = l->npolls;
+	m->nsvc = 2;
+	loop_metrics_service(&m->svc[0], &l->m_base[0], l->snow ? snow_client_pool(l->snow) : NULL);
+	loop_metrics_service(&m->svc[1], &l->m_base[1], l->imp ? imperai_client_pool(l->imp) : NULL);
+	for (size_t i = 0; i < l->npolls; i++)
+		if (i == 0 || l->polls[i].last_ok < m->svc[0].last_poll_ok)
+			m->svc[0].last_poll_ok = l->polls[i].last_ok;
+	m->svc[1].last_poll_ok = l->feed_last_ok;
+	if (store_begin(l->st, 1, &txn) == 0) {
+		store_outbox_each(txn, loop_metrics_outbox_fn, m);
+		store_abort(txn);
+	}
+}
+
+static void
+loop_metrics_write(struct loop *l)
+{
+	struct metrics_table *tabs = xcalloc(l->npolls ? l->npolls : 1, sizeof(*tabs));
+	struct metrics m;
+	char *text, *cause = NULL;
+
+	loop_metrics_gather(l, &m, tabs);
+	text = metrics_format(&m);
+	if (metrics_write_file(l->cfg->metrics_file, text, &cause) < 0) {
+		/* once per failing streak, not every interval */
+		if (!l->metrics_failing)
+			log_kv(LOG_LVL_WARN, "cannot write the metrics file", "error", cause, NULL);
+		l->metrics_failing = 1;
+	} else if (l->metrics_failing) {
+		log_kv(LOG_LVL_NOTICE, "metrics file written again", "file",
+		    l->cfg->metrics_file, NULL);
+		l->metrics_failing = 0;
+	}
+	free(cause);
+	free(text);
+	free(tabs);
 }
 
 /* --- ServiceNow polling ------------------------------------------------------ */
@@ -451,6 +661,7 @@ loop_commit(struct loop *l)
 struct pollctx {
 	struct loop	*l;
 	struct tpoll	*p;
+	uint64_t	 epoch;
 };
 
 static int
@@ -465,11 +676,15 @@ loop_observe(struct loop *l, const char *table, const struct snow_record *r)
 	struct lticket *lt = loop_ticket(l, table, r->sys_id);
 	struct engine_result res;
 
+	struct mbefore mb;
+
 	if (loop_record_seen(lt, r))
 		return;
+	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
 	if (engine_observe(&l->pol, &lt->t, table, r, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
+	loop_metrics_after(l, &mb, &lt->t);
 	loop_keep_result(&res);
 }
 
@@ -482,8 +697,15 @@ loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 	struct loop *l = pc->l;
 	struct tpoll *p = pc->p;
 
+	uint64_t epoch = pc->epoch;
+
 	free(pc);
 	p->inflight = 0;
+	if (epoch != l->epoch) {
+		/* A commit failed since: this cycle's position is void. */
+		p->next_ms = 0;
+		return;
+	}
 	if (err < 0) {
 		if (err != -ECANCELED) {
 			str_replace(&p->last_error, cause ? cause : strerror(-err));
@@ -521,6 +743,7 @@ loop_poll_submit(struct loop *l, struct tpoll *p)
 
 	pc->l = l;
 	pc->p = p;
+	pc->epoch = l->epoch;
 	p->inflight = 1;
 	if (snow_list_page(l->snow, p->table, NULL, &p->cur, (const char *const *)p->fields,
 	    p->nfields, loop_poll_done, pc, &cause) < 0) {
@@ -590,6 +813,7 @@ loop_verification(struct loop *l, const struct imperai_verification *v)
 	char *table = NULL, *sys_id = NULL;
 	struct lticket *lt;
 	struct engine_result res;
+	struct mbefore mb;
 	int rc;
 
 	rc = loop_lookup_verification(l, v->id, &table, &sys_id);
@@ -600,9 +824,11 @@ loop_verification(struct loop *l, const struct imperai_verification *v)
 		return;
 	}
 	lt = loop_ticket(l, table, sys_id);
+	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
 	if (engine_verification(&l->pol, &lt->t, v, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
+	loop_metrics_after(l, &mb, &lt->t);
 	loop_keep_result(&res);
 	free(table);
 	free(sys_id);
@@ -616,6 +842,10 @@ loop_feed_done(int err, const char *cause, struct imperai_feed *f, void *arg)
 	struct loop *l = arg;
 
 	l->feed_inflight = 0;
+	if (l->feed_epoch != l->epoch) {
+		l->feed_next_ms = 0;
+		return;
+	}
 	if (err < 0) {
 		if (err != -ECANCELED) {
 			str_replace(&l->feed_last_error, cause ? cause : strerror(-err));
@@ -645,6 +875,7 @@ static void
 loop_feed_submit(struct loop *l)
 {
 	l->feed_inflight = 1;
+	l->feed_epoch = l->epoch;
 	imperai_changes(l->imp, l->cursor, l->cfg->imperai.feed_limit, loop_feed_done, l);
 }
 
@@ -738,6 +969,7 @@ loop_job_retry(struct job *j, const char *why)
 	l->updated = xreallocarray(l->updated, l->nupdated + 1, sizeof(*l->updated));
 	l->updated[l->nupdated++] = copy;
 	l->stat_effects_failed++;
+	l->m_write_failures[j->e.kind]++;
 	loop_job_end(j, 0);
 }
 
@@ -751,6 +983,7 @@ loop_job_failed(struct job *j, const char *why)
 
 	log_kv(LOG_LVL_ERR, "write refused", "ticket", j->e.number, "effect",
 	    engine_effect_name(j->e.kind), "error", why, NULL);
+	l->m_write_failures[j->e.kind]++;
 	engine_result_init(&res);
 	if (engine_effect_failed(&l->pol, &lt->t, &j->e, why, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
@@ -766,6 +999,7 @@ loop_create_done(int err, long status, const char *cause, struct imperai_verific
 	struct loop *l = j->l;
 	struct lticket *lt;
 	struct engine_result res;
+	struct mbefore mb;
 
 	if (err == -ECANCELED) {
 		loop_job_end(j, 0);
@@ -779,12 +1013,15 @@ loop_create_done(int err, long status, const char *cause, struct imperai_verific
 		return;
 	}
 	lt = loop_ticket(l, j->e.table, j->e.sys_id);
+	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
 	if (engine_created(&l->pol, &lt->t, j->e.generation, v, loop_wall(), &res) == 0) {
 		if (str_eq(lt->t.request_id, v->id))
 			loop_index_verification(l, v->id, &lt->t);
 		loop_apply(l, lt, &res);
 	}
+	loop_metrics_after(l, &mb, &lt->t);
+	l->m_step.writes[EFFECT_CREATE]++;
 	loop_keep_result(&res);
 	log_kv(LOG_LVL_INFO, "verification requested", "ticket", j->e.number,
 	    "verification", v->id, NULL);
@@ -812,6 +1049,7 @@ loop_cancel_done(int err, long status, const char *cause, struct imperai_verific
 	}
 	log_kv(LOG_LVL_INFO, "verification canceled", "ticket", j->e.number,
 	    "verification", j->e.request_id, NULL);
+	j->l->m_step.writes[EFFECT_CANCEL]++;
 	loop_job_end(j, 1);
 }
 
@@ -823,10 +1061,15 @@ loop_patched(struct job *j, struct snow_record *rec)
 	struct loop *l = j->l;
 	struct lticket *lt = loop_ticket(l, j->e.table, j->e.sys_id);
 	struct engine_result res;
+	struct mbefore mb;
+	int resolving = j->e.revision != 0 && j->e.revision == lt->t.resolve_revision;
 
+	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
 	if (engine_patched(&l->pol, &lt->t, j->e.revision, rec, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
+	loop_metrics_after(l, &mb, &lt->t);
+	loop_metrics_patched(l, &j->e, resolving, &lt->t);
 	loop_keep_result(&res);
 	log_kv(LOG_LVL_INFO, "ticket updated", "ticket", j->e.number, "event", j->e.tag, NULL);
 	loop_audit(l, "write", j->e.tag ? j->e.tag : "patch", j->e.number);
@@ -1037,7 +1280,7 @@ loop_drain(struct loop *l)
 	struct scan_ctx sc = { .l = l, .now = loop_wall(), .next_due = INT64_MAX };
 	struct mark_ctx mc;
 	struct store_txn *txn;
-	int rc;
+	int rc, npatch = 0;
 
 	if (!l->outbox_dirty && loop_now_ms() < l->next_scan_ms)
 		return 0;
@@ -1065,7 +1308,9 @@ loop_drain(struct loop *l)
 	}
 	mc.jobs = sc.start;
 	mc.n = sc.nstart;
-	if (sc.nstart > 0 && (rc = store_write(l->st, loop_mark_fn, &mc)) < 0) {
+	for (size_t i = 0; i < sc.nstart && !npatch; i++)
+		npatch = sc.start[i]->e.kind == EFFECT_PATCH;
+	if (npatch && (rc = store_write(l->st, loop_mark_fn, &mc)) < 0) {
 		for (size_t i = 0; i < sc.nstart; i++)
 			loop_job_free(sc.start[i]);
 		free(sc.start);
@@ -1152,6 +1397,7 @@ loop_resync_done(int err, long status, const char *cause, struct snow_record *re
 	struct loop *l = rs->l;
 	struct lticket *lt;
 	struct engine_result res;
+	struct mbefore mb;
 
 	(void)status;
 	if (err < 0) {
@@ -1162,11 +1408,13 @@ loop_resync_done(int err, long status, const char *cause, struct snow_record *re
 	lt = loop_ticket(l, rs->table, rec->sys_id);
 	/* A resync looks again even at a record already seen. */
 	lt->t.seen_mod_count = -1;
+	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
 	if (engine_observe(&l->pol, &lt->t, rs->table, rec, loop_wall(), &res) == 0) {
 		lt->dirty = 1;
 		loop_apply(l, lt, &res);
 	}
+	loop_metrics_after(l, &mb, &lt->t);
 	loop_keep_result(&res);
 	log_kv(LOG_LVL_NOTICE, "resync done", "ticket", rs->number, NULL);
 out:
@@ -1318,6 +1566,7 @@ loop_load_positions(struct loop *l)
 		long long t;
 		char sid[33];
 
+		memset(&l->polls[i].wm, 0, sizeof(l->polls[i].wm));
 		buf_reset(&b);
 		if (store_meta_get(txn, k, &b) == 0 && sscanf(b.data, "%lld %32s", &t, sid) >= 1) {
 			l->polls[i].wm.updated_on = t;
@@ -1327,6 +1576,8 @@ loop_load_positions(struct loop *l)
 		free(k);
 	}
 	buf_reset(&b);
+	free(l->cursor);
+	l->cursor = NULL;
 	if (store_meta_get(txn, "imperai/cursor", &b) == 0 && b.len > 0)
 		l->cursor = xstrdup(b.data);
 	store_abort(txn);
@@ -1364,6 +1615,11 @@ loop_clients_free(struct loop *l)
 		http_cancel_all(l->http);
 	/* Cancellation callbacks may have queued state: keep it. */
 	loop_commit(l);
+	/* The metrics' request counters outlive the pools a reload replaces. */
+	if (l->snow)
+		loop_metrics_service(&l->m_base[0], &l->m_base[0], snow_client_pool(l->snow));
+	if (l->imp)
+		loop_metrics_service(&l->m_base[1], &l->m_base[1], imperai_client_pool(l->imp));
 	if (l->snow)
 		snow_client_free(l->snow);
 	if (l->imp)
@@ -1391,6 +1647,9 @@ loop_new(struct config *cfg, struct flows *flows, struct loop **out, char **caus
 		goto fail;
 	loop_polls_init(l);
 	loop_load_positions(l);
+	loop_metrics_count(l);
+	l->m_base[0].name = "servicenow";
+	l->m_base[1].name = "imperai";
 	l->outbox_dirty = 1;
 	l->progress_ms = loop_now_ms();
 	l->started = loop_wall();
@@ -1405,13 +1664,13 @@ fail:
 void
 loop_reload(struct loop *l, struct config *cfg, struct flows *flows)
 {
-	struct snow_watermark *saved = xcalloc(l->npolls ? l->npolls : 1, sizeof(*saved));
+	struct tpoll *saved = xcalloc(l->npolls ? l->npolls : 1, sizeof(*saved));
 	char **names = xcalloc(l->npolls ? l->npolls : 1, sizeof(*names));
 	size_t nsaved = l->npolls;
 	char *cause = NULL;
 
 	for (size_t i = 0; i < nsaved; i++) {
-		saved[i] = l->polls[i].wm;
+		saved[i] = l->polls[i];
 		names[i] = xstrdup(l->polls[i].table);
 	}
 	loop_clients_free(l);
@@ -1428,8 +1687,11 @@ loop_reload(struct loop *l, struct config *cfg, struct flows *flows)
 	loop_polls_init(l);
 	for (size_t i = 0; i < l->npolls; i++)
 		for (size_t k = 0; k < nsaved; k++)
-			if (strcmp(l->polls[i].table, names[k]) == 0)
-				l->polls[i].wm = saved[k];
+			if (strcmp(l->polls[i].table, names[k]) == 0) {
+				l->polls[i].wm = saved[k].wm;
+				l->polls[i].seen = saved[k].seen;
+				l->polls[i].last_ok = saved[k].last_ok;
+			}
 	loop_load_positions(l);
 	for (size_t k = 0; k < nsaved; k++)
 		free(names[k]);
@@ -1531,6 +1793,10 @@ loop_step(struct loop *l, int max_wait_ms)
 	if (loop_now_ms() - l->status_ms > LOOP_STATUS_EVERY_MS) {
 		loop_write_status(l);
 		l->status_ms = loop_now_ms();
+	}
+	if (l->cfg->metrics_file && *l->cfg->metrics_file && loop_now_ms() >= l->metrics_ms) {
+		loop_metrics_write(l);
+		l->metrics_ms = loop_now_ms() + (int64_t)l->cfg->metrics_interval * 1000;
 	}
 	l->progress_ms = loop_now_ms();
 	return 0;

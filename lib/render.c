@@ -898,3 +898,205 @@ render_work_note(const struct render_ctx *rc, const struct ticket *t, const char
 	buf_free(&b);
 	return note;
 }
+
+/* --- reading a field back (rebuild) ------------------------------------- */
+
+/* p past blanks and the literal s, or NULL when the text there is not s. */
+static const char *
+render_expect(const char *p, const char *s)
+{
+	p += strspn(p, " \t\r\n");
+	return strncmp(p, s, strlen(s)) == 0 ? p + strlen(s) : NULL;
+}
+
+/* "YYYY-MM-DD HH:MM:SS UTC" right after the first " at " (or the
+ * literal after) that has one; 0 when none does. */
+static int64_t
+render_time_after(const char *p, const char *lead)
+{
+	char when[20];
+	int64_t t;
+
+	for (; p != NULL && (p = strstr(p, lead)) != NULL; p++) {
+		const char *q = p + strlen(lead);
+
+		q += strspn(q, " ");
+		if (strlen(q) < 23 || strncmp(q + 19, " UTC", 4) != 0)
+			continue;
+		memcpy(when, q, 19);
+		when[19] = '\0';
+		if (util_parse_snow_time(when, &t) == 0)
+			return t;
+	}
+	return 0;
+}
+
+static char *
+render_id_after(const char *p)
+{
+	size_t n;
+
+	if (p == NULL || (p = strstr(p, "Verification ID:")) == NULL)
+		return NULL;
+	p += strlen("Verification ID:");
+	p += strspn(p, " ");
+	n = strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
+	return n > 0 && n <= 128 ? xstrndup(p, n) : NULL;
+}
+
+/* The notice of a re-verification, which precedes the body. */
+static const char *
+render_skip_notice(const char *p, struct render_shown *s)
+{
+	const char *q = render_expect(p, "Re-verification required");
+
+	if (q == NULL)
+		return p;
+	if ((q = render_expect(q, ":")) == NULL)
+		return p;
+	if (render_expect(q, "the requester changed.") != NULL) {
+		s->gen_reason = xstrdup("requester_changed");
+		return render_expect(q, "the requester changed.");
+	}
+	if (render_expect(q, "the ticket's verification flow changed.") != NULL) {
+		s->gen_reason = xstrdup("flow_changed");
+		return render_expect(q, "the ticket's verification flow changed.");
+	}
+	return p;
+}
+
+/* "Verification Outcome: <label>": the final status, -1 if none fits. */
+static int
+render_outcome_status(const char *p, const char **end)
+{
+	static const int finals[] = { IMPERAI_PASSED, IMPERAI_FAILED, IMPERAI_TIMED_OUT,
+	    IMPERAI_NOT_ENOUGH_QUESTIONS, IMPERAI_CANCELED };
+	const char *q;
+
+	if ((p = render_expect(p, "Verification Outcome:")) == NULL)
+		return -1;
+	for (size_t i = 0; i < ARRAY_SIZE(finals); i++) {
+		q = render_expect(p, render_status_label(finals[i]));
+		if (q != NULL && (*q == '\0' || isspace((unsigned char)*q))) {
+			*end = q;
+			return finals[i];
+		}
+	}
+	return -1;
+}
+
+static int
+render_action_shown(const char *p, const char *action_type)
+{
+	char *label = render_action_label(action_type), *esc, *look;
+	static const char *const words[] = { " completed", " failed", " pending" };
+	static const int st[] = { IMPERAI_ACTION_COMPLETED, IMPERAI_ACTION_FAILED,
+	    IMPERAI_ACTION_PENDING };
+	int found = IMPERAI_ACTION_NONE;
+
+	if (label == NULL)
+		return IMPERAI_ACTION_NONE;
+	esc = render_escape(label, 100);
+	for (size_t i = 0; i < ARRAY_SIZE(words) && found == IMPERAI_ACTION_NONE; i++) {
+		look = xprintf("%s%s", esc, words[i]);
+		if (strstr(p, look) != NULL)
+			found = st[i];
+		free(look);
+	}
+	free(esc);
+	free(label);
+	return found;
+}
+
+/* The state of a field showing an outcome. */
+static void
+render_shown_final(const char *p, const char *action_type, struct render_shown *s)
+{
+	s->risk_high = render_expect(p, "Risk level: High") != NULL;
+	s->verification_id = render_id_after(p);
+	s->action = render_action_shown(p, action_type);
+	s->sent_at = render_time_after(strstr(p, "Verification link sent"), " at ");
+	s->resolved_at = render_time_after(p, "automatically by imperai-snow");
+	if (strstr(p, "Ticket closed automatically by imperai-snow") != NULL)
+		s->state = TS_CLOSED;
+	else if (strstr(p, "Ticket resolved automatically by imperai-snow") != NULL)
+		s->state = TS_RESOLVED;
+	else if (s->action == IMPERAI_ACTION_COMPLETED)
+		s->state = TS_ACTION_DONE;
+	else if (s->status == IMPERAI_PASSED)
+		s->state = TS_PASSED;
+	else if (s->status == IMPERAI_FAILED)
+		s->state = TS_FAILED;
+	else if (s->status == IMPERAI_TIMED_OUT)
+		s->state = TS_TIMED_OUT;
+	else
+		s->state = TS_NOT_ENOUGH_QUESTIONS;
+}
+
+static void
+render_shown_sent(const char *p, struct render_shown *s, int state, int status)
+{
+	s->state = state;
+	s->status = status;
+	s->sent_at = render_time_after(strstr(p, "Verification link sent"), " at ");
+	s->verification_id = render_id_after(p);
+}
+
+/* The body right after the header decides the state: free text (names,
+ * recommendations) comes later and cannot pose as it. */
+static int
+render_shown_body(const char *p, const char *action_type, struct render_shown *s)
+{
+	const char *q;
+
+	if (render_expect(p, "No verification needed") != NULL)
+		s->state = TS_UNTRACKED;
+	else if (render_expect(p, "Registering the verification request") != NULL)
+		s->state = TS_AWAITING_REQUEST;
+	else if (render_expect(p, "imper.ai - Send Verification link") != NULL) {
+		s->state = TS_LINK_READY;
+		s->status = IMPERAI_PENDING;
+	} else if ((q = render_expect(p, "Waiting for the requester to verify.")) != NULL)
+		render_shown_sent(q, s, TS_LINK_SENT, IMPERAI_LINK_SENT);
+	else if ((q = render_expect(p, "The requester is verifying now.")) != NULL)
+		render_shown_sent(q, s, TS_IN_PROGRESS, IMPERAI_IN_PROGRESS);
+	else if ((s->status = render_outcome_status(p, &q)) == IMPERAI_CANCELED) {
+		s->state = TS_CANCELED;
+		s->closed_first = render_expect(q, "The ticket was closed") != NULL;
+		s->verification_id = render_id_after(q);
+	} else if (s->status >= 0)
+		render_shown_final(q, action_type, s);
+	else
+		return -EINVAL;
+	return 0;
+}
+
+int
+render_parse_field(const char *field, const char *action_type, struct render_shown *out)
+{
+	char *text;
+	const char *p;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	out->status = -1;
+	if (render_parse_revision(field, &out->generation, &out->revision) < 0)
+		return -ENOENT;
+	text = render_strip_tags(field);
+	p = strstr(text, "imper.ai Verification");
+	rc = p == NULL ? -EINVAL : render_shown_body(render_skip_notice(p +
+	    strlen("imper.ai Verification"), out), action_type, out);
+	free(text);
+	if (rc < 0)
+		render_shown_free(out);
+	return rc;
+}
+
+void
+render_shown_free(struct render_shown *s)
+{
+	free(s->verification_id);
+	free(s->gen_reason);
+	s->verification_id = NULL;
+	s->gen_reason = NULL;
+}

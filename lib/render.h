@@ -44,6 +44,28 @@ char *render_field_html(const struct render_ctx *rc, const struct ticket *t);
 char *render_work_note(const struct render_ctx *rc, const struct ticket *t, const char *tag,
     const char *extra);
 
+/* What a field written by render_field_html() shows, read back from its
+ * text alone (imperai-snowctl rebuild, after the state was lost). */
+struct render_shown {
+	uint32_t	 generation;
+	uint32_t	 revision;
+	int		 state;		/* enum tstate the field was rendered in */
+	int		 status;	/* enum imperai_status shown, -1 when none */
+	int		 action;	/* enum imperai_action_status shown */
+	int		 risk_high;	/* "Risk level: High" */
+	int		 closed_first;	/* canceled because the ticket was closed */
+	char		*verification_id;	/* NULL when the field shows none */
+	char		*gen_reason;	/* "requester_changed", "flow_changed" or NULL */
+	int64_t		 sent_at;
+	int64_t		 resolved_at;
+};
+/* Parses field; action_type (the verification's, may be NULL) says which
+ * action line to look for.  -ENOENT without a revision tag; -EINVAL for a
+ * body render_field_html() does not write (generation and revision are
+ * filled then).  Free with render_shown_free(). */
+int render_parse_field(const char *field, const char *action_type, struct render_shown *out);
+void render_shown_free(struct render_shown *s);
+
 /* "imperai-snow ref <gen>.<rev>": the tag the field ends with. */
 char *render_revision_tag(uint32_t generation, uint32_t revision);
 /* Finds the last revision tag in a field's text (HTML tags stripped,

@@ -1189,7 +1189,7 @@ snow_record_submit(struct snow_client *s, const char *method, const char *table,
 	if ((rc = snow_check_args(s, table, sys_id, cause)) != 0)
 		return rc;
 	op = snow_op_new(s, method, snow_record_url(s->instance, table, sys_id, fields, nfields),
-	    xprintf("%s/%s", table, sys_id), body == NULL);
+	    sys_id ? xprintf("%s/%s", table, sys_id) : xstrdup(table), body == NULL);
 	op->kind = SNOW_RECORD;
 	op->body = body ? xstrdup(body) : NULL;
 	op->rec_done = done;
@@ -1216,4 +1216,16 @@ snow_patch(struct snow_client *s, const char *table, const char *sys_id,
 	}
 	return snow_record_submit(s, "PATCH", table, sys_id, body_json, fields, nfields, done,
 	    arg, cause);
+}
+
+int
+snow_insert(struct snow_client *s, const char *table, const char *body_json,
+    const char *const *fields, size_t nfields, snow_record_fn done, void *arg, char **cause)
+{
+	if (body_json == NULL) {
+		*cause = xstrdup("POST without a body");
+		return -EINVAL;
+	}
+	return snow_record_submit(s, "POST", table, NULL, body_json, fields, nfields, done, arg,
+	    cause);
 }

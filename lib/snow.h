@@ -154,6 +154,11 @@ int snow_get(struct snow_client *s, const char *table, const char *sys_id,
 int snow_patch(struct snow_client *s, const char *table, const char *sys_id,
     const char *body_json, const char *const *fields, size_t nfields,
     snow_record_fn done, void *arg, char **cause);
+/* POST a new record of table (setup: a dictionary entry) and return it as
+ * ServiceNow stored it.  Never retried after it may have reached the
+ * server. */
+int snow_insert(struct snow_client *s, const char *table, const char *body_json,
+    const char *const *fields, size_t nfields, snow_record_fn done, void *arg, char **cause);
 /* Generic GET of a table with a query (check-config, setup, rebuild). */
 int snow_query(struct snow_client *s, const char *table, const char *query,
     const char *const *fields, size_t nfields, int limit, snow_list_fn done, void *arg,

@@ -30,6 +30,7 @@ if [ $status -ne 0 ]; then
 	done
 	exit $status
 fi
+command -v clang >/dev/null 2>&1 && make -C "$b" fuzz-smoke
 
 # Packaging sanity: the tarball builds and its tests pass.
 d=_build/dist
@@ -37,3 +38,6 @@ mkdir -p "$d"
 (cd "$d" && "$top/configure" -q)
 make -C "$d" -j"$jobs" distcheck >/dev/null
 echo "distcheck: passed"
+
+# The Debian package builds, is lintian-clean, and (in CI) installs and purges.
+sh tests/pkg/test_deb.sh || [ $? -eq 77 ]

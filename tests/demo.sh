@@ -69,9 +69,13 @@ imperai-snow demo is running (daemon log: $work/imperai-snowd.log)
   imper.ai console:       http://127.0.0.1:$IMPERAI_PORT/verifications
   operator CLI:           $b/imperai-snowctl -c $work/etc/imperai-snowd.conf list
 
-Open a ticket in the agent view, click "imper.ai - Send Verification link",
-send it, follow the link in the outbox, verify, reset the password, and watch
-the ticket show the outcome and resolve itself.  Ctrl-C stops everything.
+Open the Password Reset ticket (INC0010001) in the agent view: within one poll
+(10 s as shipped) its imper.ai Verification field shows "imper.ai - Send
+Verification link".  Click it, enter a private email and your name, Send;
+follow the link in the imper.ai outbox, answer, reset the password, and
+reload the ticket: it shows the outcome and closes itself.  To have a
+headless browser walk it: SNOW_PORT=$SNOW_PORT IMPERAI_PORT=$IMPERAI_PORT python3 tests/browser/test_browser.py --demo
+(screenshots in tests/browser/artifacts/demo/).  Ctrl-C stops everything.
 MSG
 tail -f "$work/imperai-snowd.log" &
 pids="$pids $!"

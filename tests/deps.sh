@@ -3,7 +3,8 @@
 #   tests/deps.sh build   compilers, autotools, libraries
 #   tests/deps.sh demo    build + python3
 #   tests/deps.sh test    demo + cmocka, mandoc, clang (fuzzing), openssl,
-#                         valgrind, chromium and node (browser test)
+#                         valgrind, chromium and node (browser test),
+#                         debhelper and lintian (tests/pkg/test_deb.sh)
 set -eu
 profile=${1:-test}
 
@@ -14,7 +15,7 @@ case $profile in
 build) ;;
 demo) pkgs="$pkgs python3 lmdb-utils" ;;
 test) pkgs="$pkgs python3 lmdb-utils mandoc clang openssl valgrind
-	chromium git systemd dpkg-dev" ;;
+	chromium git systemd dpkg-dev debhelper lintian" ;;
 *) echo "usage: $0 build|demo|test" >&2; exit 64 ;;
 esac
 

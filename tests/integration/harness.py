@@ -280,6 +280,25 @@ FLOWS = """flows:
       work_note: "High risk detected - Reject this request"
 """
 
+# The shipped password-reset flow (etc/flows.yaml): a passed verification
+# whose password reset completed resolves and closes the ticket.
+FLOWS_AUTOMATED = """flows:
+  - name: password-reset
+    match:
+      table: incident
+      categories: [password_reset]
+    action: password_reset
+    automated: true
+    close: true
+    close_code: "Solution provided"
+    close_notes: "Password reset by {requester} after imper.ai identity verification {verification_id} ({number})."
+    max_age: 1h
+    on_fail:
+      assignment_group: "Service Desk Security"
+      priority: 2
+      work_note: "High risk detected - Reject this request"
+"""
+
 
 class Daemon:
     """imperai-snowd -f -c CONF with its credentials in CREDENTIALS_DIRECTORY;
@@ -347,13 +366,15 @@ class Stack:
     the CLI, in one temporary directory removed at the end of the test."""
 
     def __init__(self, test=None, no_verification_field=False, categories=("password_reset",),
-                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1,
-                 log_level="debug", snow_extra="", imperai_extra="", flows=None,
+                 snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1, extra_conf="",
+                 flows=None, log_level="debug", snow_extra="", imperai_extra="",
                  snow_args=(), imperai_args=()):
-        """snow_extra / imperai_extra: settings lines added to the
-        servicenow / imperai sections ("concurrency = 8;"); flows: the
-        whole flows.yaml text instead of the default one; *_args: extra
-        simulator options (the benchmarks pass --no-fsync)."""
+        """extra_conf is appended to the settings file (e.g. a metrics
+        group); flows: the text of flows.yaml, instead of the default one
+        flow for `categories` (FLOWS, not automated); snow_extra /
+        imperai_extra: settings lines added inside the servicenow / imperai
+        groups ("concurrency = 8;"); *_args: extra simulator options (the
+        benchmarks pass --no-fsync)."""
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
         self.state = os.path.join(self.dir, "state")
@@ -366,6 +387,7 @@ class Stack:
         self.snow_password = snow_password
         self.imperai_key = imperai_key
         self.poll = poll
+        self.extra_conf = extra_conf
         self.log_level = log_level
         self.snow_extra = snow_extra
         self.imperai_extra = imperai_extra
@@ -390,6 +412,7 @@ class Stack:
                             "state": self.state, "creds": self.creds,
                             "log_level": self.log_level, "snow_extra": self.snow_extra,
                             "imperai_extra": self.imperai_extra})
+            f.write(self.extra_conf)
         with open(os.path.join(self.dir, "flows.yaml"), "w") as f:
             f.write(self.flows if self.flows is not None else
                     FLOWS % {"categories": ", ".join(self.categories)})

@@ -571,10 +571,22 @@ def route_name(method, path):
 
 # Pages.
 
-CSS = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
+CSS = ("body{font-family:sans-serif;max-width:60em;margin:0 auto 2em;padding:0 1em;color:#222}"
        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em}"
        ".error{color:#b00020;font-weight:bold}.ok{color:#1b5e20;font-weight:bold}"
-       "label{display:block;margin-top:.8em}dt{font-weight:bold;margin-top:.5em}")
+       "label{display:block;margin-top:.8em}dt{font-weight:bold;margin-top:.5em}"
+       "input{font:inherit;padding:.3em .4em;width:24em;max-width:100%}"
+       "button{font:inherit;padding:.4em 1.2em;background:#3949ab;color:#fff;border:0;"
+       "border-radius:4px;cursor:pointer}"
+       "#brand{display:flex;justify-content:space-between;align-items:baseline;"
+       "border-bottom:3px solid #3949ab;padding:.6em 0;margin-bottom:1em}"
+       "#brand strong{color:#3949ab;font-size:1.3em}#brand small{color:#666}"
+       "#brand nav a{margin-left:1em}")
+# Every page says whose it is, so a person walking the demo knows which
+# system they are in; the links are the simulator's own pages.
+BRAND = ('<header id="brand"><span><strong>imper.ai</strong> <small>simulator</small></span>'
+         '<nav><a href="/verifications">Verifications</a><a href="/outbox">Outbox</a></nav>'
+         '</header>')
 
 
 def esc(s):
@@ -584,7 +596,8 @@ def esc(s):
 def page(title, body):
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>%s - imper.ai (simulator)</title><style>%s</style></head>"
-            "<body><h1>%s</h1>\n%s\n</body></html>\n" % (esc(title), CSS, esc(title), body))
+            "<body>%s<h1>%s</h1>\n%s\n</body></html>\n" % (esc(title), CSS, BRAND, esc(title),
+                                                             body))
 
 
 def gone_page(title, why):
@@ -981,10 +994,14 @@ class Handler(SimHandler):
         except ApiError as e:
             return e.status if e.status in (400, 429) else 409, send_form(
                 r, e.message, form.get("recipient", ""), form.get("agent", ""))
+        url = r["ticket"].get("url") or ""
+        back = ('<p><a id="ticket-link" href="%s">Back to the ticket</a></p>' % esc(url)
+                if re.match(r"https?://", url) else "")
         return 200, page("Verification link sent", (
             '<p id="sent" class="ok">A verification link was sent by %s to %s.</p>'
-            '<p>Ticket <strong id="ticket-number">%s</strong>.</p>') % (
-            esc(r["channel"]), esc(r["recipient_masked"]), esc(r["ticket"]["number"])))
+            '<p>Ticket <strong id="ticket-number">%s</strong>: its imper.ai Verification '
+            'field shows the outcome once the requester has verified.</p>%s') % (
+            esc(r["channel"]), esc(r["recipient_masked"]), esc(r["ticket"]["number"]), back))
 
     def verify_page(self, r, query, form):
         store = self.server.store

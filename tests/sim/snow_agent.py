@@ -20,10 +20,18 @@ table{border-collapse:collapse}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
 th{background:#f2f4f5}
 .html-field{border:1px solid #9ab;padding:.6em;min-height:1.5em;background:#fbfdff}
+.html-field>:first-child{margin-top:0}.html-field>:last-child{margin-bottom:0}
+#brand{border-bottom:3px solid #62d84e;padding:.4em 0;margin-bottom:1em}
+#brand strong{font-size:1.3em;color:#293e40}#brand small{color:#666}
 .journal-entry{border-left:3px solid #9ab;margin:.5em 0;padding:.2em .6em}
 .journal-meta{color:#555;font-size:.9em}
 .journal-text{white-space:pre-wrap}
 """
+
+# Every page says whose it is, so a person walking the demo can tell the
+# two simulators apart.
+BRAND = ('<header id="brand"><strong>ServiceNow</strong> <small>simulator - agent view</small>'
+         '</header>')
 
 # Form rows per table: (label, field, element id).
 FORM_FIELDS = {
@@ -57,7 +65,8 @@ def esc(text):
 
 def page(title, body):
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title>"
-            "<style>%s</style></head><body>%s</body></html>\n") % (esc(title), STYLE, body)
+            "<style>%s</style></head><body>%s%s</body></html>\n") % (esc(title), STYLE, BRAND,
+                                                                   body)
 
 
 def shown(inst, table, rec, field):

@@ -120,6 +120,7 @@ class Store:
         self.counters = {}
         self.writes = []
         self.auth = {}
+        self.added_fields = []  # [table, name, type, label]: sys_dictionary inserts
         self.seq = 0
         self._pending = []
         self._journal = defaultdict(list)   # element_id -> journal rows, oldest first
@@ -179,6 +180,23 @@ class Store:
         self.auth[user_name] = entry
         self._pending.append(["auth", user_name, entry])
 
+    def add_field(self, table, name, ftype, label):
+        """A column created through sys_dictionary: part of the schema
+        from now on, and after a restart."""
+        self._apply_field([table, name, ftype, label])
+        self._pending.append(["field", table, name, ftype, label])
+
+    def _apply_field(self, spec):
+        table, name, ftype, label = spec
+        tdef = self.schema.get(table)
+        if tdef is None or name in tdef.fields:
+            return
+        tdef.fields[name] = FieldDef(name, ftype, label)
+        tdef.fields.move_to_end(name, last=True)
+        for sysf, _, _ in SYSTEM_FIELDS:  # system fields stay last
+            tdef.fields.move_to_end(sysf, last=True)
+        self.added_fields.append(list(spec))
+
     def _apply_put(self, table, rec):
         rows = self.tables.setdefault(table, OrderedDict())
         if table == "sys_journal_field" and rec["sys_id"] not in rows:
@@ -203,6 +221,8 @@ class Store:
             self.writes.append(op[1])
         elif kind == "auth":
             self.auth[op[1]] = op[2]
+        elif kind == "field":
+            self._apply_field(op[1:])
 
     # ------------------------------------------------------------ durability
 
@@ -234,6 +254,7 @@ class Store:
             "counters": self.counters,
             "writes": self.writes,
             "auth": self.auth,
+            "fields": self.added_fields,
         }
         atomic_write_json(self.snapshot_path, state, self.durable)
         self._snap_bytes = os.path.getsize(self.snapshot_path)
@@ -272,6 +293,8 @@ class Store:
         self.counters = state.get("counters", {})
         self.writes = state.get("writes", [])
         self.auth = state.get("auth", {})
+        for spec in state.get("fields", []):
+            self._apply_field(spec)
         self._replay()
 
     def _replay(self):
@@ -297,6 +320,7 @@ class Store:
             self._seed_row("sys_user", rec, now, stable_sys_id("sys_user", user["user_name"]))
             self.auth[user["user_name"]] = {"password": user.get("password", ""),
                                             "roles": list(user.get("roles", []))}
+        self._seed_roles(seed, now)
         for table, rows in seed.get("records", {}).items():
             for row in rows:
                 key = row.get("sys_id") or stable_sys_id(table, json.dumps(row, sort_keys=True))
@@ -313,6 +337,20 @@ class Store:
         full.update(tdef.defaults)
         full.update({k: str(v) for k, v in rec.items() if k in tdef.fields})
         self._apply_put(table, stamp(full, "system", now, sys_id))
+
+    def _seed_roles(self, seed, now):
+        """sys_user_role and sys_user_has_role as the users' roles say (the
+        roles that authorise requests stay in `auth`)."""
+        if "sys_user_has_role" not in self.schema:
+            return
+        for user in seed.get("users", []):
+            for role in user.get("roles", []):
+                role_id = stable_sys_id("sys_user_role", role)
+                if role_id not in self.tables["sys_user_role"]:
+                    self._seed_row("sys_user_role", {"name": role}, now, role_id)
+                self._seed_row("sys_user_has_role", {
+                    "user": stable_sys_id("sys_user", user["user_name"]), "role": role_id},
+                    now, stable_sys_id("sys_user_has_role", user["user_name"], role))
 
     def _seed_choices(self, element, choices, now):
         """choices: {"incident.category": [[value, label, dependent_value?], ...]}"""

@@ -267,6 +267,8 @@ class SnowInstance:
         if existing and not changed and not journal and not self.settings["bump_on_noop"]:
             return 200, existing  # nothing to update: ServiceNow skips the update
         self._apply_write(tdef, user_name, method, existing, new, changed, journal)
+        if tdef.name == "sys_dictionary" and not existing:
+            self._add_column(new)
         if commit:
             self.store.commit()
         return (200 if existing else 201), new
@@ -292,6 +294,13 @@ class SnowInstance:
         })
         if tdef.name == "sys_choice":
             self._choices = None
+
+    def _add_column(self, row):
+        """An inserted dictionary entry creates the column, as on a real
+        instance: later writes to it stick."""
+        if row.get("name") in self.schema and row.get("element"):
+            self.store.add_field(row["name"], row["element"], row.get("internal_type") or "string",
+                                 row.get("column_label") or row["element"])
 
     def _append_journal(self, table, sys_id, element, text, user_name, now):
         row = {"element": element, "element_id": sys_id, "name": table, "value": text,

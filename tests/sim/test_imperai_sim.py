@@ -544,7 +544,14 @@ class PagesTest(SimCase):
             self.assertEqual(status, 400)
             self.assertRegex(body, r'<p id="error" class="error">[^<]*%s' % message)
         self.assertEqual(self.sim.ok("GET", API + "/" + v["id"])["status"], "pending")
-        self.send_via_page(v)
+        status, body = self.sim.page(path, {"recipient": "jane.private@example.org",
+                                            "agent": "Beth Anglin"})
+        self.assertEqual(status, 200, body)
+        self.assertIn('<p id="sent" class="ok">A verification link was sent by email to '
+                      'j***e@e***.org.</p>', body)
+        # The agent finds the way back to the ticket.
+        self.assertIn('<a id="ticket-link" href="https://dev12345.service-now.com/incident.do?'
+                      'sys_id=%032x">' % 1, body)
         got = self.sim.ok("GET", API + "/" + v["id"])
         self.assertEqual((got["status"], got["recipient_masked"], got["initiated_by"]),
                          ("link_sent", "j***e@e***.org", "Beth Anglin"))
@@ -642,6 +649,16 @@ class PagesTest(SimCase):
         self.assertIn('id="analysis-summary">', body)
         for page_body in (body, self.sim.page("/verifications")[1]):
             self.assertNotIn("secret.box", page_body)
+
+    def test_sent_page_links_back_only_to_a_web_ticket_url(self):
+        for n, url in ((7, "javascript:alert(1)"), (8, None)):
+            v = self.sim.create(n, ticket=dict(create_body(n)["ticket"], url=url))
+            status, body = self.sim.page(path_of(v["send_link_url"]),
+                                         {"recipient": "jane@example.org", "agent": "Beth"})
+            self.assertEqual(status, 200, body)
+            self.assertIn('id="sent"', body)
+            self.assertNotIn("ticket-link", body)
+            self.assertNotIn("javascript:", body)
 
     def test_unknown_tokens_are_404(self):
         for p in ("/send/nope", "/verify/nope", "/reset/nope", "/verifications/vr_nope"):

@@ -339,6 +339,20 @@ class PersistenceTest(unittest.TestCase):
         writes = sim.ctl("GET", "/sim/writes?table=incident&sys_id=" + rec["sys_id"])
         self.assertEqual([w["method"] for w in writes], ["POST", "PATCH"])
 
+    def test_a_column_created_through_the_dictionary_survives_a_restart(self):
+        sim = Sim("--no-verification-field", data_dir=self.dir).start()
+        sim.create("sys_dictionary", name="incident", element="u_extra", internal_type="html",
+                   column_label="Extra")
+        rec = sim.create(short_description="x", u_extra="<p>kept</p>")
+        sim.stop(signal.SIGKILL)
+        sim = Sim("--no-verification-field", data_dir=self.dir).start()
+        try:
+            self.assertEqual(sim.get("incident", rec["sys_id"])["u_extra"], "<p>kept</p>")
+            rows = sim.list("sys_dictionary", "name=incident^element=u_extra").result
+            self.assertEqual([x["internal_type"] for x in rows], ["html"])
+        finally:
+            sim.cleanup()
+
     def test_state_survives_sigterm_restart(self):
         sim = Sim(data_dir=self.dir).start()
         rec = self._write_some(sim)
@@ -805,6 +819,19 @@ class WriteTest(SimTestCase):
         rows = self.sim.list("sys_dictionary", "name=incident^element=work_notes").result
         self.assertEqual(rows[0]["internal_type"], "journal_input")
 
+    def test_roles_are_rows_of_sys_user_has_role_and_users_have_a_time_zone(self):
+        q = "user.user_name=imperai.integration^state=active"
+        rows = self.sim.list("sys_user_has_role", q, "&sysparm_fields=role,role.name,inherited"
+                                                     "&sysparm_exclude_reference_link=true").result
+        self.assertEqual(sorted(x["role.name"] for x in rows), ["itil", "rest_api_explorer"])
+        self.assertTrue(all(re.fullmatch(r"[0-9a-f]{32}", x["role"]) for x in rows))
+        self.assertEqual(self.sim.list("sys_user_role", "name=itil").result[0]["name"], "itil")
+        users = self.sim.list("sys_user", "user_nameINimperai.integration,readonly,admin",
+                              "&sysparm_fields=user_name,time_zone").result
+        self.assertEqual({u["user_name"]: u["time_zone"] for u in users},
+                         {"imperai.integration": "GMT", "readonly": "America/Los_Angeles",
+                          "admin": ""})
+
     def test_choices_include_custom_categories_and_subcategories(self):
         rows = self.sim.list("sys_choice", "name=incident^element=category^inactive=false").result
         labels = {r["value"]: r["label"] for r in rows}
@@ -848,6 +875,28 @@ class WriteTest(SimTestCase):
             self.assertEqual(self.sim.request("GET", "/sim/health", conn=conn).status, 200)
         finally:
             conn.close()
+
+
+class DictionaryInsertTest(SimTestCase):
+    """imperai-snowctl setup --create-field creates the field this way."""
+    sim_args = ("--no-verification-field",)
+
+    FIELD = {"name": "incident", "element": "u_imperai_verification",
+             "column_label": "imper.ai Verification", "internal_type": "html",
+             "max_length": 65000}
+
+    def test_dictionary_insert_needs_admin_then_creates_a_column_that_keeps_writes(self):
+        r = self.sim.request("POST", "/api/now/table/sys_dictionary", self.FIELD, auth=INTEGRATION)
+        self.assertError(r, 403, "User Not Authorized")
+        rec = self.sim.create(short_description="before the field")
+        self.sim.create("sys_dictionary", **self.FIELD)
+        rows = self.sim.list("sys_dictionary", "name=incident^element=u_imperai_verification").result
+        self.assertEqual([(x["internal_type"], x["max_length"]) for x in rows], [("html", "65000")])
+        r = self.sim.patch("incident", rec["sys_id"],
+                           {"u_imperai_verification": "<p>ok<script>x</script></p>"},
+                           auth=INTEGRATION)
+        self.assertEqual(r.result["u_imperai_verification"], "<p>ok</p>")
+        self.assertEqual(r.result["sys_mod_count"], "1")
 
 
 class NoVerificationFieldTest(SimTestCase):

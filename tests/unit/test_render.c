@@ -75,7 +75,7 @@ check_golden(const char *name, const char *actual)
 	char path[4200];
 	const char *upd = getenv("UPDATE_GOLDEN");
 	char *want;
-	size_t len;
+	size_t len = 0;
 
 	snprintf(path, sizeof(path), "%s/%s.golden", golden_dir(), name);
 	if (upd != NULL && strcmp(upd, "1") == 0) {

@@ -1,0 +1,226 @@
+#!/bin/sh
+# Builds the Debian package from a copy of the tree and checks it:
+#   - dpkg-buildpackage -us -uc -b (the package build runs the unit tests),
+#     and dpkg-source -b for the source package,
+#   - lintian on both: any error fails (warnings are printed),
+#   - the .deb's contents: binaries, unit, sysusers/tmpfiles, manual pages,
+#     the example settings as 0644 conffiles, no secret, a unit that is
+#     enabled but never started by the maintainer scripts,
+#   - the extracted binaries check the shipped settings (imperai-snowd -n).
+# With IMPERAI_PKG_INSTALL_TEST=1 (the default when CI=true) and as root on
+# Debian, it also installs the .deb on this machine with apt-get, checks the
+# user, the directories, the enabled unit and the configuration, reinstalls
+# it over a test secret and an edited conffile, removes and purges it, and
+# checks that nothing but the system user is left.  It refuses to do so when
+# imperai-snow is already installed or has left files behind.
+# Exit status: 0 passed, 77 skipped, 1 failed.
+#   IMPERAI_PKG_KEEP=1   keep the temporary directory
+#   JOBS=N               parallel build jobs (default 2)
+set -u
+top=$(cd "$(dirname "$0")/../.." && pwd)
+jobs=${JOBS:-2}
+pkg=imperai-snow
+
+say() { echo "test_deb: $*"; }
+fail() { say "FAIL: $*"; exit 1; }
+skip() { say "SKIP: $*"; exit 77; }
+
+install_test=${IMPERAI_PKG_INSTALL_TEST:-}
+if [ -z "$install_test" ]; then
+	if [ "${CI:-}" = true ]; then install_test=1; else install_test=0; fi
+fi
+
+[ -f /etc/debian_version ] || skip "not a Debian system"
+missing=
+for t in dpkg-buildpackage dpkg-deb dpkg-checkbuilddeps dh lintian; do
+	command -v "$t" >/dev/null 2>&1 || missing="$missing $t"
+done
+[ -z "$missing" ] || skip "missing:$missing (sh tests/deps.sh test installs them)"
+(cd "$top" && dpkg-checkbuilddeps) || skip "build dependencies missing (sh tests/deps.sh test installs them)"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/imperai-pkg.XXXXXX") || fail "mktemp"
+installed_here=0
+cleanup() {
+	if [ "$installed_here" = 1 ]; then
+		say "cleaning up: purging $pkg"
+		DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq "$pkg" >/dev/null 2>&1
+	fi
+	if [ "${IMPERAI_PKG_KEEP:-0}" = 1 ]; then say "kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+# The tree as it is (tracked and new files, not what .gitignore excludes),
+# without any build output.
+src=$tmp/$pkg
+mkdir -p "$src"
+if git -C "$top" rev-parse --git-dir >/dev/null 2>&1; then
+	git -C "$top" ls-files --cached --others --exclude-standard |
+		while IFS= read -r f; do [ -e "$top/$f" ] && printf '%s\n' "$f"; done |
+		(cd "$top" && tar -cf - -T -) | tar -xf - -C "$src" || fail "copying the tree"
+else
+	(cd "$top" && tar -cf - --exclude=./_build --exclude=./.git .) |
+		tar -xf - -C "$src" || fail "copying the tree"
+fi
+
+# The source package first, from the pristine copy: lintian checks it too.
+(cd "$tmp" && dpkg-source -b "$pkg") >"$tmp/source.log" 2>&1 ||
+	{ cat "$tmp/source.log"; fail "dpkg-source -b"; }
+set -- "$tmp"/${pkg}_*.dsc
+[ -f "$1" ] || fail "no .dsc file"
+dsc=$1
+
+say "building the package (dpkg-buildpackage -us -uc -b, log: build.log)"
+start=$(date +%s)
+if ! (cd "$src" && dpkg-buildpackage -us -uc -b -J"$jobs") >"$tmp/build.log" 2>&1; then
+	tail -n 80 "$tmp/build.log"
+	fail "dpkg-buildpackage failed"
+fi
+say "package built in $(($(date +%s) - start)) s"
+
+set -- "$tmp"/${pkg}_*.deb
+[ $# -eq 1 ] && [ -f "$1" ] || fail "expected one ${pkg}_*.deb, found: $*"
+deb=$1
+set -- "$tmp"/${pkg}_*.changes
+[ -f "$1" ] || fail "no .changes file"
+changes=$1
+say "built $(basename "$deb")"
+
+# lintian exits non-zero on errors (--fail-on error); warnings are shown.
+say "lintian $(basename "$changes") $(basename "$dsc")"
+lintian --fail-on error "$changes" "$dsc" >"$tmp/lintian.log" 2>&1
+lstatus=$?
+sed 's/^/  lintian: /' "$tmp/lintian.log"
+[ $lstatus -eq 0 ] || fail "lintian reports errors (status $lstatus)"
+grep -q '^E: ' "$tmp/lintian.log" && fail "lintian reports errors"
+
+# Contents.
+dpkg-deb -c "$deb" >"$tmp/contents" || fail "dpkg-deb -c"
+has() {
+	grep -q " \./$1\$" "$tmp/contents" || fail "the package lacks /$1"
+}
+for f in usr/sbin/imperai-snowd usr/bin/imperai-snowctl \
+	lib/systemd/system/imperai-snowd.service \
+	etc/imperai-snow/imperai-snowd.conf etc/imperai-snow/flows.yaml \
+	usr/share/man/man8/imperai-snowd.8.gz usr/share/man/man1/imperai-snowctl.1.gz \
+	usr/share/man/man5/imperai-snowd.conf.5.gz usr/share/man/man5/imperai-snow-flows.5.gz \
+	usr/share/man/man7/imperai-snow-api.7.gz usr/share/bash-completion/completions/imperai-snowctl \
+	usr/share/doc/imperai-snow/copyright usr/share/doc/imperai-snow/changelog.gz; do
+	has "$f"
+done
+grep -q ' \./usr/lib/sysusers\.d/[^/]*\.conf$' "$tmp/contents" || fail "no sysusers.d file"
+grep -q ' \./usr/lib/tmpfiles\.d/[^/]*\.conf$' "$tmp/contents" || fail "no tmpfiles.d file"
+for f in imperai-snowd.conf flows.yaml; do
+	grep -q "^-rw-r--r-- root/root .* \./etc/imperai-snow/$f\$" "$tmp/contents" ||
+		fail "/etc/imperai-snow/$f is not a 0644 root:root file"
+done
+# No secret is ever shipped: nothing in the credentials directory, no key files.
+if grep -E ' \./(etc/imperai-snow/credentials|var/lib/imperai-snow)(/|$)| \./.*(\.key|\.pem|password|secret)$' \
+	"$tmp/contents"; then
+	fail "the package ships a credential or state file (above)"
+fi
+
+ctl=$tmp/control
+dpkg-deb -e "$deb" "$ctl" || fail "dpkg-deb -e"
+printf '/etc/imperai-snow/flows.yaml\n/etc/imperai-snow/imperai-snowd.conf\n' >"$tmp/want-conffiles"
+sort "$ctl/conffiles" | cmp -s - "$tmp/want-conffiles" ||
+	fail "conffiles are: $(tr '\n' ' ' <"$ctl/conffiles")"
+grep -q 'systemd-sysusers' "$ctl/postinst" || fail "postinst does not create the user"
+grep -q 'systemd-tmpfiles' "$ctl/postinst" || fail "postinst does not create the directories"
+grep -q "deb-systemd-helper enable 'imperai-snowd.service'" "$ctl/postinst" ||
+	fail "postinst does not enable the unit"
+if grep -E 'deb-systemd-invoke (start|restart) ' "$ctl/postinst"; then
+	fail "postinst starts the unit (above): it must wait until configured"
+fi
+grep -q 'deb-systemd-invoke stop imperai-snowd.service' "$ctl/prerm" ||
+	fail "prerm does not stop the unit on removal"
+grep -q 'deb-systemd-helper purge' "$ctl/postrm" || fail "postrm does not purge the unit's state"
+grep -q '^Depends:.*systemd' "$ctl/control" || fail "no dependency on systemd (sysusers)"
+
+# Extracted: the unit names the installed paths, and the binaries accept the
+# shipped settings.
+root=$tmp/root
+dpkg-deb -x "$deb" "$root" || fail "dpkg-deb -x"
+unit=$root/lib/systemd/system/imperai-snowd.service
+grep -q '^ExecStart=/usr/sbin/imperai-snowd .*-c /etc/imperai-snow/imperai-snowd.conf$' "$unit" ||
+	fail "the unit's ExecStart does not run /usr/sbin/imperai-snowd with /etc/imperai-snow"
+grep -q '@[a-z]*@' "$unit" && fail "the unit has unsubstituted @variables@"
+version=$(dpkg-deb -f "$deb" Version)
+for b in usr/sbin/imperai-snowd usr/bin/imperai-snowctl; do
+	"$root/$b" -V >"$tmp/version" 2>&1 || fail "$b -V: $(cat "$tmp/version")"
+	grep -q " $version\$" "$tmp/version" || fail "$b -V says '$(cat "$tmp/version")', the package is $version"
+done
+"$root/usr/sbin/imperai-snowd" -n -c "$root/etc/imperai-snow/imperai-snowd.conf" >"$tmp/check" 2>&1 ||
+	fail "imperai-snowd -n rejects the shipped settings: $(cat "$tmp/check")"
+say "package contents, control files and shipped settings: passed"
+
+[ "$install_test" = 1 ] || { say "install test not requested (IMPERAI_PKG_INSTALL_TEST=1 runs it)"; say "passed"; exit 0; }
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+	say "install test skipped: needs root and apt-get"; say "passed"; exit 0
+fi
+if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -qv 'not-installed'; then
+	say "install test skipped: $pkg is already known to dpkg here; it is left alone"; say "passed"; exit 0
+fi
+if [ -e /etc/imperai-snow ] || [ -e /var/lib/imperai-snow ]; then
+	say "install test skipped: /etc/imperai-snow or /var/lib/imperai-snow exists; it is left alone"
+	say "passed"; exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+say "install test: apt-get install $(basename "$deb")"
+installed_here=1
+apt-get install -y -q --no-install-recommends "$deb" >"$tmp/install.log" 2>&1 ||
+	{ tail -n 40 "$tmp/install.log"; fail "apt-get install"; }
+dpkg-query -W -f='${Status}' "$pkg" | grep -q 'install ok installed' || fail "not installed"
+getent passwd imperai-snow >/dev/null || fail "no imperai-snow user after install"
+[ "$(stat -c '%a %U %G' /etc/imperai-snow/credentials)" = "700 root root" ] ||
+	fail "/etc/imperai-snow/credentials is $(stat -c '%a %U %G' /etc/imperai-snow/credentials)"
+if command -v systemd-tmpfiles >/dev/null 2>&1; then
+	[ "$(stat -c '%a %U' /var/lib/imperai-snow 2>&1)" = "700 imperai-snow" ] ||
+		fail "/var/lib/imperai-snow is $(stat -c '%a %U' /var/lib/imperai-snow 2>&1)"
+fi
+[ -L /etc/systemd/system/multi-user.target.wants/imperai-snowd.service ] || fail "the unit is not enabled"
+if [ -d /run/systemd/system ]; then
+	systemctl is-active --quiet imperai-snowd && fail "the unit was started by the installation"
+fi
+# As the administrator checks it (README), then as the unit's ExecStartPre=
+# runs it: as the service user, with the secrets (none yet) in a
+# $CREDENTIALS_DIRECTORY of its own.
+/usr/sbin/imperai-snowd -n -c /etc/imperai-snow/imperai-snowd.conf >"$tmp/check" 2>&1 ||
+	fail "imperai-snowd -n rejects the installed settings: $(cat "$tmp/check")"
+creds=$tmp/creds
+mkdir -m 0700 "$creds" && chown imperai-snow: "$creds" && chmod 0755 "$tmp" || fail "making $creds"
+CREDENTIALS_DIRECTORY=$creds setpriv --reuid=imperai-snow --regid=imperai-snow --clear-groups \
+	/usr/sbin/imperai-snowd -n -c /etc/imperai-snow/imperai-snowd.conf >"$tmp/check" 2>&1 ||
+	fail "imperai-snowd -n as imperai-snow rejects the installed settings: $(cat "$tmp/check")"
+if command -v systemd-analyze >/dev/null 2>&1; then
+	systemd-analyze verify /lib/systemd/system/imperai-snowd.service >"$tmp/verify" 2>&1 ||
+		{ cat "$tmp/verify"; fail "systemd-analyze verify"; }
+fi
+
+# A reinstall keeps the secrets and an edited conffile.
+printf 'test-only-not-a-secret\n' >/etc/imperai-snow/credentials/imperai-api-key
+chmod 0600 /etc/imperai-snow/credentials/imperai-api-key
+echo '# edited by test_deb.sh' >>/etc/imperai-snow/flows.yaml
+apt-get install -y -q --reinstall -o Dpkg::Options::=--force-confold "$deb" >"$tmp/reinstall.log" 2>&1 ||
+	{ tail -n 40 "$tmp/reinstall.log"; fail "apt-get install --reinstall"; }
+[ "$(cat /etc/imperai-snow/credentials/imperai-api-key)" = test-only-not-a-secret ] ||
+	fail "the reinstall changed a secret"
+tail -n 1 /etc/imperai-snow/flows.yaml | grep -q 'edited by test_deb.sh' || fail "the reinstall overwrote an edited conffile"
+
+# remove keeps settings, secrets and state; purge removes them.
+apt-get remove -y -q "$pkg" >"$tmp/remove.log" 2>&1 || { tail -n 40 "$tmp/remove.log"; fail "apt-get remove"; }
+[ ! -e /usr/sbin/imperai-snowd ] || fail "/usr/sbin/imperai-snowd is still there after remove"
+[ -f /etc/imperai-snow/imperai-snowd.conf ] || fail "remove deleted the settings"
+[ -f /etc/imperai-snow/credentials/imperai-api-key ] || fail "remove deleted the secrets"
+apt-get purge -y -q "$pkg" >"$tmp/purge.log" 2>&1 || { tail -n 40 "$tmp/purge.log"; fail "apt-get purge"; }
+installed_here=0
+if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -qv 'not-installed'; then
+	fail "dpkg still knows $pkg after purge: $(dpkg-query -W -f='${Status}' "$pkg")"
+fi
+for p in /etc/imperai-snow /var/lib/imperai-snow /lib/systemd/system/imperai-snowd.service \
+	/etc/systemd/system/multi-user.target.wants/imperai-snowd.service; do
+	[ ! -e "$p" ] && [ ! -L "$p" ] || fail "$p is left after purge"
+done
+say "install test: install, reinstall, remove, purge: passed (the imperai-snow system user stays, as Debian keeps system users)"
+say "passed"
