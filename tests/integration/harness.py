@@ -20,6 +20,7 @@ the simulators from $top_srcdir/tests/sim.  Standard library only.
 """
 import json
 import os
+import queue
 import select
 import shutil
 import signal
@@ -27,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -312,12 +314,36 @@ class Daemon:
         self.proc = None
         self.notify = None
 
-    def start(self, env, timeout=20.0):
+    def listen(self):
+        """Binds $NOTIFY_SOCKET and reads it from a thread, as systemd
+        does: a datagram socket nobody reads holds 10 messages
+        (net.unix.max_dgram_qlen), after which the daemon's sd_notify()
+        blocks -- its STATUS= every 5 s would stop it after a minute.
+        Returns the socket's path."""
         sock_path = os.path.join(self.dir, "notify.sock")
         if os.path.exists(sock_path):
             os.unlink(sock_path)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(sock_path)
+        self.notify.settimeout(0.2)
+        self.messages = queue.Queue()
+        self._reader = threading.Thread(target=self._read_notify,
+                                        args=(self.notify, self.messages), daemon=True)
+        self._reader.start()
+        return sock_path
+
+    @staticmethod
+    def _read_notify(sock, messages):
+        while sock.fileno() >= 0:
+            try:
+                messages.put(sock.recv(4096).decode(errors="replace"))
+            except socket.timeout:
+                continue
+            except OSError:  # closed by stop()
+                return
+
+    def start(self, env, timeout=20.0):
+        sock_path = self.listen()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([DAEMON, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=log,
@@ -329,18 +355,17 @@ class Daemon:
         seen = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            self.notify.settimeout(min(0.2, max(0.01, deadline - time.monotonic())))
             try:
-                msg = self.notify.recv(4096).decode(errors="replace")
-            except socket.timeout:
+                msg = self.messages.get(timeout=min(0.2, max(0.01, deadline - time.monotonic())))
+            except queue.Empty:
+                if self.proc is not None and self.proc.poll() is not None:
+                    break
                 continue
             seen.append(msg)
             if word in msg.split("\n"):
                 return msg
         raise AssertionError("no %s from imperai-snowd within %s s (exit %s); got %r\n%s"
-                             % (word, timeout, self.proc.poll(), seen, self.log()))
+                             % (word, timeout, self.proc and self.proc.poll(), seen, self.log()))
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -357,6 +382,7 @@ class Daemon:
         code = stop_process(self.proc)
         if self.notify:
             self.notify.close()
+            self._reader.join()
             self.notify = None
         return code
 
