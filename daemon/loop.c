@@ -25,6 +25,7 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "outq.h"
 #include "requests.h"
 #include "snow.h"
 #include "store.h"
@@ -42,6 +43,7 @@ struct lticket {
 	int		 dirty;
 	int		 forget;
 	int		 existed;
+	int		 new_effects;	/* effects of this step seen by loop_commit */
 	int		 loaded_state;	/* state in the store, -1 if none (metrics) */
 };
 
@@ -99,14 +101,12 @@ struct loop {
 	char			**vindex;	/* "id\tjson" verification index updates */
 	size_t			 nvindex;
 	int			 meta_dirty;
-	int			 outbox_dirty;	/* rescan the outbox */
+	int			 outbox_dirty;	/* entries added or finished: start more */
 
 	/* outbox execution */
-	char			**busy;		/* keys of tickets with an effect in flight */
-	size_t			 nbusy;
+	struct outq		*oq;		/* which entry to start next */
 	int			 snow_jobs;
 	int			 imp_jobs;
-	int64_t			 next_scan_ms;
 
 	int			 fatal;
 	int64_t			 progress_ms;
@@ -301,12 +301,6 @@ loop_apply(struct loop *l, struct lticket *lt, struct engine_result *r)
 
 /* --- commit ----------------------------------------------------------------- */
 
-struct commit_ctx {
-	struct loop		*l;
-	struct engine_result	*results;	/* effects to enqueue */
-	size_t			 nresults;
-};
-
 static int
 loop_commit_tickets(struct store_txn *txn, struct loop *l)
 {
@@ -346,43 +340,6 @@ loop_commit_meta(struct store_txn *txn, struct loop *l)
 		store_meta_put(txn, "imperai/cursor", l->cursor, strlen(l->cursor));
 	return store_txn_error(txn);
 }
-
-static int
-loop_commit_fn(struct store_txn *txn, void *arg)
-{
-	struct commit_ctx *cc = arg;
-	struct loop *l = cc->l;
-	uint64_t seq;
-
-	for (size_t i = 0; i < cc->nresults; i++) {
-		for (size_t k = 0; k < cc->results[i].neffects; k++) {
-			char *enc = engine_effect_encode(&cc->results[i].effects[k]);
-			store_outbox_add(txn, enc, strlen(enc), &seq);
-			free(enc);
-		}
-	}
-	for (size_t i = 0; i < l->ndone; i++)
-		store_outbox_del(txn, l->done_seqs[i]);
-	for (size_t i = 0; i < l->nupdated; i++) {
-		char *enc = engine_effect_encode(&l->updated[i]->e);
-		store_outbox_put(txn, l->updated[i]->seq, enc, strlen(enc));
-		free(enc);
-	}
-	for (size_t i = 0; i < l->nvindex; i++) {
-		char *tab = strchr(l->vindex[i], '\t');
-		*tab = '\0';
-		store_verification_put(txn, l->vindex[i], tab + 1, strlen(tab + 1));
-		*tab = '\t';
-	}
-	loop_commit_tickets(txn, l);
-	if (l->meta_dirty)
-		loop_commit_meta(txn, l);
-	for (size_t i = 0; i < l->naudit; i++)
-		store_audit_append(txn, loop_wall(), l->audit[i], &seq);
-	return store_txn_error(txn);
-}
-
-static void loop_load_positions(struct loop *l);
 
 static struct engine_result *loop_results;
 static size_t loop_nresults;
@@ -441,34 +398,6 @@ loop_has_pending(const struct loop *l)
 }
 
 static void loop_metrics_committed(struct loop *l);
-
-/* Commits everything this step decided, in one write transaction. */
-static int
-loop_commit(struct loop *l)
-{
-	struct commit_ctx cc = { l, loop_results, loop_nresults };
-	int rc;
-
-	if (!loop_has_pending(l)) {
-		loop_cache_clear(l);
-		return 0;
-	}
-	rc = store_write(l->st, loop_commit_fn, &cc);
-	if (rc < 0) {
-		log_kv(LOG_LVL_ERR, "cannot commit state: nothing was sent for it, will retry",
-		    "error", store_strerror(rc), "dir", l->cfg->state_dir, NULL);
-		/* Forget this step's decisions and go back to the committed
-		 * positions: the inputs are seen again by the next polls. */
-		memset(&l->m_step, 0, sizeof(l->m_step));
-		loop_pending_clear(l);
-		l->epoch++;
-		loop_load_positions(l);
-		return rc;
-	}
-	loop_metrics_committed(l);
-	loop_pending_clear(l);
-	return 0;
-}
 
 /* --- metrics: counted here, written by loop_metrics_write() ----------------- */
 
@@ -881,32 +810,10 @@ loop_feed_submit(struct loop *l)
 
 /* --- the outbox -------------------------------------------------------------- */
 
-static int
-loop_busy(const struct loop *l, const char *key)
+static enum outq_lane
+loop_lane(enum effect_kind k)
 {
-	for (size_t i = 0; i < l->nbusy; i++)
-		if (strcmp(l->busy[i], key) == 0)
-			return 1;
-	return 0;
-}
-
-static void
-loop_busy_add(struct loop *l, const char *key)
-{
-	l->busy = xreallocarray(l->busy, l->nbusy + 1, sizeof(*l->busy));
-	l->busy[l->nbusy++] = xstrdup(key);
-}
-
-static void
-loop_busy_del(struct loop *l, const char *key)
-{
-	for (size_t i = 0; i < l->nbusy; i++) {
-		if (strcmp(l->busy[i], key) == 0) {
-			free(l->busy[i]);
-			l->busy[i] = l->busy[--l->nbusy];
-			return;
-		}
-	}
+	return k == EFFECT_PATCH ? OUTQ_SNOW : OUTQ_IMPERAI;
 }
 
 static void
@@ -922,17 +829,18 @@ loop_job_end(struct job *j, int done)
 	struct loop *l = j->l;
 	char *key = loop_key(j->e.table, j->e.sys_id);
 
-	loop_busy_del(l, key);
-	free(key);
 	if (j->e.kind == EFFECT_PATCH)
 		l->snow_jobs--;
 	else
 		l->imp_jobs--;
 	if (done) {
+		outq_done(l->oq, key, j->seq);
 		l->done_seqs = xreallocarray(l->done_seqs, l->ndone + 1, sizeof(*l->done_seqs));
 		l->done_seqs[l->ndone++] = j->seq;
 		l->stat_effects_done++;
-	}
+	} else
+		outq_release(l->oq, key, j->seq, j->e.not_before);
+	free(key);
 	l->outbox_dirty = 1;
 	loop_job_free(j);
 }
@@ -1155,12 +1063,9 @@ loop_patch_send(struct job *j)
 static void
 loop_job_start(struct loop *l, struct job *j)
 {
-	char *key = loop_key(j->e.table, j->e.sys_id);
 	size_t n;
 	const char *const *fields;
 
-	loop_busy_add(l, key);
-	free(key);
 	switch (j->e.kind) {
 	case EFFECT_CREATE:
 		l->imp_jobs++;
@@ -1187,80 +1092,53 @@ loop_job_start(struct loop *l, struct job *j)
 	}
 }
 
-struct scan_ctx {
-	struct loop	*l;
-	struct job	**start;
-	size_t		 nstart;
-	char		**blocked;	/* tickets with an earlier entry waiting */
-	size_t		 nblocked;
-	int64_t		 now;
-	int64_t		 next_due;
-	int		 snow_room;
-	int		 imp_room;
+/* --- commit and start -------------------------------------------------------- */
+
+static void loop_load_positions(struct loop *l);
+
+/* One step's write transaction: its decisions, the outbox entries they
+ * cause, and the marks of the PATCHes about to be sent (crash rule: an
+ * entry is committed, a PATCH as attempted, before its request goes out). */
+struct commit_ctx {
+	struct loop		 *l;
+	struct job		**picked;	/* stored entries to start */
+	size_t			  npicked;
+	int			  marks;	/* PATCHes among them: a write is needed */
+	struct job		**fresh;	/* per new effect: started at once, or NULL */
+	uint64_t		 *seqs;		/* per new effect: its outbox seq */
+	size_t			  nnew;
 };
 
-static int
-loop_scan_blocked(struct scan_ctx *sc, const char *key)
+/* The effect behind new entry idx (moved into its job when started). */
+static struct effect *
+loop_new_effect(struct commit_ctx *cc, size_t i, size_t k, size_t idx)
 {
-	for (size_t i = 0; i < sc->nblocked; i++)
-		if (strcmp(sc->blocked[i], key) == 0)
-			return 1;
-	return 0;
+	return cc->fresh[idx] ? &cc->fresh[idx]->e : &loop_results[i].effects[k];
 }
 
-static int
-loop_scan_fn(uint64_t seq, const void *val, size_t len, void *arg)
+static void
+loop_commit_outbox(struct store_txn *txn, struct commit_ctx *cc)
 {
-	struct scan_ctx *sc = arg;
-	struct job *j;
-	char *key, *cause = NULL;
-	int *room;
+	struct loop *l = cc->l;
+	size_t idx = 0;
 
-	if (sc->snow_room <= 0 && sc->imp_room <= 0)
-		return 1;
-	j = xcalloc(1, sizeof(*j));
-	j->l = sc->l;
-	j->seq = seq;
-	if (engine_effect_decode(val, len, &j->e, &cause) < 0) {
-		log_kv(LOG_LVL_ERR, "outbox entry unreadable: skipped", "error", cause, NULL);
-		free(cause);
-		free(j);
-		return 0;
+	for (size_t i = 0; i < loop_nresults; i++) {
+		for (size_t k = 0; k < loop_results[i].neffects; k++, idx++) {
+			char *enc = engine_effect_encode(loop_new_effect(cc, i, k, idx));
+
+			store_outbox_add(txn, enc, strlen(enc), &cc->seqs[idx]);
+			free(enc);
+		}
 	}
-	key = loop_key(j->e.table, j->e.sys_id);
-	room = j->e.kind == EFFECT_PATCH ? &sc->snow_room : &sc->imp_room;
-	if (loop_busy(sc->l, key) || loop_scan_blocked(sc, key) || j->e.not_before > sc->now ||
-	    *room <= 0) {
-		if (j->e.not_before > sc->now && j->e.not_before < sc->next_due)
-			sc->next_due = j->e.not_before;
-		/* Later effects of this ticket wait for this one: order matters. */
-		sc->blocked = xreallocarray(sc->blocked, sc->nblocked + 1, sizeof(*sc->blocked));
-		sc->blocked[sc->nblocked++] = key;
-		loop_job_free(j);
-		return 0;
+	for (size_t i = 0; i < l->ndone; i++)
+		store_outbox_del(txn, l->done_seqs[i]);
+	for (size_t i = 0; i < l->nupdated; i++) {
+		char *enc = engine_effect_encode(&l->updated[i]->e);
+		store_outbox_put(txn, l->updated[i]->seq, enc, strlen(enc));
+		free(enc);
 	}
-	sc->blocked = xreallocarray(sc->blocked, sc->nblocked + 1, sizeof(*sc->blocked));
-	sc->blocked[sc->nblocked++] = key;
-	(*room)--;
-	sc->start = xreallocarray(sc->start, sc->nstart + 1, sizeof(*sc->start));
-	sc->start[sc->nstart++] = j;
-	return 0;
-}
-
-struct mark_ctx {
-	struct job	**jobs;
-	size_t		 n;
-};
-
-/* Marks PATCHes attempted before they are sent: a crash after this commit
- * makes the next start read the ticket back before replaying. */
-static int
-loop_mark_fn(struct store_txn *txn, void *arg)
-{
-	struct mark_ctx *mc = arg;
-
-	for (size_t i = 0; i < mc->n; i++) {
-		struct job *j = mc->jobs[i];
+	for (size_t i = 0; i < cc->npicked; i++) {
+		struct job *j = cc->picked[i];
 		char *enc;
 
 		if (j->e.kind != EFFECT_PATCH)
@@ -1269,56 +1147,254 @@ loop_mark_fn(struct store_txn *txn, void *arg)
 		store_outbox_put(txn, j->seq, enc, strlen(enc));
 		free(enc);
 	}
+}
+
+/* Writes only (store_write may run it twice): what to start is decided before. */
+static int
+loop_commit_fn(struct store_txn *txn, void *arg)
+{
+	struct commit_ctx *cc = arg;
+	struct loop *l = cc->l;
+	uint64_t seq;
+
+	loop_commit_outbox(txn, cc);
+	for (size_t i = 0; i < l->nvindex; i++) {
+		char *tab = strchr(l->vindex[i], '\t');
+		*tab = '\0';
+		store_verification_put(txn, l->vindex[i], tab + 1, strlen(tab + 1));
+		*tab = '\t';
+	}
+	loop_commit_tickets(txn, l);
+	if (l->meta_dirty)
+		loop_commit_meta(txn, l);
+	for (size_t i = 0; i < l->naudit; i++)
+		store_audit_append(txn, loop_wall(), l->audit[i], &seq);
 	return store_txn_error(txn);
 }
 
-static int
-loop_drain(struct loop *l)
+static void
+loop_picked_add(struct commit_ctx *cc, struct job *j)
 {
-	int cap_snow = l->cfg->snow.http.concurrency * 2;
-	int cap_imp = l->cfg->imperai.http.concurrency * 2;
-	struct scan_ctx sc = { .l = l, .now = loop_wall(), .next_due = INT64_MAX };
-	struct mark_ctx mc;
-	struct store_txn *txn;
-	int rc, npatch = 0;
+	cc->picked = xreallocarray(cc->picked, cc->npicked + 1, sizeof(*cc->picked));
+	cc->picked[cc->npicked++] = j;
+}
 
-	if (!l->outbox_dirty && loop_now_ms() < l->next_scan_ms)
+/* Reads a picked entry; an unreadable one is skipped (left in the store). */
+static int
+loop_pick_read(struct store_txn *txn, struct job *j, const char *key, struct buf *b)
+{
+	char *cause = NULL;
+	int rc;
+
+	if ((rc = store_outbox_get(txn, j->seq, b)) == 0 &&
+	    (rc = engine_effect_decode(b->data, b->len, &j->e, &cause)) == 0)
 		return 0;
-	sc.snow_room = cap_snow - l->snow_jobs;
-	sc.imp_room = cap_imp - l->imp_jobs;
-	if (sc.snow_room <= 0 && sc.imp_room <= 0)
+	log_kv(LOG_LVL_ERR, "outbox entry unreadable: skipped", "ticket", key,
+	    "error", cause ? cause : store_strerror(rc), NULL);
+	free(cause);
+	return rc;
+}
+
+/* Takes the due stored entries the lanes have room for, oldest first. */
+static void
+loop_pick(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
+{
+	int64_t now = loop_wall();
+	struct store_txn *txn = NULL;
+	struct buf b;
+	uint64_t seq;
+	const char *key;
+
+	buf_init(&b);
+	for (int lane = 0; lane < OUTQ__LANES; lane++) {
+		while (room[lane] > 0 && outq_take(l->oq, (enum outq_lane)lane, now, &seq, &key) == 0) {
+			struct job *j = xcalloc(1, sizeof(*j));
+
+			j->l = l;
+			j->seq = seq;
+			if ((txn == NULL && store_begin(l->st, 1, &txn) < 0) ||
+			    loop_pick_read(txn, j, key, &b) < 0) {
+				outq_done(l->oq, key, seq);
+				free(j);
+				continue;
+			}
+			j->checking = j->e.kind == EFFECT_PATCH && j->e.attempts > 0;
+			j->e.attempts++;
+			cc->marks |= j->e.kind == EFFECT_PATCH;
+			loop_picked_add(cc, j);
+			room[lane]--;
+		}
+	}
+	if (txn != NULL)
+		store_abort(txn);
+	buf_free(&b);
+}
+
+/* A new effect starts in the same transaction that stores it when its
+ * lane has room and its ticket has nothing before it in the outbox. */
+static void
+loop_pick_fresh(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
+{
+	int64_t now = loop_wall();
+	size_t idx = 0;
+
+	for (size_t i = 0; i < loop_nresults; i++)
+		cc->nnew += loop_results[i].neffects;
+	cc->fresh = xcalloc(cc->nnew ? cc->nnew : 1, sizeof(*cc->fresh));
+	cc->seqs = xcalloc(cc->nnew ? cc->nnew : 1, sizeof(*cc->seqs));
+	for (size_t i = 0; i < loop_nresults; i++) {
+		for (size_t k = 0; k < loop_results[i].neffects; k++, idx++) {
+			struct effect *e = &loop_results[i].effects[k];
+			char *key = loop_key(e->table, e->sys_id);
+			struct lticket *lt = loop_cache_find(l, key);
+			enum outq_lane lane = loop_lane(e->kind);
+			int first = lt != NULL && lt->new_effects++ == 0;
+
+			if (first && room[lane] > 0 && e->not_before <= now && !outq_has(l->oq, key)) {
+				struct job *j = xcalloc(1, sizeof(*j));
+
+				j->l = l;
+				j->e = *e;
+				memset(e, 0, sizeof(*e));
+				j->e.attempts++;
+				cc->fresh[idx] = j;
+				room[lane]--;
+			}
+			free(key);
+		}
+	}
+}
+
+/* After the commit: the new entries join the index, the picked ones start. */
+static void
+loop_commit_done(struct loop *l, struct commit_ctx *cc)
+{
+	size_t idx = 0;
+
+	for (size_t i = 0; i < loop_nresults; i++) {
+		for (size_t k = 0; k < loop_results[i].neffects; k++, idx++) {
+			struct effect *e = loop_new_effect(cc, i, k, idx);
+			char *key = loop_key(e->table, e->sys_id);
+
+			outq_add(l->oq, key, cc->seqs[idx], loop_lane(e->kind), e->not_before,
+			    cc->fresh[idx] != NULL);
+			if (cc->fresh[idx] != NULL)
+				cc->fresh[idx]->seq = cc->seqs[idx];
+			free(key);
+		}
+	}
+	loop_pending_clear(l);
+	for (size_t i = 0; i < cc->npicked; i++)
+		loop_job_start(l, cc->picked[i]);
+	for (size_t i = 0; i < cc->nnew; i++)
+		if (cc->fresh[i] != NULL)
+			loop_job_start(l, cc->fresh[i]);
+}
+
+static int
+loop_outq_scan(uint64_t seq, const void *val, size_t len, void *arg)
+{
+	struct outq *q = arg;
+	struct effect e;
+	char *key, *cause = NULL;
+
+	if (engine_effect_decode(val, len, &e, &cause) < 0) {
+		log_kv(LOG_LVL_ERR, "outbox entry unreadable: skipped", "error", cause, NULL);
+		free(cause);
 		return 0;
-	if ((rc = store_begin(l->st, 1, &txn)) < 0)
-		return rc;
-	store_outbox_each(txn, loop_scan_fn, &sc);
-	store_abort(txn);
-	for (size_t i = 0; i < sc.nblocked; i++)
-		free(sc.blocked[i]);
-	free(sc.blocked);
+	}
+	key = loop_key(e.table, e.sys_id);
+	outq_add(q, key, seq, loop_lane(e.kind), e.not_before, 0);
+	free(key);
+	effect_free(&e);
+	return 0;
+}
+
+/* (Re)builds the index from the stored outbox; entries in flight stay so. */
+static void
+loop_outq_load(struct loop *l)
+{
+	struct outq *q = outq_new();
+	struct store_txn *txn;
+	uint64_t *run = NULL;
+	char **keys = NULL;
+	size_t n = 0;
+
+	if (l->oq != NULL)
+		run = outq_running(l->oq, &keys, &n);
+	if (store_begin(l->st, 1, &txn) == 0) {
+		store_outbox_each(txn, loop_outq_scan, q);
+		store_abort(txn);
+	}
+	for (size_t i = 0; i < n; i++) {
+		outq_mark_running(q, keys[i], run[i]);
+		free(keys[i]);
+	}
+	free(keys);
+	free(run);
+	outq_free(l->oq);
+	l->oq = q;
+	l->outbox_dirty = 1;
+}
+
+static void
+loop_commit_ctx_free(struct commit_ctx *cc, int jobs)
+{
+	for (size_t i = 0; jobs && i < cc->npicked; i++) {
+		char *key = loop_key(cc->picked[i]->e.table, cc->picked[i]->e.sys_id);
+
+		outq_release(cc->l->oq, key, cc->picked[i]->seq, cc->picked[i]->e.not_before);
+		free(key);
+		loop_job_free(cc->picked[i]);
+	}
+	for (size_t i = 0; jobs && i < cc->nnew; i++)
+		if (cc->fresh[i] != NULL)
+			loop_job_free(cc->fresh[i]);
+	free(cc->picked);
+	free(cc->fresh);
+	free(cc->seqs);
+}
+
+/* Commits everything this step decided and, with start, starts what the
+ * outbox has room for, in one write transaction (none when there is
+ * nothing to write). */
+static int
+loop_commit(struct loop *l, int start)
+{
+	struct commit_ctx cc = { .l = l };
+	int room[OUTQ__LANES] = { 0, 0 };
+	int rc;
+
+	if (start && l->snow != NULL && l->imp != NULL) {
+		room[OUTQ_SNOW] = l->cfg->snow.http.concurrency * 2 - l->snow_jobs;
+		room[OUTQ_IMPERAI] = l->cfg->imperai.http.concurrency * 2 - l->imp_jobs;
+	}
 	l->outbox_dirty = 0;
-	l->next_scan_ms = loop_now_ms() + (sc.next_due == INT64_MAX ? 60000 :
-	    (sc.next_due - sc.now) * 1000);
-	for (size_t i = 0; i < sc.nstart; i++) {
-		struct job *j = sc.start[i];
-		if (j->e.kind == EFFECT_PATCH) {
-			j->checking = j->e.attempts > 0;
-			j->e.attempts++;
-		} else
-			j->e.attempts++;
+	loop_pick(l, &cc, room);
+	loop_pick_fresh(l, &cc, room);
+	if (!loop_has_pending(l) && !cc.marks) {
+		loop_metrics_committed(l);
+		loop_commit_done(l, &cc);
+		loop_commit_ctx_free(&cc, 0);
+		return 0;
 	}
-	mc.jobs = sc.start;
-	mc.n = sc.nstart;
-	for (size_t i = 0; i < sc.nstart && !npatch; i++)
-		npatch = sc.start[i]->e.kind == EFFECT_PATCH;
-	if (npatch && (rc = store_write(l->st, loop_mark_fn, &mc)) < 0) {
-		for (size_t i = 0; i < sc.nstart; i++)
-			loop_job_free(sc.start[i]);
-		free(sc.start);
+	rc = store_write(l->st, loop_commit_fn, &cc);
+	if (rc < 0) {
+		log_kv(LOG_LVL_ERR, "cannot commit state: nothing was sent for it, will retry",
+		    "error", store_strerror(rc), "dir", l->cfg->state_dir, NULL);
+		/* Forget this step's decisions and go back to the committed
+		 * positions: the inputs are seen again by the next polls. */
+		memset(&l->m_step, 0, sizeof(l->m_step));
+		loop_commit_ctx_free(&cc, 1);
+		loop_pending_clear(l);
+		loop_outq_load(l);
+		l->epoch++;
+		loop_load_positions(l);
 		return rc;
 	}
-	for (size_t i = 0; i < sc.nstart; i++)
-		loop_job_start(l, sc.start[i]);
-	free(sc.start);
+	loop_metrics_committed(l);
+	loop_commit_done(l, &cc);
+	loop_commit_ctx_free(&cc, 0);
 	return 0;
 }
 
@@ -1454,6 +1530,7 @@ struct unpark {
 	uint64_t	  seq;		/* 0: every parked entry */
 	uint64_t	 *seqs;
 	char		**encs;
+	char		**keys;		/* their tickets, for the outbox index */
 	size_t		  n;
 };
 
@@ -1473,7 +1550,9 @@ loop_unpark_scan(uint64_t seq, const void *val, size_t len, void *arg)
 		e.attempts = e.kind == EFFECT_PATCH && e.attempts > 0 ? 1 : 0;
 		u->seqs = xreallocarray(u->seqs, u->n + 1, sizeof(*u->seqs));
 		u->encs = xreallocarray(u->encs, u->n + 1, sizeof(*u->encs));
+		u->keys = xreallocarray(u->keys, u->n + 1, sizeof(*u->keys));
 		u->seqs[u->n] = seq;
+		u->keys[u->n] = loop_key(e.table, e.sys_id);
 		u->encs[u->n++] = engine_effect_encode(&e);
 	}
 	effect_free(&e);
@@ -1485,12 +1564,16 @@ loop_unpark_fn(struct store_txn *txn, void *arg)
 {
 	struct unpark *u = arg;
 
-	for (size_t i = 0; i < u->n; i++)
+	for (size_t i = 0; i < u->n; i++) {
 		free(u->encs[i]);
+		free(u->keys[i]);
+	}
 	free(u->seqs);
 	free(u->encs);
+	free(u->keys);
 	u->seqs = NULL;
 	u->encs = NULL;
+	u->keys = NULL;
 	u->n = 0;
 	store_outbox_each(txn, loop_unpark_scan, u);
 	for (size_t i = 0; i < u->n; i++)
@@ -1511,10 +1594,15 @@ loop_retry(struct loop *l, const struct req *r)
 		log_kv(LOG_LVL_ERR, "retry failed", "error", store_strerror(rc), NULL);
 	else
 		log_kv(LOG_LVL_NOTICE, "parked writes released", "count", count, NULL);
-	for (size_t i = 0; i < u.n; i++)
+	for (size_t i = 0; i < u.n; i++) {
+		if (rc == 0)
+			outq_set_due(l->oq, u.keys[i], u.seqs[i], 0);
 		free(u.encs[i]);
+		free(u.keys[i]);
+	}
 	free(u.seqs);
 	free(u.encs);
+	free(u.keys);
 	l->outbox_dirty = 1;
 }
 
@@ -1614,7 +1702,7 @@ loop_clients_free(struct loop *l)
 	if (l->http)
 		http_cancel_all(l->http);
 	/* Cancellation callbacks may have queued state: keep it. */
-	loop_commit(l);
+	loop_commit(l, 0);
 	/* The metrics' request counters outlive the pools a reload replaces. */
 	if (l->snow)
 		loop_metrics_service(&l->m_base[0], &l->m_base[0], snow_client_pool(l->snow));
@@ -1650,7 +1738,7 @@ loop_new(struct config *cfg, struct flows *flows, struct loop **out, char **caus
 	loop_metrics_count(l);
 	l->m_base[0].name = "servicenow";
 	l->m_base[1].name = "imperai";
-	l->outbox_dirty = 1;
+	loop_outq_load(l);
 	l->progress_ms = loop_now_ms();
 	l->started = loop_wall();
 	srand((unsigned)(l->started ^ getpid()));
@@ -1772,8 +1860,11 @@ loop_step(struct loop *l, int max_wait_ms)
 		loop_requests(l);
 		l->requests_ms = now + 1000;
 	}
-	if ((rc = loop_drain(l)) < 0)
-		return rc;
+	/* what became due (retries, operator requests) starts now */
+	if ((rc = loop_commit(l, 1)) < 0) {
+		l->fatal = rc == -ENOSPC ? rc : 0;
+		return 0;
+	}
 	while (l->http && http_pending(l->http) > 0 && loop_now_ms() < until) {
 		http_perform(l->http, (int)(until - loop_now_ms()));
 		if (loop_has_pending(l) || l->outbox_dirty)
@@ -1784,12 +1875,10 @@ loop_step(struct loop *l, int max_wait_ms)
 		if (left > 0)
 			http_perform(l->http, (int)(left > 50 ? 50 : left));
 	}
-	if ((rc = loop_commit(l)) < 0) {
+	if ((rc = loop_commit(l, 1)) < 0) {
 		l->fatal = rc == -ENOSPC ? rc : 0;
 		return 0;	/* retried next step; the watchdog sees no progress */
 	}
-	if ((rc = loop_drain(l)) < 0)
-		return 0;
 	if (loop_now_ms() - l->status_ms > LOOP_STATUS_EVERY_MS) {
 		loop_write_status(l);
 		l->status_ms = loop_now_ms();
@@ -1823,9 +1912,7 @@ loop_free(struct loop *l)
 	loop_clients_free(l);
 	loop_pending_clear(l);
 	loop_polls_free(l);
-	for (size_t i = 0; i < l->nbusy; i++)
-		free(l->busy[i]);
-	free(l->busy);
+	outq_free(l->oq);
 	free(l->tbl);
 	free(l->cursor);
 	free(l->feed_last_error);
