@@ -61,6 +61,7 @@ struct tpoll {
 	struct snow_watermark	 cur;		/* position within this cycle */
 	int			 inflight;
 	int64_t			 next_ms;
+	int64_t			 started_ms;	/* this cycle's start */
 	char			**fields;
 	size_t			 nfields;
 	int64_t			 last_ok;	/* wall clock */
@@ -85,6 +86,7 @@ struct loop {
 	uint64_t		 epoch;		/* bumps when a commit fails: positions reload */
 	int			 feed_inflight;
 	int64_t			 feed_next_ms;
+	int64_t			 feed_started_ms;
 	int64_t			 feed_last_ok;
 	char			*feed_last_error;
 
@@ -619,6 +621,18 @@ loop_observe(struct loop *l, const char *table, const struct snow_record *r)
 
 static void loop_poll_submit(struct loop *l, struct tpoll *p);
 
+/* Cycles start every interval seconds (not interval after the last one
+ * ended, which adds the cycle's own length to the wait for a new ticket);
+ * a cycle longer than half the interval is followed by half an interval's
+ * rest, so a long backlog is not re-read back to back. */
+static int64_t
+loop_next_cycle(int64_t started_ms, int interval)
+{
+	int64_t now = loop_now_ms(), next = started_ms + (int64_t)interval * 1000;
+
+	return next > now + (int64_t)interval * 500 ? next : now + (int64_t)interval * 500;
+}
+
 static void
 loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 {
@@ -652,7 +666,7 @@ loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 		p->last_ok = loop_wall();
 		free(p->last_error);
 		p->last_error = NULL;
-		p->next_ms = loop_now_ms() + l->cfg->snow.poll_interval * 1000;
+		p->next_ms = loop_next_cycle(p->started_ms, l->cfg->snow.poll_interval);
 		log_kv(LOG_LVL_DEBUG, "poll cycle done", "table", p->table, NULL);
 		return;
 	}
@@ -688,6 +702,7 @@ loop_poll_submit(struct loop *l, struct tpoll *p)
 static void
 loop_poll_start(struct loop *l, struct tpoll *p)
 {
+	p->started_ms = loop_now_ms();
 	snow_watermark_rewind(&p->wm, l->cfg->snow.poll_overlap, &p->cur);
 	loop_poll_submit(l, p);
 }
@@ -797,7 +812,7 @@ loop_feed_done(int err, const char *cause, struct imperai_feed *f, void *arg)
 		loop_feed_submit(l);
 		return;
 	}
-	l->feed_next_ms = loop_now_ms() + l->cfg->imperai.poll_interval * 1000;
+	l->feed_next_ms = loop_next_cycle(l->feed_started_ms, l->cfg->imperai.poll_interval);
 }
 
 static void
@@ -1797,8 +1812,10 @@ loop_schedule(struct loop *l, int64_t now)
 	for (size_t i = 0; i < l->npolls; i++)
 		if (!l->polls[i].inflight && now >= l->polls[i].next_ms)
 			loop_poll_start(l, &l->polls[i]);
-	if (!l->feed_inflight && now >= l->feed_next_ms)
+	if (!l->feed_inflight && now >= l->feed_next_ms) {
+		l->feed_started_ms = now;
 		loop_feed_submit(l);
+	}
 }
 
 static void
