@@ -53,6 +53,9 @@ struct job {
 	uint64_t	 seq;
 	struct effect	 e;
 	int		 checking;	/* PATCH: reading the ticket back first */
+	uint64_t	*gone;		/* later PATCHes of the ticket merged into this one */
+	uint32_t	*revs;		/* and the revisions before e.revision it writes */
+	size_t		 ngone;
 };
 
 struct tpoll {
@@ -835,6 +838,8 @@ static void
 loop_job_free(struct job *j)
 {
 	effect_free(&j->e);
+	free(j->gone);
+	free(j->revs);
 	free(j);
 }
 
@@ -989,6 +994,10 @@ loop_patched(struct job *j, struct snow_record *rec)
 
 	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
+	/* a merged PATCH landed every revision it carries, in order */
+	for (size_t i = 0; i < j->ngone; i++)
+		if (engine_patched(&l->pol, &lt->t, j->revs[i], rec, loop_wall(), &res) == 0)
+			loop_apply(l, lt, &res);
 	if (engine_patched(&l->pol, &lt->t, j->e.revision, rec, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
 	loop_metrics_after(l, &mb, &lt->t);
@@ -1161,6 +1170,8 @@ loop_commit_outbox(struct store_txn *txn, struct commit_ctx *cc)
 		enc = engine_effect_encode(&j->e);
 		store_outbox_put(txn, j->seq, enc, strlen(enc));
 		free(enc);
+		for (size_t k = 0; k < j->ngone; k++)
+			store_outbox_del(txn, j->gone[k]);
 	}
 }
 
@@ -1210,6 +1221,70 @@ loop_pick_read(struct store_txn *txn, struct job *j, const char *key, struct buf
 	return rc;
 }
 
+/* {"f": html, "work_notes": a} then {"f": html2, "work_notes": b} as one
+ * PATCH: the later value of each field, both notes in one entry (each
+ * keeps its tag).  NULL if either is not a JSON object. */
+static char *
+loop_patch_merge(const char *first, const char *later)
+{
+	json_object *a = json_tokener_parse(first), *b = json_tokener_parse(later), *note;
+	char *out = NULL;
+
+	if (!json_object_is_type(a, json_type_object) || !json_object_is_type(b, json_type_object))
+		goto out;
+	json_object_object_foreach(b, k, v) {
+		if (strcmp(k, "work_notes") == 0 && json_object_object_get_ex(a, k, &note) &&
+		    json_object_is_type(note, json_type_string) &&
+		    json_object_is_type(v, json_type_string)) {
+			char *both = xprintf("%s\n\n%s", json_object_get_string(note),
+			    json_object_get_string(v));
+
+			json_object_object_add(a, k, json_object_new_string(both));
+			free(both);
+		} else
+			json_object_object_add(a, k, json_object_get(v));
+	}
+	out = xstrdup(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN));
+out:
+	json_object_put(a);
+	json_object_put(b);
+	return out;
+}
+
+/* Folds the PATCHes queued right behind j (same ticket and generation,
+ * due, never sent) into j: one request instead of several.  j itself was
+ * never sent either, so nothing it carries can have landed; its read-back
+ * after a crash looks for the last revision, which covers the others. */
+static void
+loop_pick_merge(struct loop *l, struct store_txn *txn, struct job *j, const char *key,
+    struct buf *b, int64_t now)
+{
+	uint64_t next = j->seq;
+	struct effect e;
+	char *merged;
+
+	while ((next = outq_next_same(l->oq, key, next, now)) != 0) {
+		if (store_outbox_get(txn, next, b) != 0 ||
+		    engine_effect_decode(b->data, b->len, &e, NULL) != 0)
+			return;
+		merged = e.kind == EFFECT_PATCH && e.generation == j->e.generation &&
+		    e.attempts == 0 ? loop_patch_merge(j->e.patch_json, e.patch_json) : NULL;
+		if (merged == NULL) {
+			effect_free(&e);
+			return;
+		}
+		j->gone = xreallocarray(j->gone, j->ngone + 1, sizeof(*j->gone));
+		j->revs = xreallocarray(j->revs, j->ngone + 1, sizeof(*j->revs));
+		j->gone[j->ngone] = next;
+		j->revs[j->ngone++] = j->e.revision;
+		free(j->e.patch_json);
+		j->e.patch_json = merged;
+		j->e.revision = e.revision;
+		str_replace(&j->e.tag, e.tag);
+		effect_free(&e);
+	}
+}
+
 /* Takes the due stored entries the lanes have room for, oldest first. */
 static void
 loop_pick(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
@@ -1234,6 +1309,8 @@ loop_pick(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
 				continue;
 			}
 			j->checking = j->e.kind == EFFECT_PATCH && j->e.attempts > 0;
+			if (j->e.kind == EFFECT_PATCH && !j->checking)
+				loop_pick_merge(l, txn, j, key, &b, now);
 			j->e.attempts++;
 			cc->marks |= j->e.kind == EFFECT_PATCH;
 			loop_picked_add(cc, j);
@@ -1299,8 +1376,18 @@ loop_commit_done(struct loop *l, struct commit_ctx *cc)
 		}
 	}
 	loop_pending_clear(l);
-	for (size_t i = 0; i < cc->npicked; i++)
-		loop_job_start(l, cc->picked[i]);
+	for (size_t i = 0; i < cc->npicked; i++) {
+		struct job *j = cc->picked[i];
+
+		if (j->ngone > 0) {
+			char *key = loop_key(j->e.table, j->e.sys_id);
+
+			for (size_t k = 0; k < j->ngone; k++)
+				outq_done(l->oq, key, j->gone[k]);
+			free(key);
+		}
+		loop_job_start(l, j);
+	}
 	for (size_t i = 0; i < cc->nnew; i++)
 		if (cc->fresh[i] != NULL)
 			loop_job_start(l, cc->fresh[i]);

@@ -82,5 +82,72 @@ class OutboxTest(unittest.TestCase):
         self.assert_exactly_once(made)
 
 
+AUTO_FLOWS = """flows:
+  - name: password-reset
+    match: { table: incident, categories: [password_reset] }
+    action: password_reset
+    automated: true
+    close: true
+    close_code: "Solution provided"
+    close_notes: "Password reset after imper.ai verification {verification_id}."
+"""
+
+
+class MergeTest(unittest.TestCase):
+    def setUp(self):
+        self.stack = Stack(self, log_level="info", flows=AUTO_FLOWS)
+        self.stack.start()
+
+    def decided(self, state, n):
+        self.stack.wait(lambda: self.stack.ctl_json("status", "--json")["tickets"]["by_state"]
+                        .get(state, 0) >= n, 60, "%d tickets decided %s" % (n, state))
+
+    def patches(self, sids):
+        out = {}
+        for w in self.stack.snow.control.ok("GET", "/sim/writes?table=incident"):
+            if w["method"] == "PATCH" and w["sys_id"] in sids:
+                out.setdefault(w["sys_id"], []).append(w)
+        return out
+
+    def test_updates_queued_behind_a_slow_write_go_out_as_one(self):
+        stack = self.stack
+        made = stack.snow.control.ok("POST", "/sim/tickets", {
+            "table": "incident", "count": 3, "caller": "abel.tuter",
+            "fields": {"category": "password_reset"}})["tickets"]
+        sids = {t["sys_id"] for t in made}
+        stack.wait(lambda: len(self.patches(sids)) == 3, 60, "the links in the tickets")
+        ids = [stack.wait_verification(t["number"])["id"] for t in made]
+        # The link-sent write is slow: the outcome and the action are
+        # decided while it is in flight, and wait behind it.
+        stack.snow.control.ok("POST", "/sim/faults", {"latency_ms": 6000, "methods": ["PATCH"]})
+        for vid in ids:
+            stack.imperai.act(vid, "send", recipient="abel@example.org", agent="Ivy")
+        self.decided("link_sent", 3)
+        for vid in ids:
+            stack.imperai.act(vid, "complete", outcome="passed", risk_score=1)
+        self.decided("passed", 3)
+        for vid in ids:
+            stack.imperai.act(vid, "action", status="completed", automated=True)
+        self.decided("closed", 3)
+        queued_together = all(len(w) == 1 for w in self.patches(sids).values())
+        stack.snow.control.ok("POST", "/sim/faults", {})
+        stack.wait(lambda: stack.ctl_json("status", "--json")["outbox"]["pending"] == 0, 60,
+                   "an empty outbox")
+        dump = stack.snow.control.ok("GET", "/sim/dump")
+        for sid, writes in self.patches(sids).items():
+            rec = [r for r in dump["tables"]["incident"] if r["sys_id"] == sid][0]
+            self.assertEqual(rec["state"], "7")
+            notes = [j["value"] for j in dump["journal"]
+                     if j["element_id"] == sid and j["element"] == "work_notes"]
+            self.assertEqual(len(notes), len(writes), "one journal entry per write")
+            text = "\n".join(notes)
+            for part in set(p for n in notes for p in n.split("\n\n") if p.strip()):
+                self.assertEqual(text.count(part), 1, "a note written twice: %r" % part)
+            if queued_together:
+                # inject, link sent, then outcome and action merged
+                self.assertEqual(len(writes), 3, [w["fields"].keys() for w in writes])
+                self.assertIn("\n\n", writes[-1]["fields"]["work_notes"])
+
+
 if __name__ == "__main__":
     unittest.main()
