@@ -107,13 +107,16 @@ struct loop {
 	size_t			 nvindex;
 	int			 meta_dirty;
 	int			 outbox_dirty;	/* entries added or finished: start more */
+	int64_t			 outq_reload_ms;	/* after a failed commit: rebuild the index then */
 
 	/* outbox execution */
 	struct outq		*oq;		/* which entry to start next */
 	int			 snow_jobs;
 	int			 imp_jobs;
 
-	int			 fatal;
+	int64_t			 store_failing;	/* wall clock of the first failed write, 0: none */
+	int64_t			 store_nagged;
+	uint64_t		 store_failures;
 	int64_t			 progress_ms;
 	int64_t			 status_ms;
 	int64_t			 requests_ms;
@@ -346,6 +349,56 @@ loop_commit_meta(struct store_txn *txn, struct loop *l)
 	return store_txn_error(txn);
 }
 
+static void loop_load_positions(struct loop *l);
+
+#define LOOP_STORE_NAG_S	600
+
+/* A write to the store failed (disk full, map cannot grow, I/O error).
+ * Said once at err with what to do, then every LOOP_STORE_NAG_S: the
+ * daemon keeps running and sends nothing for what it could not commit,
+ * and resumes by itself once a write succeeds. */
+static void
+loop_store_failed(struct loop *l, int rc)
+{
+	const char *cause = store_last_cause(l->st);
+	int64_t now = loop_wall();
+	char n[24], since[24];
+
+	l->store_failures++;
+	snprintf(n, sizeof(n), "%" PRIu64, l->store_failures);
+	if (l->store_failing == 0) {
+		l->store_failing = l->store_nagged = now;
+		log_kv(LOG_LVL_ERR, "cannot write the state store: nothing is sent until it can; "
+		    "free space (or fix the cause below) and work resumes by itself",
+		    "dir", l->cfg->state_dir, "error", cause ? cause : store_strerror(rc), NULL);
+	} else if (now - l->store_nagged >= LOOP_STORE_NAG_S) {
+		l->store_nagged = now;
+		snprintf(since, sizeof(since), "%" PRId64 "s", now - l->store_failing);
+		log_kv(LOG_LVL_WARN, "state store still cannot be written: nothing is sent",
+		    "dir", l->cfg->state_dir, "for", since, "failures", n,
+		    "error", cause ? cause : store_strerror(rc), NULL);
+	} else
+		log_kv(LOG_LVL_DEBUG, "state store write failed", "failures", n,
+		    "error", cause ? cause : store_strerror(rc), NULL);
+}
+
+static void
+loop_store_ok(struct loop *l)
+{
+	char since[24], n[24];
+
+	if (l->store_failing == 0)
+		return;
+	snprintf(since, sizeof(since), "%" PRId64 "s", loop_wall() - l->store_failing);
+	snprintf(n, sizeof(n), "%" PRIu64, l->store_failures);
+	log_kv(LOG_LVL_NOTICE, "state store writable again: pending work resumes",
+	    "dir", l->cfg->state_dir, "after", since, "failures", n, NULL);
+	l->store_failing = 0;
+	l->store_failures = 0;
+}
+
+static void loop_job_free(struct job *j);
+
 static struct engine_result *loop_results;
 static size_t loop_nresults;
 
@@ -374,6 +427,8 @@ loop_pending_clear(struct loop *l)
 	free(l->done_seqs);
 	l->done_seqs = NULL;
 	l->ndone = 0;
+	for (size_t i = 0; i < l->nupdated; i++)
+		loop_job_free(l->updated[i]);
 	free(l->updated);
 	l->updated = NULL;
 	l->nupdated = 0;
@@ -648,8 +703,10 @@ loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 	free(pc);
 	p->inflight = 0;
 	if (epoch != l->epoch) {
-		/* A commit failed since: this cycle's position is void. */
-		p->next_ms = 0;
+		/* A commit failed since: this cycle's position is void.  The
+		 * next one starts at the usual interval (at once, it would spin
+		 * against a full disk). */
+		p->next_ms = loop_now_ms() + l->cfg->snow.poll_interval * 1000;
 		return;
 	}
 	if (err < 0) {
@@ -721,10 +778,19 @@ loop_lookup_verification(struct loop *l, const char *id, char **table, char **sy
 	int rc;
 
 	buf_init(&b);
+	for (size_t i = l->nvindex; i-- > 0;) {
+		size_t n = strlen(id);
+		if (strncmp(l->vindex[i], id, n) == 0 && l->vindex[i][n] == '\t') {
+			buf_adds(&b, l->vindex[i] + n + 1);
+			rc = 0;
+			goto parse;
+		}
+	}
 	if ((rc = store_begin(l->st, 1, &txn)) < 0)
 		return rc;
 	rc = store_verification_get(txn, id, &b);
 	store_abort(txn);
+parse:
 	if (rc == 0) {
 		o = json_tokener_parse(b.data);
 		if (o && json_object_object_get_ex(o, "table", &jt) &&
@@ -739,19 +805,44 @@ loop_lookup_verification(struct loop *l, const char *id, char **table, char **sy
 	return rc;
 }
 
+/* Every request we created is indexed, stale generations included: their
+ * feed items then reach the engine (which ignores them) instead of
+ * looking like requests nobody made. */
 static void
-loop_index_verification(struct loop *l, const char *id, const struct ticket *t)
+loop_index_verification(struct loop *l, const char *id, const struct ticket *t,
+    uint32_t generation)
 {
 	json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "table", json_object_new_string(t->table));
 	json_object_object_add(o, "sys_id", json_object_new_string(t->sys_id));
 	json_object_object_add(o, "number", json_object_new_string(t->number ? t->number : ""));
-	json_object_object_add(o, "generation", json_object_new_int64(t->generation));
+	json_object_object_add(o, "generation", json_object_new_int64(generation));
 	l->vindex = xreallocarray(l->vindex, l->nvindex + 1, sizeof(*l->vindex));
 	l->vindex[l->nvindex++] = xprintf("%s\t%s", id,
 	    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
+}
+
+/* The feed can name a request before our create's answer is committed (a
+ * race, harmless: the create answer carries the same state); anything
+ * else is a request this daemon never made. */
+static void
+loop_unknown_verification(struct loop *l, const struct imperai_verification *v)
+{
+	struct lticket *lt = NULL;
+
+	if (v->ticket.table && v->ticket.sys_id && config_table(l->cfg, v->ticket.table) &&
+	    strlen(v->ticket.sys_id) == 32)
+		lt = loop_ticket(l, v->ticket.table, v->ticket.sys_id);
+	if (lt && lt->existed && lt->t.state == TS_AWAITING_REQUEST) {
+		log_kv(LOG_LVL_DEBUG, "feed ahead of the create answer: item skipped",
+		    "verification", v->id, "ticket", lt->t.number, NULL);
+		return;
+	}
+	log_kv(LOG_LVL_WARN, "security: verification for a request this daemon did not make ignored",
+	    "verification", v->id, "ticket", v->ticket.number, NULL);
+	loop_audit(l, "security", "verification for an unknown request ignored", v->id);
 }
 
 static void
@@ -765,9 +856,7 @@ loop_verification(struct loop *l, const struct imperai_verification *v)
 
 	rc = loop_lookup_verification(l, v->id, &table, &sys_id);
 	if (rc < 0) {
-		log_kv(LOG_LVL_WARN, "verification for an unknown request ignored",
-		    "verification", v->id, "ticket", v->ticket.number, NULL);
-		loop_audit(l, "security", "verification for an unknown request ignored", v->id);
+		loop_unknown_verification(l, v);
 		return;
 	}
 	lt = loop_ticket(l, table, sys_id);
@@ -790,7 +879,7 @@ loop_feed_done(int err, const char *cause, struct imperai_feed *f, void *arg)
 
 	l->feed_inflight = 0;
 	if (l->feed_epoch != l->epoch) {
-		l->feed_next_ms = 0;
+		l->feed_next_ms = loop_now_ms() + l->cfg->imperai.poll_interval * 1000;
 		return;
 	}
 	if (err < 0) {
@@ -944,8 +1033,7 @@ loop_create_done(int err, long status, const char *cause, struct imperai_verific
 	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
 	if (engine_created(&l->pol, &lt->t, j->e.generation, v, loop_wall(), &res) == 0) {
-		if (str_eq(lt->t.request_id, v->id))
-			loop_index_verification(l, v->id, &lt->t);
+		loop_index_verification(l, v->id, &lt->t, j->e.generation);
 		loop_apply(l, lt, &res);
 	}
 	loop_metrics_after(l, &mb, &lt->t);
@@ -1035,7 +1123,34 @@ loop_patch_done(int err, long status, const char *cause, struct snow_record *rec
 
 static void loop_patch_send(struct job *j);
 
-/* Read-back before replaying a PATCH that may have landed. */
+static int
+loop_patch_resolves(const struct effect *e)
+{
+	return e->kind == EFFECT_PATCH && str_eq(e->tag, "resolved");
+}
+
+/* A resolving PATCH the engine withdrew since (the ticket changed first). */
+static int
+loop_patch_withdrawn(struct loop *l, const struct job *j)
+{
+	struct lticket *lt;
+
+	if (!loop_patch_resolves(&j->e))
+		return 0;
+	lt = loop_ticket(l, j->e.table, j->e.sys_id);
+	return lt->t.resolve_revision != j->e.revision;
+}
+
+static void
+loop_patch_drop(struct job *j)
+{
+	log_kv(LOG_LVL_NOTICE, "resolve not written: the ticket changed before it was sent",
+	    "ticket", j->e.number, NULL);
+	loop_job_end(j, 1);
+}
+
+/* Read-back before replaying a PATCH that may have landed, and before
+ * resolving: a change made since the resolve was decided is decided first. */
 static void
 loop_check_done(int err, long status, const char *cause, struct snow_record *rec, void *arg)
 {
@@ -1064,6 +1179,13 @@ loop_check_done(int err, long status, const char *cause, struct snow_record *rec
 		    "ticket", j->e.number, "event", j->e.tag, NULL);
 		loop_patched(j, rec);
 		return;
+	}
+	if (loop_patch_resolves(&j->e)) {
+		loop_observe(l, j->e.table, rec);
+		if (loop_patch_withdrawn(l, j)) {
+			loop_patch_drop(j);
+			return;
+		}
 	}
 	loop_patch_send(j);
 }
@@ -1101,7 +1223,9 @@ loop_job_start(struct loop *l, struct job *j)
 		break;
 	case EFFECT_PATCH:
 		l->snow_jobs++;
-		if (j->checking) {
+		if (loop_patch_withdrawn(l, j))
+			loop_patch_drop(j);
+		else if (j->checking) {
 			char *cause = NULL;
 
 			fields = loop_patch_fields(l, j->e.table, &n);
@@ -1252,7 +1376,7 @@ out:
 }
 
 /* Folds the PATCHes queued right behind j (same ticket and generation,
- * due, never sent) into j: one request instead of several.  j itself was
+ * due, never sent, not a resolve) into j: one request instead of several.  j itself was
  * never sent either, so nothing it carries can have landed; its read-back
  * after a crash looks for the last revision, which covers the others. */
 static void
@@ -1267,8 +1391,10 @@ loop_pick_merge(struct loop *l, struct store_txn *txn, struct job *j, const char
 		if (store_outbox_get(txn, next, b) != 0 ||
 		    engine_effect_decode(b->data, b->len, &e, NULL) != 0)
 			return;
-		merged = e.kind == EFFECT_PATCH && e.generation == j->e.generation &&
-		    e.attempts == 0 ? loop_patch_merge(j->e.patch_json, e.patch_json) : NULL;
+		/* a resolve goes alone: it is read back first, and may be withdrawn */
+		merged = e.kind == EFFECT_PATCH && !loop_patch_resolves(&e) &&
+		    e.generation == j->e.generation && e.attempts == 0 ?
+		    loop_patch_merge(j->e.patch_json, e.patch_json) : NULL;
 		if (merged == NULL) {
 			effect_free(&e);
 			return;
@@ -1308,7 +1434,8 @@ loop_pick(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
 				free(j);
 				continue;
 			}
-			j->checking = j->e.kind == EFFECT_PATCH && j->e.attempts > 0;
+			j->checking = j->e.kind == EFFECT_PATCH &&
+			    (j->e.attempts > 0 || loop_patch_resolves(&j->e));
 			if (j->e.kind == EFFECT_PATCH && !j->checking)
 				loop_pick_merge(l, txn, j, key, &b, now);
 			j->e.attempts++;
@@ -1348,6 +1475,7 @@ loop_pick_fresh(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
 				j->l = l;
 				j->e = *e;
 				memset(e, 0, sizeof(*e));
+				j->checking = loop_patch_resolves(&j->e);
 				j->e.attempts++;
 				cc->fresh[idx] = j;
 				room[lane]--;
@@ -1467,6 +1595,11 @@ loop_commit(struct loop *l, int start)
 	int room[OUTQ__LANES] = { 0, 0 };
 	int rc;
 
+	/* what a failed commit did not delete runs again, as a replay */
+	if (l->outq_reload_ms != 0 && loop_now_ms() >= l->outq_reload_ms) {
+		l->outq_reload_ms = 0;
+		loop_outq_load(l);
+	}
 	if (start && l->snow != NULL && l->imp != NULL) {
 		room[OUTQ_SNOW] = l->cfg->snow.http.concurrency * 2 - l->snow_jobs;
 		room[OUTQ_IMPERAI] = l->cfg->imperai.http.concurrency * 2 - l->imp_jobs;
@@ -1482,14 +1615,13 @@ loop_commit(struct loop *l, int start)
 	}
 	rc = store_write(l->st, loop_commit_fn, &cc);
 	if (rc < 0) {
-		log_kv(LOG_LVL_ERR, "cannot commit state: nothing was sent for it, will retry",
-		    "error", store_strerror(rc), "dir", l->cfg->state_dir, NULL);
+		loop_store_failed(l, rc);
 		/* Forget this step's decisions and go back to the committed
 		 * positions: the inputs are seen again by the next polls. */
 		memset(&l->m_step, 0, sizeof(l->m_step));
 		loop_commit_ctx_free(&cc, 1);
 		loop_pending_clear(l);
-		loop_outq_load(l);
+		l->outq_reload_ms = loop_now_ms() + 1000;
 		l->epoch++;
 		loop_load_positions(l);
 		return rc;
@@ -1497,6 +1629,7 @@ loop_commit(struct loop *l, int start)
 	loop_metrics_committed(l);
 	loop_commit_done(l, &cc);
 	loop_commit_ctx_free(&cc, 0);
+	loop_store_ok(l);
 	return 0;
 }
 
@@ -1947,8 +2080,10 @@ loop_write_status(struct loop *l)
 	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 	if (store_begin(l->st, 0, &txn) == 0) {
 		store_meta_put(txn, "daemon/status", s, strlen(s));
+		/* Already said when the store is failing. */
 		if (store_commit(txn) < 0)
-			log_kv(LOG_LVL_WARN, "cannot record the daemon's status in the store", NULL);
+			log_kv(l->store_failing ? LOG_LVL_DEBUG : LOG_LVL_WARN,
+			    "cannot record the daemon's status in the store", NULL);
 	}
 	json_object_put(o);
 }
@@ -1957,7 +2092,6 @@ int
 loop_step(struct loop *l, int max_wait_ms)
 {
 	int64_t now = loop_now_ms(), until = now + max_wait_ms;
-	int rc;
 
 	loop_schedule(l, now);
 	if (now >= l->requests_ms) {
@@ -1965,10 +2099,7 @@ loop_step(struct loop *l, int max_wait_ms)
 		l->requests_ms = now + 1000;
 	}
 	/* what became due (retries, operator requests) starts now */
-	if ((rc = loop_commit(l, 1)) < 0) {
-		l->fatal = rc == -ENOSPC ? rc : 0;
-		return 0;
-	}
+	loop_commit(l, 1);
 	while (l->http && http_pending(l->http) > 0 && loop_now_ms() < until) {
 		http_perform(l->http, (int)(until - loop_now_ms()));
 		if (loop_has_pending(l) || l->outbox_dirty)
@@ -1979,10 +2110,10 @@ loop_step(struct loop *l, int max_wait_ms)
 		if (left > 0)
 			http_perform(l->http, (int)(left > 50 ? 50 : left));
 	}
-	if ((rc = loop_commit(l, 1)) < 0) {
-		l->fatal = rc == -ENOSPC ? rc : 0;
-		return 0;	/* retried next step; the watchdog sees no progress */
-	}
+	/* A store that cannot be written (disk full) is retried by the next
+	 * polls; the loop itself still turns, so the watchdog is fed: a
+	 * restart would not free space. */
+	loop_commit(l, 1);
 	if (loop_now_ms() - l->status_ms > LOOP_STATUS_EVERY_MS) {
 		loop_write_status(l);
 		l->status_ms = loop_now_ms();
@@ -2004,8 +2135,12 @@ loop_last_progress(const struct loop *l)
 void
 loop_status(const struct loop *l, char *buf, size_t len)
 {
-	snprintf(buf, len, "polling %zu table%s; %d ServiceNow and %d imper.ai writes in flight",
-	    l->npolls, l->npolls == 1 ? "" : "s", l->snow_jobs, l->imp_jobs);
+	if (l->store_failing)
+		snprintf(buf, len, "state store in %s cannot be written (disk full?): nothing is "
+		    "sent until it can", l->cfg->state_dir);
+	else
+		snprintf(buf, len, "polling %zu table%s; %d ServiceNow and %d imper.ai writes in "
+		    "flight", l->npolls, l->npolls == 1 ? "" : "s", l->snow_jobs, l->imp_jobs);
 }
 
 void

@@ -832,11 +832,39 @@ engine_maybe_restart(struct engine_ctx *c, struct ticket *t, const struct flow *
 		engine_start_generation(c, t, f, o, "flow_changed");
 }
 
+/* Our resolve is decided but not yet seen to land. */
+static int
+engine_resolve_unlanded(const struct ticket *t)
+{
+	return (t->state == TS_RESOLVED || t->state == TS_CLOSED) && t->resolve_revision != 0 &&
+	    t->landed_revision < t->resolve_revision;
+}
+
+/* The ticket changed in a way the resolve did not know of: withdraw it
+ * (the shell drops its PATCH) and let the change be decided instead. */
+static void
+engine_withdraw_resolve(struct engine_ctx *c, struct ticket *t)
+{
+	enum tstate to = t->v.action.status == IMPERAI_ACTION_COMPLETED ? TS_ACTION_DONE :
+	    TS_PASSED;
+
+	t->resolve_revision = 0;
+	t->resolved_at = 0;
+	engine_enter_state(t, to, "resolve_withdrawn", c->now, c->out);
+	engine_patch(c, t, "action", "Not resolved automatically: the ticket changed in "
+	    "ServiceNow before the resolution was written.\n", NULL);
+	engine_event(c->out, LOG_LVL_NOTICE, "resolve withdrawn: the ticket changed first",
+	    "ticket", t->number, "verification", t->request_id, NULL);
+}
+
 /* A change by someone else to a tracked ticket. */
 static void
 engine_decide(struct engine_ctx *c, struct ticket *t, const struct flow *f,
     const struct engine_obs *o)
 {
+	if (engine_resolve_unlanded(t) && (o->ended || f == NULL ||
+	    engine_requester_changed(t, o) || !str_eq(f->name, t->flow)))
+		engine_withdraw_resolve(c, t);
 	if (o->ended) {
 		engine_on_ended(c, t, o);
 		return;

@@ -805,7 +805,7 @@ render_note_action(struct buf *b, const struct ticket *t)
 	char *label = render_action_label(t->v.action.type);
 
 	if (label != NULL && t->v.action.status != IMPERAI_ACTION_NONE) {
-		buf_adds(b, label);
+		render_note_text(b, label, 64);
 		if (t->v.action.status == IMPERAI_ACTION_COMPLETED && t->v.action.completed_at > 0)
 			render_note_time(b, " completed ", t->v.action.completed_at);
 		else
@@ -876,6 +876,21 @@ render_note_body(struct buf *b, const struct render_ctx *rc, const struct ticket
 		    "it.\n");
 }
 
+/* ServiceNow renders [code]...[/code] in a journal entry as HTML: every
+ * such tag becomes (code) / (/code), in place (same length). */
+static void
+render_defuse_code(char *s)
+{
+	for (char *p = s; (p = strchr(p, '[')) != NULL; p++) {
+		size_t slash = p[1] == '/';
+
+		if (strncasecmp(p + 1 + slash, "code]", 5) == 0) {
+			p[0] = '(';
+			p[5 + slash] = ')';
+		}
+	}
+}
+
 char *
 render_work_note(const struct render_ctx *rc, const struct ticket *t, const char *tag,
     const char *extra)
@@ -895,6 +910,7 @@ render_work_note(const struct render_ctx *rc, const struct ticket *t, const char
 	while (b.len > 0 && b.data[b.len - 1] == '\n')
 		b.data[--b.len] = '\0';
 	note = render_plain(b.data, RENDER_NOTE_MAX);
+	render_defuse_code(note);
 	buf_free(&b);
 	return note;
 }

@@ -806,7 +806,7 @@ snow_map_transport(const struct snow_client *s, const struct http_response *r, c
 		return -EAGAIN;
 	case HTTP_E_TLS:
 		*cause = xprintf("TLS with %s failed (%s): check servicenow.instance and "
-		    "servicenow.http.ca_file", s->instance, r->errmsg ? r->errmsg : "?");
+		    "servicenow.ca_file", s->instance, r->errmsg ? r->errmsg : "?");
 		return -EAGAIN;
 	default:
 		*cause = xprintf("cannot reach ServiceNow at %s (%s); retrying later", s->instance,

@@ -37,7 +37,9 @@ sysd_notify(const char *state)
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+	/* Never wait for the reader: a manager that does not read (its queue
+	 * holds 10 datagrams) must not stall the loop, nor the stop. */
+	if (sendto(fd, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa,
 	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen)) < 0)
 		rc = -errno;
 	close(fd);

@@ -16,6 +16,7 @@
  * separated by NUL bytes, in the order of texts[] below; a missing text is
  * NULL. */
 #include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,7 +52,9 @@ static const size_t texts[] = {
 	TEXT(v.id), TEXT(v.channel), TEXT(v.recipient_masked), TEXT(v.initiated_by),
 	TEXT(v.recommendation), TEXT(v.analysis_summary), TEXT(v.additional_info),
 	TEXT(v.send_link_url), TEXT(v.details_url), TEXT(v.action.type),
-	TEXT(v.ticket.number), TEXT(v.ticket.url), TEXT(table),
+	TEXT(v.ticket.number), TEXT(v.ticket.url), TEXT(table), TEXT(requester_email),
+	TEXT(description), TEXT(v.category), TEXT(v.requested_action), TEXT(v.subject),
+	TEXT(v.ticket.instance), TEXT(v.ticket.table), TEXT(v.ticket.sys_id),
 };
 
 struct input {
@@ -433,6 +436,50 @@ fuzz_escapers(const struct input *in, size_t max)
 	}
 }
 
+/* The state rebuild should read back from the field of t; -1 when any,
+ * -2 when t is one the engine never builds (an outcome state without a
+ * final status): the field then shows "Outcome: Pending" and may be
+ * refused. */
+static int
+shown_state(const struct ticket *t)
+{
+	switch (t->state) {
+	case TS_UNTRACKED:
+	case TS_AWAITING_REQUEST:
+	case TS_LINK_READY:
+	case TS_LINK_SENT:
+	case TS_IN_PROGRESS:
+	case TS_CANCELED:
+		return (int)t->state;
+	case TS_SUPERSEDED:
+		return TS_AWAITING_REQUEST;
+	default:
+		return t->v.status == IMPERAI_PASSED || t->v.status == IMPERAI_FAILED ||
+		    t->v.status == IMPERAI_TIMED_OUT ||
+		    t->v.status == IMPERAI_NOT_ENOUGH_QUESTIONS ? -1 : -2;
+	}
+}
+
+/* imperai-snowctl rebuild reads the field back: what render wrote must
+ * parse, with the ticket's own revision and, where the body alone says
+ * it, the same state. */
+static void
+check_parse_back(const char *html, const struct ticket *t)
+{
+	struct render_shown sh;
+	int want = shown_state(t), rc = render_parse_field(html, t->v.action.type, &sh);
+
+	if (rc == -ENOENT)
+		fuzz_fail("render_parse_field finds no revision tag", html);
+	if (rc != 0 && want != -2)
+		fuzz_fail("render_parse_field refuses a field render_field_html wrote", html);
+	if (sh.generation != t->generation || sh.revision != t->revision)
+		fuzz_fail("render_parse_field reads another revision", html);
+	if (rc == 0 && want >= 0 && sh.state != want)
+		fuzz_fail("render_parse_field reads another state", html);
+	render_shown_free(&sh);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -443,6 +490,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	input_parse(&in, data, size);
 	check_field(out = render_field_html(&rc, &in.t), &in.t);
+	check_parse_back(out, &in.t);
 	free(out);
 	check_note(out = render_work_note(&rc, &in.t, in.tag, in.extra), &in.t, in.tag);
 	free(out);

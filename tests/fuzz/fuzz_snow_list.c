@@ -1,6 +1,7 @@
 /* Fuzzes what the daemon reads from ServiceNow: list, single record,
  * error and OAuth token bodies; the Retry-After and Link headers and the
- * content sniffing of http.c; the revision tag in a field read back. */
+ * content sniffing of http.c; the revision tag and the picture of a field
+ * read back (imperai-snowctl rebuild). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,7 @@ static void
 fuzz_headers(const uint8_t *data, size_t size)
 {
 	char *s = fuzz_cstr(data, size);
+	struct render_shown shown;
 	int64_t secs;
 	uint32_t g, r;
 
@@ -101,6 +103,8 @@ fuzz_headers(const uint8_t *data, size_t size)
 	(void)http_is_html(s, s, size);
 	(void)render_parse_revision(s, &g, &r);
 	(void)engine_field_has_revision(s, 1, 2);
+	if (render_parse_field(s, "password_reset", &shown) == 0)
+		render_shown_free(&shown);
 	free(s);
 }
 

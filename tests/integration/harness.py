@@ -22,6 +22,7 @@ import json
 import os
 import queue
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -62,12 +63,18 @@ IMPERAI_KEY = "k3y-7a1f-imperai-sim-SECRET"
 
 EX_OK, EX_USAGE, EX_UNAVAILABLE, EX_CONFIG = 0, 64, 69, 78
 
+# Every wait is this many times longer (make valgrind sets it: the daemon
+# runs 20-50 times slower under valgrind).  It stretches deadlines only:
+# no test gets slower for it.
+TIMEOUT_SCALE = float(os.environ.get("IMPERAI_TEST_TIMEOUT_SCALE") or 1)
+
 
 def wait_until(pred, timeout=20.0, what="the condition", interval=0.05, detail=None):
     """Polls pred() every interval seconds until it returns something true,
     and returns that.  After timeout seconds fails with an AssertionError
     naming what it waited for (plus detail(), e.g. the daemon's log, and
     the last exception pred raised, if any)."""
+    timeout *= TIMEOUT_SCALE
     deadline = time.monotonic() + timeout
     last_exc = None
     while True:
@@ -98,6 +105,7 @@ def stop_process(proc, grace=5.0):
     """SIGTERM, then SIGKILL after grace seconds.  Returns the exit status."""
     if proc is None or proc.poll() is not None:
         return None if proc is None else proc.returncode
+    grace *= TIMEOUT_SCALE
     proc.send_signal(signal.SIGTERM)
     try:
         return proc.wait(timeout=grace)
@@ -193,6 +201,20 @@ class Sim:
         if self.proc and self.proc.stdout:
             self.proc.stdout.close()
 
+    def scripted(self, method, path=None, answers=(), path_prefix=None):
+        """Raw answers for the next requests matching method and path
+        (/sim/script); returns the simulator's script state."""
+        rule = {"method": method, "answers": list(answers)}
+        rule["path" if path is not None else "path_prefix"] = path if path is not None \
+            else path_prefix
+        return self.control.ok("POST", "/sim/script", rule)
+
+    def scripted_state(self):
+        return self.control.ok("GET", "/sim/script")
+
+    def scripted_clear(self):
+        return self.control.ok("POST", "/sim/script", {"clear": True})
+
 
 class SnowSim(Sim):
     name = "snow_sim"
@@ -223,6 +245,14 @@ class SnowSim(Sim):
     def patch(self, table, sys_id, **fields):
         return self.admin.ok("PATCH", "/api/now/table/%s/%s" % (table, sys_id), fields)["result"]
 
+    def writes(self, table=None, sys_id=None):
+        """Every write the simulator applied (/sim/writes), oldest first."""
+        q = "&".join("%s=%s" % kv for kv in (("table", table), ("sys_id", sys_id)) if kv[1])
+        return self.control.ok("GET", "/sim/writes" + ("?" + q if q else ""))
+
+    def journal(self, table, sys_id):
+        return self.control.ok("GET", "/sim/journal?table=%s&sys_id=%s" % (table, sys_id))
+
 
 class ImperaiSim(Sim):
     name = "imperai_sim"
@@ -248,10 +278,8 @@ class ImperaiSim(Sim):
 CONF = """# written by tests/integration/harness.py
 servicenow: {
   instance = "%(snow_url)s";
-  auth = "basic";
-  user = "%(snow_user)s";
-  password_credential = "servicenow-password";
-  tables = ( { name = "incident"; field = "u_imperai_verification"; requester_field = "caller_id"; } );
+%(snow_auth)s
+  tables = ( %(tables)s );
   poll_interval = %(poll)d;
   poll_overlap = 2;
   timeout = 10;
@@ -265,11 +293,23 @@ imperai: {
   timeout = 10;
   max_retries = 1;
 %(imperai_extra)s};
-state: { directory = "%(state)s"; map_size = 8; };
+state: { directory = "%(state)s"; map_size = %(map_size)d; };
 flows_file = "flows.yaml";
 credentials_directory = "%(creds)s";
 log_level = "%(log_level)s";
 """
+
+SNOW_BASIC = """  auth = "basic";
+  user = "%s";
+  password_credential = "servicenow-password";"""
+# The simulator's seeded OAuth client, with the password grant.
+SNOW_OAUTH = """  auth = "oauth";
+  oauth_grant = "password";
+  user = "%s";
+  password_credential = "servicenow-password";
+  client_id = "imperai-client";
+  client_secret_credential = "servicenow-client-secret";"""
+OAUTH_CLIENT_SECRET = "imperai-client-secret"
 
 FLOWS = """flows:
   - name: password-reset
@@ -281,6 +321,16 @@ FLOWS = """flows:
     on_fail:
       work_note: "High risk detected - Reject this request"
 """
+
+# The requester field of each table the simulator has.
+REQUESTER_FIELD = {"incident": "caller_id", "sc_req_item": "requested_for"}
+
+
+def tables_setting(tables):
+    """The servicenow.tables list of the config for these table names."""
+    return ", ".join('{ name = "%s"; field = "u_imperai_verification"; requester_field = "%s"; }'
+                     % (t, REQUESTER_FIELD[t]) for t in tables)
+
 
 # The shipped password-reset flow (etc/flows.yaml): a passed verification
 # whose password reset completed resolves and closes the ticket.
@@ -300,6 +350,17 @@ FLOWS_AUTOMATED = """flows:
       priority: 2
       work_note: "High risk detected - Reject this request"
 """
+
+
+def daemon_wrapper():
+    """$IMPERAI_DAEMON_WRAPPER split into words, put before the daemon's
+    command (`make valgrind` sets it to a valgrind command line)."""
+    return shlex.split(os.environ.get("IMPERAI_DAEMON_WRAPPER", ""))
+
+
+def wrapped_timeout(t):
+    """A start timeout that allows for a wrapper's slowness (valgrind)."""
+    return t * max(TIMEOUT_SCALE, 10 if daemon_wrapper() else 1)
 
 
 class Daemon:
@@ -345,11 +406,12 @@ class Daemon:
     def start(self, env, timeout=20.0):
         sock_path = self.listen()
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([DAEMON, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(daemon_wrapper() + [DAEMON, "-f", "-c", self.conf],
+                                     stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=log,
                                      env=dict(env, NOTIFY_SOCKET=sock_path))
         log.close()
-        self.expect("READY=1", timeout)
+        self.expect("READY=1", wrapped_timeout(timeout))
 
     def expect(self, word, timeout=20.0):
         seen = []
@@ -370,6 +432,18 @@ class Daemon:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def log_size(self):
+        """A mark: lines_since(mark) gives what the daemon logged after it."""
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def lines_since(self, mark=0):
+        with open(self.log_path, "rb") as f:
+            f.seek(mark)
+            return f.read().decode(errors="replace").splitlines()
+
     def log(self, tail=80):
         try:
             with open(self.log_path, errors="replace") as f:
@@ -386,6 +460,16 @@ class Daemon:
             self.notify = None
         return code
 
+    def kill(self):
+        """SIGKILL: a crash, nothing is flushed.  Returns the exit status."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        code = self.proc.wait() if self.proc is not None else None
+        if self.notify:
+            self.notify.close()
+            self.notify = None
+        return code
+
 
 class Stack:
     """Both simulators, the daemon's settings and policy, the daemon, and
@@ -393,14 +477,16 @@ class Stack:
 
     def __init__(self, test=None, no_verification_field=False, categories=("password_reset",),
                  snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1, extra_conf="",
-                 flows=None, log_level="debug", snow_extra="", imperai_extra="",
-                 snow_args=(), imperai_args=()):
+                 flows=None, tables=("incident",), snow_args=(), imperai_args=(),
+                 auth="basic", map_size=8, snow_extra="", imperai_extra="", log_level="debug"):
         """extra_conf is appended to the settings file (e.g. a metrics
         group); flows: the text of flows.yaml, instead of the default one
-        flow for `categories` (FLOWS, not automated); snow_extra /
-        imperai_extra: settings lines added inside the servicenow / imperai
-        groups ("concurrency = 8;"); *_args: extra simulator options (the
-        benchmarks pass --no-fsync)."""
+        flow for `categories` (FLOWS, not automated); tables: the watched
+        tables; *_args: extra simulator options (e.g. ["--verbose"]);
+        auth "basic" or "oauth" (the simulator's OAuth client, password
+        grant); map_size in MiB; snow_extra / imperai_extra: lines added to
+        the servicenow / imperai group (ca_file, "concurrency = 8;");
+        log_level: the daemon's (the benchmarks use "info")."""
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
         self.state = os.path.join(self.dir, "state")
@@ -413,11 +499,16 @@ class Stack:
         self.snow_password = snow_password
         self.imperai_key = imperai_key
         self.poll = poll
+        self.auth = auth
+        self.map_size = map_size
+        self.snow_extra = snow_extra
+        self.snow_url = None    # None: the simulator's own (a TLS proxy may stand in front)
+        self.daemon_env = {}    # added to the daemon's environment only
         self.extra_conf = extra_conf
         self.log_level = log_level
-        self.snow_extra = snow_extra
         self.imperai_extra = imperai_extra
         self.flows = flows
+        self.tables = list(tables)
         if test is not None:
             test.addCleanup(self.close)
 
@@ -432,12 +523,18 @@ class Stack:
         os.makedirs(self.creds, mode=0o700, exist_ok=True)
         write_secret(os.path.join(self.creds, "servicenow-password"), self.snow_password)
         write_secret(os.path.join(self.creds, "imperai-api-key"), self.imperai_key)
+        auth = SNOW_BASIC % SNOW_USER
+        if self.auth == "oauth":
+            write_secret(os.path.join(self.creds, "servicenow-client-secret"),
+                         OAUTH_CLIENT_SECRET)
+            auth = SNOW_OAUTH % SNOW_USER
         with open(self.conf, "w") as f:
-            f.write(CONF % {"snow_url": self.snow.url, "snow_user": SNOW_USER,
+            f.write(CONF % {"snow_url": self.snow_url or self.snow.url, "snow_auth": auth,
                             "imperai_url": self.imperai.url, "poll": self.poll,
                             "state": self.state, "creds": self.creds,
-                            "log_level": self.log_level, "snow_extra": self.snow_extra,
-                            "imperai_extra": self.imperai_extra})
+                            "map_size": self.map_size, "snow_extra": self.snow_extra,
+                            "imperai_extra": self.imperai_extra, "log_level": self.log_level,
+                            "tables": tables_setting(self.tables)})
             f.write(self.extra_conf)
         with open(os.path.join(self.dir, "flows.yaml"), "w") as f:
             f.write(self.flows if self.flows is not None else
@@ -452,7 +549,7 @@ class Stack:
 
     def start_daemon(self):
         self.daemon = Daemon(self.dir, self.conf)
-        self.daemon.start(self.env())
+        self.daemon.start(dict(self.env(), **self.daemon_env))
         return self
 
     def start(self):
@@ -469,6 +566,12 @@ class Stack:
                     part.stop()
                 except Exception:  # keep stopping the others
                     pass
+        # A simulator's own error answers 500 "see its stderr": show it
+        # before its directory goes.
+        for sim in (self.snow, self.imperai):
+            text = sim.log(200)
+            if "Traceback" in text:
+                sys.stderr.write("--- %s stderr (it raised) ---\n%s" % (sim.name, text))
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def logs(self):

@@ -27,8 +27,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from simcommon import (  # noqa: E402 - the shared simulator pieces, next to this file
-    LOOPBACK, PRE_ACTIONS, FaultError, FaultInjector, LoopbackServer, Response, SimHandler,
-    Stats, announce, atomic_write, serve_until_signal)
+    LOOPBACK, PRE_ACTIONS, FaultError, FaultInjector, LoopbackServer, Response, Script,
+    ScriptError, SimHandler, Stats, announce, atomic_write, send_scripted, serve_until_signal)
 
 API = "/v1/verification-requests"
 FINAL = ("passed", "failed", "timed_out", "not_enough_questions", "canceled")
@@ -759,6 +759,12 @@ class Handler(SimHandler):
         if path.startswith("/sim/"):
             return self.send(self.run(lambda: self.control(path, raw)))
         srv.stats.request(route_name(self.command, path))
+        scripted = srv.script.take(self.command, path, self.path, self.headers, raw)
+        if scripted is not None and not scripted.get("pass"):
+            if scripted.get("apply"):
+                self.run(lambda: self.route(path, query, raw))
+            srv.stats.status(scripted["status"])
+            return send_scripted(self, scripted)
         latency, action, status = srv.faults.decide(self.command, path)
         if latency:
             time.sleep(latency)
@@ -877,6 +883,8 @@ class Handler(SimHandler):
             ("POST", "/sim/act"): lambda: self.act(want_keys(json_body(raw), ACT_KEYS)),
             ("GET", "/sim/outbox"): lambda: {"messages": self.outbox()},
             ("GET", "/sim/dump"): self.sim_dump,
+            ("GET", "/sim/script"): self.server.script.state,
+            ("POST", "/sim/script"): lambda: self.sim_script(raw),
         }
         fn = routes.get((self.command, path.rstrip("/")))
         if fn is None:
@@ -895,6 +903,12 @@ class Handler(SimHandler):
         try:
             return self.server.faults.configure(json_body(raw))
         except FaultError as e:
+            raise ApiError(400, "invalid_request", str(e))
+
+    def sim_script(self, raw):
+        try:
+            return self.server.script.add(json_body(raw))
+        except ScriptError as e:
             raise ApiError(400, "invalid_request", str(e))
 
     def sim_stats_reset(self):
@@ -1180,6 +1194,7 @@ def main(argv=None):
     port = srv.server_address[1]
     store.base_url = (args.public_url or "http://%s:%d" % (LOOPBACK, port)).rstrip("/")
     srv.store, srv.faults, srv.stats = store, FaultInjector(), Stats()
+    srv.script = Script()
     srv.api_key, srv.verbose = key, args.verbose
     try:
         srv.faults.configure(faults)

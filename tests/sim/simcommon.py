@@ -7,6 +7,7 @@ helpers every handler needs (body reading, JSON answers, dropping a
 connection with a TCP reset).
 """
 
+import base64
 import http.server
 import json
 import os
@@ -406,3 +407,156 @@ def serve_until_signal(server, on_stop=None):
     server.server_close()
     if on_stop:
         on_stop()
+
+
+# ---------------------------------------------------------------- scripted answers
+
+class ScriptError(ValueError):
+    pass
+
+
+SCRIPT_RULE_KEYS = frozenset(("method", "path", "path_prefix", "answers"))
+SCRIPT_ANSWER_KEYS = frozenset(("status", "headers", "body", "body_b64", "size", "fill",
+                                "prefix", "suffix", "ctype", "apply", "pass"))
+
+
+def _script_answer(a):
+    """A validated scripted answer (see README.md, /sim/script)."""
+    if not isinstance(a, dict):
+        raise ScriptError("an answer must be a JSON object")
+    unknown = sorted(set(a) - SCRIPT_ANSWER_KEYS)
+    if unknown:
+        raise ScriptError("unknown answer keys: " + ", ".join(unknown))
+    if sum(k in a for k in ("body", "body_b64", "size")) > 1:
+        raise ScriptError("give at most one of body, body_b64, size")
+    status = a.get("status", 200)
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise ScriptError("status: expected an integer 100-599")
+    headers = a.get("headers", [])
+    if not isinstance(headers, list) or not all(
+            isinstance(h, list) and len(h) == 2 and all(isinstance(x, str) for x in h)
+            for h in headers):
+        raise ScriptError("headers: expected [[name, value], ...]")
+    size = a.get("size", 0)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ScriptError("size: expected a byte count")
+    for k in ("body", "fill", "prefix", "suffix", "ctype", "body_b64"):
+        if k in a and not isinstance(a[k], str):
+            raise ScriptError("%s: expected a string" % k)
+    if "fill" in a and not a["fill"]:
+        raise ScriptError("fill: expected at least one character")
+    for k in ("apply", "pass"):
+        if not isinstance(a.get(k, False), bool):
+            raise ScriptError("%s: expected true or false" % k)
+    out = dict(a)
+    out["status"], out["headers"], out["size"] = status, headers, size
+    if "body_b64" in a:
+        try:
+            out["raw"] = base64.b64decode(a["body_b64"], validate=True)
+        except ValueError as e:
+            raise ScriptError("body_b64: %s" % e)
+    elif "size" not in a:
+        out["raw"] = a.get("body", "").encode("utf-8", "surrogatepass")
+    return out
+
+
+class Script:
+    """Raw answers for the next requests that match a method and a path
+    (exact, or a prefix): what no simulated behaviour produces (hostile
+    answers for the daemon's tests).  Requests matched are recorded, with
+    their headers and body, so a test can see what a client sent."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.clear()
+
+    def clear(self):
+        with self._lock:
+            self._rules = []
+            self._seen = []
+
+    def add(self, obj):
+        if not isinstance(obj, dict):
+            raise ScriptError("a script rule must be a JSON object")
+        if obj.get("clear") is True and len(obj) == 1:
+            self.clear()
+            return self.state()
+        unknown = sorted(set(obj) - SCRIPT_RULE_KEYS)
+        if unknown:
+            raise ScriptError("unknown script keys: " + ", ".join(unknown))
+        method = obj.get("method", "")
+        path, prefix = obj.get("path"), obj.get("path_prefix")
+        if not isinstance(method, str) or (path is None) == (prefix is None) or \
+                not isinstance(path if path is not None else prefix, str):
+            raise ScriptError("expected method and exactly one of path, path_prefix (strings)")
+        answers = obj.get("answers")
+        if not isinstance(answers, list) or not answers:
+            raise ScriptError("answers: expected a non-empty list")
+        rule = {"method": method.upper(), "path": path, "path_prefix": prefix,
+                "answers": [_script_answer(a) for a in answers]}
+        with self._lock:
+            self._rules.append(rule)
+        return self.state()
+
+    def state(self):
+        with self._lock:
+            return {"rules": [{"method": r["method"], "path": r["path"],
+                               "path_prefix": r["path_prefix"], "left": len(r["answers"])}
+                              for r in self._rules],
+                    "seen": list(self._seen)}
+
+    def take(self, method, path, target, headers, body):
+        """The next scripted answer for this request, or None."""
+        with self._lock:
+            for r in self._rules:
+                if r["method"] and r["method"] != method:
+                    continue
+                if r["path"] is not None and path != r["path"]:
+                    continue
+                if r["path_prefix"] is not None and not path.startswith(r["path_prefix"]):
+                    continue
+                a = r["answers"].pop(0)
+                if not r["answers"]:
+                    self._rules.remove(r)
+                try:
+                    text = body.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = None
+                self._seen.append({"method": method, "target": target,
+                                   "headers": [[k, v] for k, v in headers.items()],
+                                   "body": text if text is not None else "",
+                                   "body_b64": base64.b64encode(body).decode()})
+                return a
+        return None
+
+
+def send_scripted(handler, a):
+    """Writes a scripted answer; a generated body (size) is streamed in
+    chunks, so a 100 MB answer costs no memory.  A client that hangs up
+    early (a size cap) is expected."""
+    ctype = a.get("ctype", "application/json;charset=UTF-8")
+    prefix = a.get("prefix", "").encode()
+    suffix = a.get("suffix", "").encode()
+    raw = a.get("raw")
+    length = len(raw) if raw is not None else len(prefix) + a["size"] + len(suffix)
+    handler.send_response(a["status"])
+    handler.send_header("Content-Type", ctype)
+    handler.send_header("Content-Length", str(length))
+    for name, value in a["headers"]:
+        handler.send_header(name, value)
+    handler.end_headers()
+    try:
+        if raw is not None:
+            handler.wfile.write(raw)
+            return
+        handler.wfile.write(prefix)
+        fill = a.get("fill", "x").encode()
+        chunk = (fill * (65536 // len(fill) + 1))[:65536]
+        left = a["size"]
+        while left > 0:
+            n = min(left, len(chunk))
+            handler.wfile.write(chunk[:n])
+            left -= n
+        handler.wfile.write(suffix)
+    except (BrokenPipeError, ConnectionResetError):
+        handler.close_connection = True

@@ -39,8 +39,8 @@ sys.path.insert(0, HERE)
 
 import snow_agent  # noqa: E402
 from simcommon import (FaultError, FaultInjector, LOOPBACK, LoopbackServer,  # noqa: E402
-                       PRE_ACTIONS, Response, SimClock, SimHandler, Stats,
-                       announce, fmt_time, serve_until_signal)
+                       PRE_ACTIONS, Response, Script, ScriptError, SimClock, SimHandler,
+                       Stats, announce, fmt_time, send_scripted, serve_until_signal)
 from snow_store import Store, build_schema  # noqa: E402
 from snow_table import (DEFAULT_SETTINGS, NO_ROWS_V1, NOT_FOUND, RenderOpts,  # noqa: E402
                         SnowInstance, error_body)
@@ -188,6 +188,7 @@ class SnowServer(LoopbackServer):
         self.settings = instance.settings
         self.stats = Stats()
         self.faults = FaultInjector()
+        self.script = Script()
         self.ratelimit = RateLimiter(self.clock)
         self.auth = AuthState(self.clock, self.settings, self.stats)
         self.oauth_clients = {c["client_id"]: c for c in seed.get("oauth_clients", [])}
@@ -223,6 +224,13 @@ class SnowHandler(SimHandler):
             return self.send(self.control())
         handler, template = self.route()
         srv.stats.request("%s %s" % (self.command, template))
+        scripted = srv.script.take(self.command, self.url_path, self.path, self.headers,
+                                   self.body)
+        if scripted is not None and not scripted.get("pass"):
+            if scripted.get("apply"):
+                self.run(handler)
+            srv.stats.status(scripted["status"])
+            return send_scripted(self, scripted)
         latency, action, status = srv.faults.decide(
             self.command, self.url_path, self.url_path == "/oauth_token.do")
         if latency:
@@ -518,6 +526,8 @@ class SnowHandler(SimHandler):
             ("POST", "/sim/tickets"): self.sim_tickets,
             ("GET", "/sim/settings"): lambda: dict(self.server.settings),
             ("POST", "/sim/settings"): self.sim_settings,
+            ("GET", "/sim/script"): self.server.script.state,
+            ("POST", "/sim/script"): self.sim_script,
         }
         fn = routes.get((self.command, self.url_path.rstrip("/")))
         if fn is None:
@@ -538,6 +548,12 @@ class SnowHandler(SimHandler):
         try:
             return self.server.faults.configure(self.control_body())
         except FaultError as e:
+            raise ValueError(str(e))
+
+    def sim_script(self):
+        try:
+            return self.server.script.add(self.control_body())
+        except ScriptError as e:
             raise ValueError(str(e))
 
     def sim_stats(self):

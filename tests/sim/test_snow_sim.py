@@ -1171,6 +1171,54 @@ class FaultTest(SimTestCase):
 
 # ====================================================================== control API
 
+class ScriptTest(SimTestCase):
+    """/sim/script: raw answers for the next matching requests, recorded."""
+
+    def setUp(self):
+        super().setUp()
+        self.sim.ctl("POST", "/sim/script", {"clear": True})
+
+    def test_scripted_answers_come_in_order_then_the_real_one(self):
+        rec = self.sim.create(short_description="scripted")
+        self.sim.ctl("POST", "/sim/script", {"method": "GET", "path": "/api/now/table/incident",
+                                             "answers": [
+            {"status": 200, "body": "{\"result\":[{", "headers": [["Link", "<http://x/>"]]},
+            {"status": 200, "body_b64": base64.b64encode(b"\xff\x00").decode()},
+            {"size": 300000, "prefix": "{\"result\":[", "suffix": "]}", "fill": " "},
+            {"pass": True}]})
+        r = self.sim.request("GET", "/api/now/table/incident?sysparm_limit=1")
+        self.assertEqual((r.status, r.body, r.header("Link")), (200, b'{"result":[{', "<http://x/>"))
+        self.assertEqual(self.sim.request("GET", "/api/now/table/incident").body, b"\xff\x00")
+        r = self.sim.request("GET", "/api/now/table/incident")
+        self.assertEqual((len(r.body), r.json()), (300013, {"result": []}))
+        r = self.sim.request("GET", "/api/now/table/incident?sysparm_query=sys_id=" + rec["sys_id"])
+        self.assertEqual([x["sys_id"] for x in r.result], [rec["sys_id"]])
+        state = self.sim.ctl("GET", "/sim/script")
+        self.assertEqual(state["rules"], [])
+        self.assertEqual([s["target"] for s in state["seen"]][0],
+                         "/api/now/table/incident?sysparm_limit=1")
+        self.assertIn(["Authorization", "Basic YWRtaW46YWRtaW4="], state["seen"][0]["headers"])
+
+    def test_apply_processes_the_request_and_answers_the_script(self):
+        rec = self.sim.create(short_description="apply")
+        self.sim.ctl("POST", "/sim/script", {"method": "PATCH", "path_prefix": "/api/now/table/",
+                                             "answers": [{"status": 502, "apply": True}]})
+        r = self.sim.patch("incident", rec["sys_id"], {"short_description": "applied"})
+        self.assertEqual((r.status, r.body), (502, b""))
+        self.assertEqual(self.sim.get("incident", rec["sys_id"])["short_description"], "applied")
+        self.assertEqual(self.sim.ctl("GET", "/sim/script")["seen"][0]["body"],
+                         '{"short_description": "applied"}')
+
+    def test_a_bad_rule_is_refused_naming_the_key(self):
+        for rule, word in (({"path": "/x", "answers": [{"stauts": 200}]}, "stauts"),
+                           ({"path": "/x", "answers": []}, "answers"),
+                           ({"answers": [{}]}, "path"),
+                           ({"path": "/x", "answers": [{"body": "a", "size": 3}]}, "at most one")):
+            r = self.sim.request("POST", "/sim/script", rule, auth=None)
+            self.assertEqual(r.status, 400, rule)
+            self.assertIn(word, r.json()["error"])
+
+
 class ControlTest(SimTestCase):
     def test_stats_count_per_template_and_status(self):
         rec = self.sim.create(short_description="stats")

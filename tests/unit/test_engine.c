@@ -1121,6 +1121,71 @@ test_requester_change_on_a_closed_ticket_does_nothing(void **state)
 	assert_int_equal(h->t.generation, 1);
 }
 
+/* The reset completed and the resolve was decided, but the poll shows the
+ * caller changed before our PATCH went out: the pass is not the new
+ * caller's, so the resolve is withdrawn and verification starts over. */
+static void
+test_requester_change_seen_before_our_resolve_landed_withdraws_it(void **state)
+{
+	struct h *h = *state;
+	uint32_t rev;
+
+	to_passed(h, 1);
+	assert_int_equal(action_done(h, 1), 0);
+	assert_int_equal(h->t.state, TS_RESOLVED);
+	rev = h->t.resolve_revision;
+	assert_int_not_equal(rev, 0);
+	h->caller = CALLER2;
+	assert_int_equal(observe(h), 0);
+	assert_kinds(h, "patch,cancel,patch,create");
+	assert_int_equal(h->t.resolve_revision, 0);
+	assert_int_equal(h->t.resolved_at, 0);
+	assert_int_equal(h->t.generation, 2);
+	assert_int_equal(h->t.state, TS_AWAITING_REQUEST);
+	assert_int_equal(effect(h, 0)->revision, rev + 1);
+	assert_patch_lacks(effect(h, 0), "state");
+	assert_patch_lacks(effect(h, 0), "close_notes");
+	assert_null(strstr(effect(h, 0)->patch_json, "Ticket resolved automatically"));
+	assert_patch_has(effect(h, 0), "work_notes", "[imper.ai action 1.");
+	assert_patch_has(effect(h, 0), "work_notes", "changed in ServiceNow before the "
+	    "resolution was written");
+	assert_patch_has(effect(h, 2), "work_notes", "[imper.ai requester_changed 2.");
+	assert_string_equal(effect(h, 3)->create.requester_name, "John Roe");
+	assert_event(h, "resolve withdrawn: the ticket changed first", "verification=vr_81");
+}
+
+static void
+test_agent_closing_before_our_resolve_landed_keeps_the_agents_resolution(void **state)
+{
+	struct h *h = *state;
+
+	to_passed(h, 1);
+	assert_int_equal(action_done(h, 1), 0);
+	h->state = "7";
+	assert_int_equal(observe(h), 0);
+	assert_kinds(h, "patch");
+	assert_patch_lacks(effect(h, 0), "state");
+	assert_patch_lacks(effect(h, 0), "close_code");
+	assert_int_equal(h->t.resolve_revision, 0);
+	assert_int_equal(h->t.state, TS_CLOSED);
+	assert_event(h, "state changed", "to=closed why=ended");
+}
+
+static void
+test_unrelated_edit_before_our_resolve_landed_keeps_it(void **state)
+{
+	struct h *h = *state;
+	uint32_t rev;
+
+	to_passed(h, 1);
+	assert_int_equal(action_done(h, 1), 0);
+	rev = h->t.resolve_revision;
+	assert_int_equal(observe(h), 0);	/* someone edited another field */
+	assert_int_equal(h->res.neffects, 0);
+	assert_int_equal(h->t.resolve_revision, rev);
+	assert_int_equal(h->t.state, TS_RESOLVED);
+}
+
 static void
 test_agent_closing_the_ticket_before_the_outcome_cancels_the_request(void **state)
 {
@@ -2041,6 +2106,9 @@ main(void)
 		T(test_requester_change_cancels_passed_verification),
 		T(test_requester_change_while_awaiting_request_makes_no_cancel),
 		T(test_requester_change_on_a_closed_ticket_does_nothing),
+		T(test_requester_change_seen_before_our_resolve_landed_withdraws_it),
+		T(test_agent_closing_before_our_resolve_landed_keeps_the_agents_resolution),
+		T(test_unrelated_edit_before_our_resolve_landed_keeps_it),
 		T(test_agent_closing_the_ticket_before_the_outcome_cancels_the_request),
 		T(test_agent_resolving_or_canceling_while_awaiting_request),
 		T(test_inactive_ticket_counts_as_ended),

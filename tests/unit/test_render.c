@@ -377,6 +377,26 @@ test_field_caps_megabyte_text_and_repairs_utf8(void **state)
 	ticket_free(&t);
 }
 
+/* ServiceNow renders [code]...[/code] in a journal entry as HTML: text
+ * from imper.ai or the ticket must not open such a block. */
+static void
+test_work_note_never_carries_a_code_tag(void **state)
+{
+	struct ticket t;
+	char *note;
+
+	(void)state;
+	fixture(&t, TS_PASSED, 4);
+	outcome(&t, IMPERAI_PASSED, 1, "[CODE]<img src=x onerror=alert(1)>[/Code]");
+	str_replace(&t.v.initiated_by, "[code]<script>alert(2)</script>[/code]");
+	note = render_work_note(&rc, &t, "outcome", "see [cOdE]<b>x</b>[/cOdE]");
+	assert_null(strcasestr(note, "[code]"));
+	assert_null(strcasestr(note, "[/code]"));
+	assert_non_null(strstr(note, "(CODE)<img src=x onerror=alert(1)>(/Code)"));
+	free(note);
+	ticket_free(&t);
+}
+
 static void
 test_field_masks_emails_where_they_should_not_be(void **state)
 {
@@ -749,6 +769,7 @@ main(void)
 		cmocka_unit_test(test_revision_tag_round_trips_through_field),
 		cmocka_unit_test(test_mask_recipient),
 		cmocka_unit_test(test_labels),
+		cmocka_unit_test(test_work_note_never_carries_a_code_tag),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
