@@ -2088,6 +2088,36 @@ loop_write_status(struct loop *l)
 	json_object_put(o);
 }
 
+static int64_t
+loop_min(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* Idle: how long nothing is due (a poll, the feed, an outbox entry, the
+ * operator requests, the status), up to until: the loop sleeps through it
+ * rather than waking every few milliseconds. */
+static int64_t
+loop_idle_ms(const struct loop *l, int64_t now, int64_t until)
+{
+	int64_t next = loop_min(until, l->requests_ms);
+	int64_t due = outq_next_due(l->oq);
+
+	for (size_t i = 0; i < l->npolls; i++)
+		if (!l->polls[i].inflight)
+			next = loop_min(next, l->polls[i].next_ms);
+	if (!l->feed_inflight)
+		next = loop_min(next, l->feed_next_ms);
+	next = loop_min(next, l->status_ms + LOOP_STATUS_EVERY_MS);
+	if (l->cfg->metrics_file && *l->cfg->metrics_file)
+		next = loop_min(next, l->metrics_ms);
+	if (l->outq_reload_ms != 0)
+		next = loop_min(next, l->outq_reload_ms);
+	if (due != INT64_MAX)
+		next = loop_min(next, now + (due - loop_wall()) * 1000);
+	return next - now;
+}
+
 int
 loop_step(struct loop *l, int max_wait_ms)
 {
@@ -2106,9 +2136,9 @@ loop_step(struct loop *l, int max_wait_ms)
 			break;
 	}
 	if (l->http && http_pending(l->http) == 0) {
-		int64_t left = until - loop_now_ms();
+		int64_t left = loop_idle_ms(l, loop_now_ms(), until);
 		if (left > 0)
-			http_perform(l->http, (int)(left > 50 ? 50 : left));
+			http_perform(l->http, (int)left);
 	}
 	/* A store that cannot be written (disk full) is retried by the next
 	 * polls; the loop itself still turns, so the watchdog is fed: a
