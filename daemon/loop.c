@@ -128,6 +128,7 @@ struct loop {
 	struct metrics_counts	 m_total;
 	struct metrics_counts	 m_step;	/* this step's, added once committed */
 	uint64_t		 m_tickets[TS__COUNT];
+	int			 m_counted;	/* m_tickets holds the store's counts */
 	uint64_t		 m_write_failures[3];
 	struct metrics_service	 m_base[2];	/* pools of clients replaced by a reload */
 	int64_t			 metrics_ms;
@@ -512,7 +513,7 @@ loop_metrics_patched(struct loop *l, const struct effect *e, int resolving, cons
 static void
 loop_metrics_committed(struct loop *l)
 {
-	for (size_t i = 0; i < l->tbl_size; i++) {
+	for (size_t i = 0; i < l->tbl_size && l->m_counted; i++) {
 		for (struct lticket *x = l->tbl[i]; x; x = x->next) {
 			if (!x->dirty)
 				continue;
@@ -541,13 +542,16 @@ loop_metrics_count_fn(const char *table, const char *sys_id, const void *val, si
 	return 0;
 }
 
-/* The one scan of the tickets, at start. */
+/* The one scan of the tickets, before the first metrics file: not at
+ * start, where it would read every page of a large store (3 GB for a
+ * million tickets) whether metrics are wanted or not. */
 static void
 loop_metrics_count(struct loop *l)
 {
 	struct store_txn *txn;
 
 	memset(l->m_tickets, 0, sizeof(l->m_tickets));
+	l->m_counted = 1;
 	if (store_begin(l->st, 1, &txn) < 0)
 		return;
 	if (store_ticket_each(txn, loop_metrics_count_fn, l->m_tickets) < 0)
@@ -628,6 +632,8 @@ loop_metrics_write(struct loop *l)
 	struct metrics m;
 	char *text, *cause = NULL;
 
+	if (!l->m_counted)
+		loop_metrics_count(l);
 	loop_metrics_gather(l, &m, tabs);
 	text = metrics_format(&m);
 	if (metrics_write_file(l->cfg->metrics_file, text, &cause) < 0) {
@@ -1970,7 +1976,6 @@ loop_new(struct config *cfg, struct flows *flows, struct loop **out, char **caus
 		goto fail;
 	loop_polls_init(l);
 	loop_load_positions(l);
-	loop_metrics_count(l);
 	l->m_base[0].name = "servicenow";
 	l->m_base[1].name = "imperai";
 	loop_outq_load(l);
