@@ -119,7 +119,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "fill_store: N and BATCH must be numbers\n");
 		return 64;
 	}
-	if ((rc = store_open(argv[1], 64u << 20, 0, &st, &cause)) < 0) {
+	/* room for all of it at once: store_write() grows the map only by doubling, once */
+	if ((rc = store_open(argv[1], n * 4096 > (64u << 20) ? n * 4096 : 64u << 20, 0, &st,
+	    &cause)) < 0) {
 		fprintf(stderr, "fill_store: %s\n", cause ? cause : store_strerror(rc));
 		free(cause);
 		return 1;
