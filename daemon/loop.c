@@ -1361,11 +1361,25 @@ loop_picked_add(struct commit_ctx *cc, struct job *j)
 
 /* Reads a picked entry; an unreadable one is skipped (left in the store). */
 static int
-loop_pick_read(struct store_txn *txn, struct job *j, const char *key, struct buf *b)
+loop_pick_read(struct loop *l, struct store_txn *txn, struct job *j, const char *key,
+    struct buf *b)
 {
 	char *cause = NULL;
 	int rc;
 
+	/* A rewrite this step has not committed yet is the entry's truth
+	 * (a 429 undoes its attempt's count: no read-back is due). */
+	for (size_t i = l->nupdated; i-- > 0;) {
+		if (l->updated[i]->seq == j->seq) {
+			char *enc = engine_effect_encode(&l->updated[i]->e);
+
+			rc = engine_effect_decode(enc, strlen(enc), &j->e, &cause);
+			free(enc);
+			if (rc == 0)
+				return 0;
+			break;
+		}
+	}
 	if ((rc = store_outbox_get(txn, j->seq, b)) == 0 &&
 	    (rc = engine_effect_decode(b->data, b->len, &j->e, &cause)) == 0)
 		return 0;
@@ -1459,7 +1473,7 @@ loop_pick(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
 			j->l = l;
 			j->seq = seq;
 			if ((txn == NULL && store_begin(l->st, 1, &txn) < 0) ||
-			    loop_pick_read(txn, j, key, &b) < 0) {
+			    loop_pick_read(l, txn, j, key, &b) < 0) {
 				outq_done(l->oq, key, seq);
 				free(j);
 				continue;
@@ -1630,6 +1644,10 @@ loop_commit(struct loop *l, int start)
 		l->outq_reload_ms = 0;
 		loop_outq_load(l);
 	}
+	/* After a failed commit nothing starts until the outbox is reloaded:
+	 * marking writes against a full disk would only fail again, at once. */
+	if (l->outq_reload_ms != 0)
+		start = 0;
 	if (start && l->snow != NULL && l->imp != NULL) {
 		room[OUTQ_SNOW] = l->cfg->snow.http.concurrency * 2 - l->snow_jobs;
 		room[OUTQ_IMPERAI] = l->cfg->imperai.http.concurrency * 2 - l->imp_jobs;
@@ -2142,7 +2160,7 @@ loop_idle_ms(const struct loop *l, int64_t now, int64_t until)
 		next = loop_min(next, l->metrics_ms);
 	if (l->outq_reload_ms != 0)
 		next = loop_min(next, l->outq_reload_ms);
-	if (due != INT64_MAX)
+	if (due != INT64_MAX && l->outq_reload_ms == 0)
 		next = loop_min(next, now + (due - loop_wall()) * 1000);
 	return next - now;
 }
