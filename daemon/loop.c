@@ -25,6 +25,7 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "outq.h"
 #include "requests.h"
 #include "snow.h"
 #include "store.h"
@@ -42,6 +43,7 @@ struct lticket {
 	int		 dirty;
 	int		 forget;
 	int		 existed;
+	int		 new_effects;	/* effects of this step seen by loop_commit */
 	int		 loaded_state;	/* state in the store, -1 if none (metrics) */
 };
 
@@ -51,6 +53,9 @@ struct job {
 	uint64_t	 seq;
 	struct effect	 e;
 	int		 checking;	/* PATCH: reading the ticket back first */
+	uint64_t	*gone;		/* later PATCHes of the ticket merged into this one */
+	uint32_t	*revs;		/* and the revisions before e.revision it writes */
+	size_t		 ngone;
 };
 
 struct tpoll {
@@ -59,6 +64,7 @@ struct tpoll {
 	struct snow_watermark	 cur;		/* position within this cycle */
 	int			 inflight;
 	int64_t			 next_ms;
+	int64_t			 started_ms;	/* this cycle's start */
 	char			**fields;
 	size_t			 nfields;
 	int64_t			 last_ok;	/* wall clock */
@@ -83,6 +89,7 @@ struct loop {
 	uint64_t		 epoch;		/* bumps when a commit fails: positions reload */
 	int			 feed_inflight;
 	int64_t			 feed_next_ms;
+	int64_t			 feed_started_ms;
 	int64_t			 feed_last_ok;
 	char			*feed_last_error;
 
@@ -99,14 +106,13 @@ struct loop {
 	char			**vindex;	/* "id\tjson" verification index updates */
 	size_t			 nvindex;
 	int			 meta_dirty;
-	int			 outbox_dirty;	/* rescan the outbox */
+	int			 outbox_dirty;	/* entries added or finished: start more */
+	int64_t			 outq_reload_ms;	/* after a failed commit: rebuild the index then */
 
 	/* outbox execution */
-	char			**busy;		/* keys of tickets with an effect in flight */
-	size_t			 nbusy;
+	struct outq		*oq;		/* which entry to start next */
 	int			 snow_jobs;
 	int			 imp_jobs;
-	int64_t			 next_scan_ms;
 
 	int64_t			 store_failing;	/* wall clock of the first failed write, 0: none */
 	int64_t			 store_nagged;
@@ -122,6 +128,7 @@ struct loop {
 	struct metrics_counts	 m_total;
 	struct metrics_counts	 m_step;	/* this step's, added once committed */
 	uint64_t		 m_tickets[TS__COUNT];
+	int			 m_counted;	/* m_tickets holds the store's counts */
 	uint64_t		 m_write_failures[3];
 	struct metrics_service	 m_base[2];	/* pools of clients replaced by a reload */
 	int64_t			 metrics_ms;
@@ -303,12 +310,6 @@ loop_apply(struct loop *l, struct lticket *lt, struct engine_result *r)
 
 /* --- commit ----------------------------------------------------------------- */
 
-struct commit_ctx {
-	struct loop		*l;
-	struct engine_result	*results;	/* effects to enqueue */
-	size_t			 nresults;
-};
-
 static int
 loop_commit_tickets(struct store_txn *txn, struct loop *l)
 {
@@ -346,41 +347,6 @@ loop_commit_meta(struct store_txn *txn, struct loop *l)
 	}
 	if (l->cursor)
 		store_meta_put(txn, "imperai/cursor", l->cursor, strlen(l->cursor));
-	return store_txn_error(txn);
-}
-
-static int
-loop_commit_fn(struct store_txn *txn, void *arg)
-{
-	struct commit_ctx *cc = arg;
-	struct loop *l = cc->l;
-	uint64_t seq;
-
-	for (size_t i = 0; i < cc->nresults; i++) {
-		for (size_t k = 0; k < cc->results[i].neffects; k++) {
-			char *enc = engine_effect_encode(&cc->results[i].effects[k]);
-			store_outbox_add(txn, enc, strlen(enc), &seq);
-			free(enc);
-		}
-	}
-	for (size_t i = 0; i < l->ndone; i++)
-		store_outbox_del(txn, l->done_seqs[i]);
-	for (size_t i = 0; i < l->nupdated; i++) {
-		char *enc = engine_effect_encode(&l->updated[i]->e);
-		store_outbox_put(txn, l->updated[i]->seq, enc, strlen(enc));
-		free(enc);
-	}
-	for (size_t i = 0; i < l->nvindex; i++) {
-		char *tab = strchr(l->vindex[i], '\t');
-		*tab = '\0';
-		store_verification_put(txn, l->vindex[i], tab + 1, strlen(tab + 1));
-		*tab = '\t';
-	}
-	loop_commit_tickets(txn, l);
-	if (l->meta_dirty)
-		loop_commit_meta(txn, l);
-	for (size_t i = 0; i < l->naudit; i++)
-		store_audit_append(txn, loop_wall(), l->audit[i], &seq);
 	return store_txn_error(txn);
 }
 
@@ -494,34 +460,6 @@ loop_has_pending(const struct loop *l)
 
 static void loop_metrics_committed(struct loop *l);
 
-/* Commits everything this step decided, in one write transaction. */
-static int
-loop_commit(struct loop *l)
-{
-	struct commit_ctx cc = { l, loop_results, loop_nresults };
-	int rc;
-
-	if (!loop_has_pending(l)) {
-		loop_cache_clear(l);
-		return 0;
-	}
-	rc = store_write(l->st, loop_commit_fn, &cc);
-	if (rc < 0) {
-		loop_store_failed(l, rc);
-		/* Forget this step's decisions and go back to the committed
-		 * positions: the inputs are seen again by the next polls. */
-		memset(&l->m_step, 0, sizeof(l->m_step));
-		loop_pending_clear(l);
-		l->epoch++;
-		loop_load_positions(l);
-		return rc;
-	}
-	loop_metrics_committed(l);
-	loop_pending_clear(l);
-	loop_store_ok(l);
-	return 0;
-}
-
 /* --- metrics: counted here, written by loop_metrics_write() ----------------- */
 
 /* What a decision is compared with, to count what it changed. */
@@ -575,7 +513,7 @@ loop_metrics_patched(struct loop *l, const struct effect *e, int resolving, cons
 static void
 loop_metrics_committed(struct loop *l)
 {
-	for (size_t i = 0; i < l->tbl_size; i++) {
+	for (size_t i = 0; i < l->tbl_size && l->m_counted; i++) {
 		for (struct lticket *x = l->tbl[i]; x; x = x->next) {
 			if (!x->dirty)
 				continue;
@@ -604,13 +542,16 @@ loop_metrics_count_fn(const char *table, const char *sys_id, const void *val, si
 	return 0;
 }
 
-/* The one scan of the tickets, at start. */
+/* The one scan of the tickets, before the first metrics file: not at
+ * start, where it would read every page of a large store (3 GB for a
+ * million tickets) whether metrics are wanted or not. */
 static void
 loop_metrics_count(struct loop *l)
 {
 	struct store_txn *txn;
 
 	memset(l->m_tickets, 0, sizeof(l->m_tickets));
+	l->m_counted = 1;
 	if (store_begin(l->st, 1, &txn) < 0)
 		return;
 	if (store_ticket_each(txn, loop_metrics_count_fn, l->m_tickets) < 0)
@@ -691,6 +632,8 @@ loop_metrics_write(struct loop *l)
 	struct metrics m;
 	char *text, *cause = NULL;
 
+	if (!l->m_counted)
+		loop_metrics_count(l);
 	loop_metrics_gather(l, &m, tabs);
 	text = metrics_format(&m);
 	if (metrics_write_file(l->cfg->metrics_file, text, &cause) < 0) {
@@ -742,6 +685,18 @@ loop_observe(struct loop *l, const char *table, const struct snow_record *r)
 
 static void loop_poll_submit(struct loop *l, struct tpoll *p);
 
+/* Cycles start every interval seconds (not interval after the last one
+ * ended, which adds the cycle's own length to the wait for a new ticket);
+ * a cycle longer than half the interval is followed by half an interval's
+ * rest, so a long backlog is not re-read back to back. */
+static int64_t
+loop_next_cycle(int64_t started_ms, int interval)
+{
+	int64_t now = loop_now_ms(), next = started_ms + (int64_t)interval * 1000;
+
+	return next > now + (int64_t)interval * 500 ? next : now + (int64_t)interval * 500;
+}
+
 static void
 loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 {
@@ -777,7 +732,7 @@ loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 		p->last_ok = loop_wall();
 		free(p->last_error);
 		p->last_error = NULL;
-		p->next_ms = loop_now_ms() + l->cfg->snow.poll_interval * 1000;
+		p->next_ms = loop_next_cycle(p->started_ms, l->cfg->snow.poll_interval);
 		log_kv(LOG_LVL_DEBUG, "poll cycle done", "table", p->table, NULL);
 		return;
 	}
@@ -813,6 +768,7 @@ loop_poll_submit(struct loop *l, struct tpoll *p)
 static void
 loop_poll_start(struct loop *l, struct tpoll *p)
 {
+	p->started_ms = loop_now_ms();
 	snow_watermark_rewind(&p->wm, l->cfg->snow.poll_overlap, &p->cur);
 	loop_poll_submit(l, p);
 }
@@ -954,7 +910,7 @@ loop_feed_done(int err, const char *cause, struct imperai_feed *f, void *arg)
 		loop_feed_submit(l);
 		return;
 	}
-	l->feed_next_ms = loop_now_ms() + l->cfg->imperai.poll_interval * 1000;
+	l->feed_next_ms = loop_next_cycle(l->feed_started_ms, l->cfg->imperai.poll_interval);
 }
 
 static void
@@ -967,38 +923,18 @@ loop_feed_submit(struct loop *l)
 
 /* --- the outbox -------------------------------------------------------------- */
 
-static int
-loop_busy(const struct loop *l, const char *key)
+static enum outq_lane
+loop_lane(enum effect_kind k)
 {
-	for (size_t i = 0; i < l->nbusy; i++)
-		if (strcmp(l->busy[i], key) == 0)
-			return 1;
-	return 0;
-}
-
-static void
-loop_busy_add(struct loop *l, const char *key)
-{
-	l->busy = xreallocarray(l->busy, l->nbusy + 1, sizeof(*l->busy));
-	l->busy[l->nbusy++] = xstrdup(key);
-}
-
-static void
-loop_busy_del(struct loop *l, const char *key)
-{
-	for (size_t i = 0; i < l->nbusy; i++) {
-		if (strcmp(l->busy[i], key) == 0) {
-			free(l->busy[i]);
-			l->busy[i] = l->busy[--l->nbusy];
-			return;
-		}
-	}
+	return k == EFFECT_PATCH ? OUTQ_SNOW : OUTQ_IMPERAI;
 }
 
 static void
 loop_job_free(struct job *j)
 {
 	effect_free(&j->e);
+	free(j->gone);
+	free(j->revs);
 	free(j);
 }
 
@@ -1008,17 +944,18 @@ loop_job_end(struct job *j, int done)
 	struct loop *l = j->l;
 	char *key = loop_key(j->e.table, j->e.sys_id);
 
-	loop_busy_del(l, key);
-	free(key);
 	if (j->e.kind == EFFECT_PATCH)
 		l->snow_jobs--;
 	else
 		l->imp_jobs--;
 	if (done) {
+		outq_done(l->oq, key, j->seq);
 		l->done_seqs = xreallocarray(l->done_seqs, l->ndone + 1, sizeof(*l->done_seqs));
 		l->done_seqs[l->ndone++] = j->seq;
 		l->stat_effects_done++;
-	}
+	} else
+		outq_release(l->oq, key, j->seq, j->e.not_before);
+	free(key);
 	l->outbox_dirty = 1;
 	loop_job_free(j);
 }
@@ -1166,6 +1103,10 @@ loop_patched(struct job *j, struct snow_record *rec)
 
 	loop_metrics_before(&lt->t, &mb);
 	engine_result_init(&res);
+	/* a merged PATCH landed every revision it carries, in order */
+	for (size_t i = 0; i < j->ngone; i++)
+		if (engine_patched(&l->pol, &lt->t, j->revs[i], rec, loop_wall(), &res) == 0)
+			loop_apply(l, lt, &res);
 	if (engine_patched(&l->pol, &lt->t, j->e.revision, rec, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
 	loop_metrics_after(l, &mb, &lt->t);
@@ -1303,12 +1244,9 @@ loop_patch_send(struct job *j)
 static void
 loop_job_start(struct loop *l, struct job *j)
 {
-	char *key = loop_key(j->e.table, j->e.sys_id);
 	size_t n;
 	const char *const *fields;
 
-	loop_busy_add(l, key);
-	free(key);
 	switch (j->e.kind) {
 	case EFFECT_CREATE:
 		l->imp_jobs++;
@@ -1337,80 +1275,53 @@ loop_job_start(struct loop *l, struct job *j)
 	}
 }
 
-struct scan_ctx {
-	struct loop	*l;
-	struct job	**start;
-	size_t		 nstart;
-	char		**blocked;	/* tickets with an earlier entry waiting */
-	size_t		 nblocked;
-	int64_t		 now;
-	int64_t		 next_due;
-	int		 snow_room;
-	int		 imp_room;
+/* --- commit and start -------------------------------------------------------- */
+
+static void loop_load_positions(struct loop *l);
+
+/* One step's write transaction: its decisions, the outbox entries they
+ * cause, and the marks of the PATCHes about to be sent (crash rule: an
+ * entry is committed, a PATCH as attempted, before its request goes out). */
+struct commit_ctx {
+	struct loop		 *l;
+	struct job		**picked;	/* stored entries to start */
+	size_t			  npicked;
+	int			  marks;	/* PATCHes among them: a write is needed */
+	struct job		**fresh;	/* per new effect: started at once, or NULL */
+	uint64_t		 *seqs;		/* per new effect: its outbox seq */
+	size_t			  nnew;
 };
 
-static int
-loop_scan_blocked(struct scan_ctx *sc, const char *key)
+/* The effect behind new entry idx (moved into its job when started). */
+static struct effect *
+loop_new_effect(struct commit_ctx *cc, size_t i, size_t k, size_t idx)
 {
-	for (size_t i = 0; i < sc->nblocked; i++)
-		if (strcmp(sc->blocked[i], key) == 0)
-			return 1;
-	return 0;
+	return cc->fresh[idx] ? &cc->fresh[idx]->e : &loop_results[i].effects[k];
 }
 
-static int
-loop_scan_fn(uint64_t seq, const void *val, size_t len, void *arg)
+static void
+loop_commit_outbox(struct store_txn *txn, struct commit_ctx *cc)
 {
-	struct scan_ctx *sc = arg;
-	struct job *j;
-	char *key, *cause = NULL;
-	int *room;
+	struct loop *l = cc->l;
+	size_t idx = 0;
 
-	if (sc->snow_room <= 0 && sc->imp_room <= 0)
-		return 1;
-	j = xcalloc(1, sizeof(*j));
-	j->l = sc->l;
-	j->seq = seq;
-	if (engine_effect_decode(val, len, &j->e, &cause) < 0) {
-		log_kv(LOG_LVL_ERR, "outbox entry unreadable: skipped", "error", cause, NULL);
-		free(cause);
-		free(j);
-		return 0;
+	for (size_t i = 0; i < loop_nresults; i++) {
+		for (size_t k = 0; k < loop_results[i].neffects; k++, idx++) {
+			char *enc = engine_effect_encode(loop_new_effect(cc, i, k, idx));
+
+			store_outbox_add(txn, enc, strlen(enc), &cc->seqs[idx]);
+			free(enc);
+		}
 	}
-	key = loop_key(j->e.table, j->e.sys_id);
-	room = j->e.kind == EFFECT_PATCH ? &sc->snow_room : &sc->imp_room;
-	if (loop_busy(sc->l, key) || loop_scan_blocked(sc, key) || j->e.not_before > sc->now ||
-	    *room <= 0) {
-		if (j->e.not_before > sc->now && j->e.not_before < sc->next_due)
-			sc->next_due = j->e.not_before;
-		/* Later effects of this ticket wait for this one: order matters. */
-		sc->blocked = xreallocarray(sc->blocked, sc->nblocked + 1, sizeof(*sc->blocked));
-		sc->blocked[sc->nblocked++] = key;
-		loop_job_free(j);
-		return 0;
+	for (size_t i = 0; i < l->ndone; i++)
+		store_outbox_del(txn, l->done_seqs[i]);
+	for (size_t i = 0; i < l->nupdated; i++) {
+		char *enc = engine_effect_encode(&l->updated[i]->e);
+		store_outbox_put(txn, l->updated[i]->seq, enc, strlen(enc));
+		free(enc);
 	}
-	sc->blocked = xreallocarray(sc->blocked, sc->nblocked + 1, sizeof(*sc->blocked));
-	sc->blocked[sc->nblocked++] = key;
-	(*room)--;
-	sc->start = xreallocarray(sc->start, sc->nstart + 1, sizeof(*sc->start));
-	sc->start[sc->nstart++] = j;
-	return 0;
-}
-
-struct mark_ctx {
-	struct job	**jobs;
-	size_t		 n;
-};
-
-/* Marks PATCHes attempted before they are sent: a crash after this commit
- * makes the next start read the ticket back before replaying. */
-static int
-loop_mark_fn(struct store_txn *txn, void *arg)
-{
-	struct mark_ctx *mc = arg;
-
-	for (size_t i = 0; i < mc->n; i++) {
-		struct job *j = mc->jobs[i];
+	for (size_t i = 0; i < cc->npicked; i++) {
+		struct job *j = cc->picked[i];
 		char *enc;
 
 		if (j->e.kind != EFFECT_PATCH)
@@ -1418,62 +1329,360 @@ loop_mark_fn(struct store_txn *txn, void *arg)
 		enc = engine_effect_encode(&j->e);
 		store_outbox_put(txn, j->seq, enc, strlen(enc));
 		free(enc);
+		for (size_t k = 0; k < j->ngone; k++)
+			store_outbox_del(txn, j->gone[k]);
 	}
+}
+
+/* Writes only (store_write may run it twice): what to start is decided before. */
+static int
+loop_commit_fn(struct store_txn *txn, void *arg)
+{
+	struct commit_ctx *cc = arg;
+	struct loop *l = cc->l;
+	uint64_t seq;
+
+	loop_commit_outbox(txn, cc);
+	for (size_t i = 0; i < l->nvindex; i++) {
+		char *tab = strchr(l->vindex[i], '\t');
+		*tab = '\0';
+		store_verification_put(txn, l->vindex[i], tab + 1, strlen(tab + 1));
+		*tab = '\t';
+	}
+	loop_commit_tickets(txn, l);
+	if (l->meta_dirty)
+		loop_commit_meta(txn, l);
+	for (size_t i = 0; i < l->naudit; i++)
+		store_audit_append(txn, loop_wall(), l->audit[i], &seq);
 	return store_txn_error(txn);
 }
 
-static int
-loop_drain(struct loop *l)
+static void
+loop_picked_add(struct commit_ctx *cc, struct job *j)
 {
-	int cap_snow = l->cfg->snow.http.concurrency * 2;
-	int cap_imp = l->cfg->imperai.http.concurrency * 2;
-	struct scan_ctx sc = { .l = l, .now = loop_wall(), .next_due = INT64_MAX };
-	struct mark_ctx mc;
-	struct store_txn *txn;
-	int rc, npatch = 0;
+	cc->picked = xreallocarray(cc->picked, cc->npicked + 1, sizeof(*cc->picked));
+	cc->picked[cc->npicked++] = j;
+}
 
-	if (!l->outbox_dirty && loop_now_ms() < l->next_scan_ms)
+/* Reads a picked entry; an unreadable one is skipped (left in the store). */
+static int
+loop_pick_read(struct loop *l, struct store_txn *txn, struct job *j, const char *key,
+    struct buf *b)
+{
+	char *cause = NULL;
+	int rc;
+
+	/* A rewrite this step has not committed yet is the entry's truth
+	 * (a 429 undoes its attempt's count: no read-back is due). */
+	for (size_t i = l->nupdated; i-- > 0;) {
+		if (l->updated[i]->seq == j->seq) {
+			char *enc = engine_effect_encode(&l->updated[i]->e);
+
+			rc = engine_effect_decode(enc, strlen(enc), &j->e, &cause);
+			free(enc);
+			if (rc == 0)
+				return 0;
+			break;
+		}
+	}
+	if ((rc = store_outbox_get(txn, j->seq, b)) == 0 &&
+	    (rc = engine_effect_decode(b->data, b->len, &j->e, &cause)) == 0)
 		return 0;
-	sc.snow_room = cap_snow - l->snow_jobs;
-	sc.imp_room = cap_imp - l->imp_jobs;
-	if (sc.snow_room <= 0 && sc.imp_room <= 0)
-		return 0;
-	if ((rc = store_begin(l->st, 1, &txn)) < 0)
-		return rc;
-	store_outbox_each(txn, loop_scan_fn, &sc);
-	store_abort(txn);
-	for (size_t i = 0; i < sc.nblocked; i++)
-		free(sc.blocked[i]);
-	free(sc.blocked);
-	l->outbox_dirty = 0;
-	l->next_scan_ms = loop_now_ms() + (sc.next_due == INT64_MAX ? 60000 :
-	    (sc.next_due - sc.now) * 1000);
-	for (size_t i = 0; i < sc.nstart; i++) {
-		struct job *j = sc.start[i];
-		if (j->e.kind == EFFECT_PATCH) {
-			j->checking = j->e.attempts > 0 || loop_patch_resolves(&j->e);
-			j->e.attempts++;
+	log_kv(LOG_LVL_ERR, "outbox entry unreadable: skipped", "ticket", key,
+	    "error", cause ? cause : store_strerror(rc), NULL);
+	free(cause);
+	return rc;
+}
+
+/* {"f": html, "work_notes": a} then {"f": html2, "work_notes": b} as one
+ * PATCH: the later value of each field, both notes in one entry (each
+ * keeps its tag).  NULL if either is not a JSON object. */
+static char *
+loop_patch_merge(const char *first, const char *later)
+{
+	json_object *a = json_tokener_parse(first), *b = json_tokener_parse(later), *note;
+	char *out = NULL;
+
+	if (!json_object_is_type(a, json_type_object) || !json_object_is_type(b, json_type_object))
+		goto out;
+	json_object_object_foreach(b, k, v) {
+		if (strcmp(k, "work_notes") == 0 && json_object_object_get_ex(a, k, &note) &&
+		    json_object_is_type(note, json_type_string) &&
+		    json_object_is_type(v, json_type_string)) {
+			char *both = xprintf("%s\n\n%s", json_object_get_string(note),
+			    json_object_get_string(v));
+
+			json_object_object_add(a, k, json_object_new_string(both));
+			free(both);
 		} else
-			j->e.attempts++;
+			json_object_object_add(a, k, json_object_get(v));
 	}
-	mc.jobs = sc.start;
-	mc.n = sc.nstart;
-	for (size_t i = 0; i < sc.nstart && !npatch; i++)
-		npatch = sc.start[i]->e.kind == EFFECT_PATCH;
-	if (npatch && (rc = store_write(l->st, loop_mark_fn, &mc)) < 0) {
-		/* Nothing is sent unmarked; the scan is retried in a second. */
-		loop_store_failed(l, rc);
-		for (size_t i = 0; i < sc.nstart; i++)
-			loop_job_free(sc.start[i]);
-		free(sc.start);
-		l->next_scan_ms = loop_now_ms() + 1000;
+	out = xstrdup(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN));
+out:
+	json_object_put(a);
+	json_object_put(b);
+	return out;
+}
+
+/* Folds the PATCHes queued right behind j (same ticket and generation,
+ * due, never sent, not a resolve) into j: one request instead of several.  j itself was
+ * never sent either, so nothing it carries can have landed; its read-back
+ * after a crash looks for the last revision, which covers the others. */
+static void
+loop_pick_merge(struct loop *l, struct store_txn *txn, struct job *j, const char *key,
+    struct buf *b, int64_t now)
+{
+	uint64_t next = j->seq;
+	struct effect e;
+	char *merged;
+
+	while ((next = outq_next_same(l->oq, key, next, now)) != 0) {
+		if (store_outbox_get(txn, next, b) != 0 ||
+		    engine_effect_decode(b->data, b->len, &e, NULL) != 0)
+			return;
+		/* a resolve goes alone: it is read back first, and may be withdrawn */
+		merged = e.kind == EFFECT_PATCH && !loop_patch_resolves(&e) &&
+		    e.generation == j->e.generation && e.attempts == 0 ?
+		    loop_patch_merge(j->e.patch_json, e.patch_json) : NULL;
+		if (merged == NULL) {
+			effect_free(&e);
+			return;
+		}
+		j->gone = xreallocarray(j->gone, j->ngone + 1, sizeof(*j->gone));
+		j->revs = xreallocarray(j->revs, j->ngone + 1, sizeof(*j->revs));
+		j->gone[j->ngone] = next;
+		j->revs[j->ngone++] = j->e.revision;
+		free(j->e.patch_json);
+		j->e.patch_json = merged;
+		j->e.revision = e.revision;
+		str_replace(&j->e.tag, e.tag);
+		effect_free(&e);
+	}
+}
+
+/* Takes the due stored entries the lanes have room for, oldest first. */
+static void
+loop_pick(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
+{
+	int64_t now = loop_wall();
+	struct store_txn *txn = NULL;
+	struct buf b;
+	uint64_t seq;
+	const char *key;
+
+	buf_init(&b);
+	for (int lane = 0; lane < OUTQ__LANES; lane++) {
+		while (room[lane] > 0 && outq_take(l->oq, (enum outq_lane)lane, now, &seq, &key) == 0) {
+			struct job *j = xcalloc(1, sizeof(*j));
+
+			j->l = l;
+			j->seq = seq;
+			if ((txn == NULL && store_begin(l->st, 1, &txn) < 0) ||
+			    loop_pick_read(l, txn, j, key, &b) < 0) {
+				outq_done(l->oq, key, seq);
+				free(j);
+				continue;
+			}
+			j->checking = j->e.kind == EFFECT_PATCH &&
+			    (j->e.attempts > 0 || loop_patch_resolves(&j->e));
+			if (j->e.kind == EFFECT_PATCH && !j->checking)
+				loop_pick_merge(l, txn, j, key, &b, now);
+			j->e.attempts++;
+			cc->marks |= j->e.kind == EFFECT_PATCH;
+			loop_picked_add(cc, j);
+			room[lane]--;
+		}
+	}
+	if (txn != NULL)
+		store_abort(txn);
+	buf_free(&b);
+}
+
+/* A new effect starts in the same transaction that stores it when its
+ * lane has room and its ticket has nothing before it in the outbox. */
+static void
+loop_pick_fresh(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
+{
+	int64_t now = loop_wall();
+	size_t idx = 0;
+
+	for (size_t i = 0; i < loop_nresults; i++)
+		cc->nnew += loop_results[i].neffects;
+	cc->fresh = xcalloc(cc->nnew ? cc->nnew : 1, sizeof(*cc->fresh));
+	cc->seqs = xcalloc(cc->nnew ? cc->nnew : 1, sizeof(*cc->seqs));
+	for (size_t i = 0; i < loop_nresults; i++) {
+		for (size_t k = 0; k < loop_results[i].neffects; k++, idx++) {
+			struct effect *e = &loop_results[i].effects[k];
+			char *key = loop_key(e->table, e->sys_id);
+			struct lticket *lt = loop_cache_find(l, key);
+			enum outq_lane lane = loop_lane(e->kind);
+			int first = lt != NULL && lt->new_effects++ == 0;
+
+			if (first && room[lane] > 0 && e->not_before <= now && !outq_has(l->oq, key)) {
+				struct job *j = xcalloc(1, sizeof(*j));
+
+				j->l = l;
+				j->e = *e;
+				memset(e, 0, sizeof(*e));
+				j->checking = loop_patch_resolves(&j->e);
+				j->e.attempts++;
+				cc->fresh[idx] = j;
+				room[lane]--;
+			}
+			free(key);
+		}
+	}
+}
+
+/* After the commit: the new entries join the index, the picked ones start. */
+static void
+loop_commit_done(struct loop *l, struct commit_ctx *cc)
+{
+	size_t idx = 0;
+
+	for (size_t i = 0; i < loop_nresults; i++) {
+		for (size_t k = 0; k < loop_results[i].neffects; k++, idx++) {
+			struct effect *e = loop_new_effect(cc, i, k, idx);
+			char *key = loop_key(e->table, e->sys_id);
+
+			outq_add(l->oq, key, cc->seqs[idx], loop_lane(e->kind), e->not_before,
+			    cc->fresh[idx] != NULL);
+			if (cc->fresh[idx] != NULL)
+				cc->fresh[idx]->seq = cc->seqs[idx];
+			free(key);
+		}
+	}
+	loop_pending_clear(l);
+	for (size_t i = 0; i < cc->npicked; i++) {
+		struct job *j = cc->picked[i];
+
+		if (j->ngone > 0) {
+			char *key = loop_key(j->e.table, j->e.sys_id);
+
+			for (size_t k = 0; k < j->ngone; k++)
+				outq_done(l->oq, key, j->gone[k]);
+			free(key);
+		}
+		loop_job_start(l, j);
+	}
+	for (size_t i = 0; i < cc->nnew; i++)
+		if (cc->fresh[i] != NULL)
+			loop_job_start(l, cc->fresh[i]);
+}
+
+static int
+loop_outq_scan(uint64_t seq, const void *val, size_t len, void *arg)
+{
+	struct outq *q = arg;
+	struct effect e;
+	char *key, *cause = NULL;
+
+	if (engine_effect_decode(val, len, &e, &cause) < 0) {
+		log_kv(LOG_LVL_ERR, "outbox entry unreadable: skipped", "error", cause, NULL);
+		free(cause);
 		return 0;
 	}
-	if (npatch)
-		loop_store_ok(l);
-	for (size_t i = 0; i < sc.nstart; i++)
-		loop_job_start(l, sc.start[i]);
-	free(sc.start);
+	key = loop_key(e.table, e.sys_id);
+	outq_add(q, key, seq, loop_lane(e.kind), e.not_before, 0);
+	free(key);
+	effect_free(&e);
+	return 0;
+}
+
+/* (Re)builds the index from the stored outbox; entries in flight stay so. */
+static void
+loop_outq_load(struct loop *l)
+{
+	struct outq *q = outq_new();
+	struct store_txn *txn;
+	uint64_t *run = NULL;
+	char **keys = NULL;
+	size_t n = 0;
+
+	if (l->oq != NULL)
+		run = outq_running(l->oq, &keys, &n);
+	if (store_begin(l->st, 1, &txn) == 0) {
+		store_outbox_each(txn, loop_outq_scan, q);
+		store_abort(txn);
+	}
+	for (size_t i = 0; i < n; i++) {
+		outq_mark_running(q, keys[i], run[i]);
+		free(keys[i]);
+	}
+	free(keys);
+	free(run);
+	outq_free(l->oq);
+	l->oq = q;
+	l->outbox_dirty = 1;
+}
+
+static void
+loop_commit_ctx_free(struct commit_ctx *cc, int jobs)
+{
+	for (size_t i = 0; jobs && i < cc->npicked; i++) {
+		char *key = loop_key(cc->picked[i]->e.table, cc->picked[i]->e.sys_id);
+
+		outq_release(cc->l->oq, key, cc->picked[i]->seq, cc->picked[i]->e.not_before);
+		free(key);
+		loop_job_free(cc->picked[i]);
+	}
+	for (size_t i = 0; jobs && i < cc->nnew; i++)
+		if (cc->fresh[i] != NULL)
+			loop_job_free(cc->fresh[i]);
+	free(cc->picked);
+	free(cc->fresh);
+	free(cc->seqs);
+}
+
+/* Commits everything this step decided and, with start, starts what the
+ * outbox has room for, in one write transaction (none when there is
+ * nothing to write). */
+static int
+loop_commit(struct loop *l, int start)
+{
+	struct commit_ctx cc = { .l = l };
+	int room[OUTQ__LANES] = { 0, 0 };
+	int rc;
+
+	/* what a failed commit did not delete runs again, as a replay */
+	if (l->outq_reload_ms != 0 && loop_now_ms() >= l->outq_reload_ms) {
+		l->outq_reload_ms = 0;
+		loop_outq_load(l);
+	}
+	/* After a failed commit nothing starts until the outbox is reloaded:
+	 * marking writes against a full disk would only fail again, at once. */
+	if (l->outq_reload_ms != 0)
+		start = 0;
+	if (start && l->snow != NULL && l->imp != NULL) {
+		room[OUTQ_SNOW] = l->cfg->snow.http.concurrency * 2 - l->snow_jobs;
+		room[OUTQ_IMPERAI] = l->cfg->imperai.http.concurrency * 2 - l->imp_jobs;
+	}
+	l->outbox_dirty = 0;
+	loop_pick(l, &cc, room);
+	loop_pick_fresh(l, &cc, room);
+	if (!loop_has_pending(l) && !cc.marks) {
+		loop_metrics_committed(l);
+		loop_commit_done(l, &cc);
+		loop_commit_ctx_free(&cc, 0);
+		return 0;
+	}
+	rc = store_write(l->st, loop_commit_fn, &cc);
+	if (rc < 0) {
+		loop_store_failed(l, rc);
+		/* Forget this step's decisions and go back to the committed
+		 * positions: the inputs are seen again by the next polls. */
+		memset(&l->m_step, 0, sizeof(l->m_step));
+		loop_commit_ctx_free(&cc, 1);
+		loop_pending_clear(l);
+		l->outq_reload_ms = loop_now_ms() + 1000;
+		l->epoch++;
+		loop_load_positions(l);
+		return rc;
+	}
+	loop_metrics_committed(l);
+	loop_commit_done(l, &cc);
+	loop_commit_ctx_free(&cc, 0);
+	loop_store_ok(l);
 	return 0;
 }
 
@@ -1609,6 +1818,7 @@ struct unpark {
 	uint64_t	  seq;		/* 0: every parked entry */
 	uint64_t	 *seqs;
 	char		**encs;
+	char		**keys;		/* their tickets, for the outbox index */
 	size_t		  n;
 };
 
@@ -1628,7 +1838,9 @@ loop_unpark_scan(uint64_t seq, const void *val, size_t len, void *arg)
 		e.attempts = e.kind == EFFECT_PATCH && e.attempts > 0 ? 1 : 0;
 		u->seqs = xreallocarray(u->seqs, u->n + 1, sizeof(*u->seqs));
 		u->encs = xreallocarray(u->encs, u->n + 1, sizeof(*u->encs));
+		u->keys = xreallocarray(u->keys, u->n + 1, sizeof(*u->keys));
 		u->seqs[u->n] = seq;
+		u->keys[u->n] = loop_key(e.table, e.sys_id);
 		u->encs[u->n++] = engine_effect_encode(&e);
 	}
 	effect_free(&e);
@@ -1640,12 +1852,16 @@ loop_unpark_fn(struct store_txn *txn, void *arg)
 {
 	struct unpark *u = arg;
 
-	for (size_t i = 0; i < u->n; i++)
+	for (size_t i = 0; i < u->n; i++) {
 		free(u->encs[i]);
+		free(u->keys[i]);
+	}
 	free(u->seqs);
 	free(u->encs);
+	free(u->keys);
 	u->seqs = NULL;
 	u->encs = NULL;
+	u->keys = NULL;
 	u->n = 0;
 	store_outbox_each(txn, loop_unpark_scan, u);
 	for (size_t i = 0; i < u->n; i++)
@@ -1666,10 +1882,15 @@ loop_retry(struct loop *l, const struct req *r)
 		log_kv(LOG_LVL_ERR, "retry failed", "error", store_strerror(rc), NULL);
 	else
 		log_kv(LOG_LVL_NOTICE, "parked writes released", "count", count, NULL);
-	for (size_t i = 0; i < u.n; i++)
+	for (size_t i = 0; i < u.n; i++) {
+		if (rc == 0)
+			outq_set_due(l->oq, u.keys[i], u.seqs[i], 0);
 		free(u.encs[i]);
+		free(u.keys[i]);
+	}
 	free(u.seqs);
 	free(u.encs);
+	free(u.keys);
 	l->outbox_dirty = 1;
 }
 
@@ -1769,7 +1990,7 @@ loop_clients_free(struct loop *l)
 	if (l->http)
 		http_cancel_all(l->http);
 	/* Cancellation callbacks may have queued state: keep it. */
-	loop_commit(l);
+	loop_commit(l, 0);
 	/* The metrics' request counters outlive the pools a reload replaces. */
 	if (l->snow)
 		loop_metrics_service(&l->m_base[0], &l->m_base[0], snow_client_pool(l->snow));
@@ -1802,10 +2023,9 @@ loop_new(struct config *cfg, struct flows *flows, struct loop **out, char **caus
 		goto fail;
 	loop_polls_init(l);
 	loop_load_positions(l);
-	loop_metrics_count(l);
 	l->m_base[0].name = "servicenow";
 	l->m_base[1].name = "imperai";
-	l->outbox_dirty = 1;
+	loop_outq_load(l);
 	l->progress_ms = loop_now_ms();
 	l->started = loop_wall();
 	srand((unsigned)(l->started ^ getpid()));
@@ -1864,8 +2084,10 @@ loop_schedule(struct loop *l, int64_t now)
 	for (size_t i = 0; i < l->npolls; i++)
 		if (!l->polls[i].inflight && now >= l->polls[i].next_ms)
 			loop_poll_start(l, &l->polls[i]);
-	if (!l->feed_inflight && now >= l->feed_next_ms)
+	if (!l->feed_inflight && now >= l->feed_next_ms) {
+		l->feed_started_ms = now;
 		loop_feed_submit(l);
+	}
 }
 
 static void
@@ -1918,35 +2140,62 @@ loop_write_status(struct loop *l)
 	json_object_put(o);
 }
 
+static int64_t
+loop_min(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* Idle: how long nothing is due (a poll, the feed, an outbox entry, the
+ * operator requests, the status), up to until: the loop sleeps through it
+ * rather than waking every few milliseconds. */
+static int64_t
+loop_idle_ms(const struct loop *l, int64_t now, int64_t until)
+{
+	int64_t next = loop_min(until, l->requests_ms);
+	int64_t due = outq_next_due(l->oq);
+
+	for (size_t i = 0; i < l->npolls; i++)
+		if (!l->polls[i].inflight)
+			next = loop_min(next, l->polls[i].next_ms);
+	if (!l->feed_inflight)
+		next = loop_min(next, l->feed_next_ms);
+	next = loop_min(next, l->status_ms + LOOP_STATUS_EVERY_MS);
+	if (l->cfg->metrics_file && *l->cfg->metrics_file)
+		next = loop_min(next, l->metrics_ms);
+	if (l->outq_reload_ms != 0)
+		next = loop_min(next, l->outq_reload_ms);
+	if (due != INT64_MAX && l->outq_reload_ms == 0)
+		next = loop_min(next, now + (due - loop_wall()) * 1000);
+	return next - now;
+}
+
 int
 loop_step(struct loop *l, int max_wait_ms)
 {
 	int64_t now = loop_now_ms(), until = now + max_wait_ms;
-	int rc;
 
 	loop_schedule(l, now);
 	if (now >= l->requests_ms) {
 		loop_requests(l);
 		l->requests_ms = now + 1000;
 	}
-	if ((rc = loop_drain(l)) < 0)
-		return rc;
+	/* what became due (retries, operator requests) starts now */
+	loop_commit(l, 1);
 	while (l->http && http_pending(l->http) > 0 && loop_now_ms() < until) {
 		http_perform(l->http, (int)(until - loop_now_ms()));
 		if (loop_has_pending(l) || l->outbox_dirty)
 			break;
 	}
 	if (l->http && http_pending(l->http) == 0) {
-		int64_t left = until - loop_now_ms();
+		int64_t left = loop_idle_ms(l, loop_now_ms(), until);
 		if (left > 0)
-			http_perform(l->http, (int)(left > 50 ? 50 : left));
+			http_perform(l->http, (int)left);
 	}
 	/* A store that cannot be written (disk full) is retried by the next
 	 * polls; the loop itself still turns, so the watchdog is fed: a
 	 * restart would not free space. */
-	loop_commit(l);
-	if ((rc = loop_drain(l)) < 0)
-		return 0;
+	loop_commit(l, 1);
 	if (loop_now_ms() - l->status_ms > LOOP_STATUS_EVERY_MS) {
 		loop_write_status(l);
 		l->status_ms = loop_now_ms();
@@ -1984,9 +2233,7 @@ loop_free(struct loop *l)
 	loop_clients_free(l);
 	loop_pending_clear(l);
 	loop_polls_free(l);
-	for (size_t i = 0; i < l->nbusy; i++)
-		free(l->busy[i]);
-	free(l->busy);
+	outq_free(l->oq);
 	free(l->tbl);
 	free(l->cursor);
 	free(l->feed_last_error);

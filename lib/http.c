@@ -993,7 +993,15 @@ http_perform(struct http_client *c, int timeout_ms)
 		curl_multi_perform(c->multi, &running);
 		ran += http_drain(c);
 		left = deadline - http_monotonic_ms(NULL);
-		if (ran > 0 || left <= 0)
+		if (ran > 0) {
+			/* Refill the slots the finished requests freed (and send
+			 * what callbacks queued) before the caller's own work,
+			 * which may wait on the disk. */
+			ran += http_dispatch(c);
+			curl_multi_perform(c->multi, &running);
+			break;
+		}
+		if (left <= 0)
 			break;
 		wake = http_next_wake(c, http_client_now(c));
 		if (wake >= 0 && wake < left)

@@ -727,6 +727,17 @@ store_number_unlink(struct store_txn *t, const char *number, const struct buf *k
 	return rc == -ENOENT ? 0 : rc;
 }
 
+/* Whether number already maps to key: rewriting it would only dirty
+ * pages (every update of a ticket rewrote its by_number entry). */
+static int
+store_number_maps(struct store_txn *t, const char *number, const struct buf *key)
+{
+	MDB_val v;
+
+	return store_get(t, DB_BY_NUMBER, number, strlen(number), &v) == 0 &&
+	    v.mv_size == key->len && memcmp(v.mv_data, key->data, key->len) == 0;
+}
+
 /* The old record's number, if the ticket exists and carries another one. */
 static int
 store_ticket_old_number(struct store_txn *t, const struct buf *key, const char *number,
@@ -773,7 +784,7 @@ store_ticket_put(struct store_txn *t, const char *table, const char *sys_id,
 	buf_add(&rec, val, len);
 	if ((rc = store_put(t, DB_TICKETS, key.data, key.len, rec.data, rec.len, 0)) != 0)
 		goto out;
-	if (*number != '\0')
+	if (*number != '\0' && !store_number_maps(t, number, &key))
 		rc = store_put(t, DB_BY_NUMBER, number, strlen(number), key.data, key.len, 0);
 out:
 	free(old);

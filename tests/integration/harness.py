@@ -20,6 +20,7 @@ the simulators from $top_srcdir/tests/sim.  Standard library only.
 """
 import json
 import os
+import queue
 import select
 import shlex
 import shutil
@@ -28,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -286,11 +288,11 @@ imperai: {
   api_key_credential = "imperai-api-key";
   poll_interval = %(poll)d;
   risk_bands = { verified_max = 3; medium_max = 6; };
-%(imperai_http)s};
+%(imperai_http)s%(imperai_extra)s};
 state: { directory = "%(state)s"; map_size = %(map_size)d; };
 flows_file = "flows.yaml";
 credentials_directory = "%(creds)s";
-log_level = "debug";
+log_level = "%(log_level)s";
 """
 
 SNOW_BASIC = """  auth = "basic";
@@ -369,12 +371,36 @@ class Daemon:
         self.proc = None
         self.notify = None
 
-    def start(self, env, timeout=20.0):
+    def listen(self):
+        """Binds $NOTIFY_SOCKET and reads it from a thread, as systemd
+        does: a datagram socket nobody reads holds 10 messages
+        (net.unix.max_dgram_qlen), after which the daemon's sd_notify()
+        blocks -- its STATUS= every 5 s would stop it after a minute.
+        Returns the socket's path."""
         sock_path = os.path.join(self.dir, "notify.sock")
         if os.path.exists(sock_path):
             os.unlink(sock_path)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(sock_path)
+        self.notify.settimeout(0.2)
+        self.messages = queue.Queue()
+        self._reader = threading.Thread(target=self._read_notify,
+                                        args=(self.notify, self.messages), daemon=True)
+        self._reader.start()
+        return sock_path
+
+    @staticmethod
+    def _read_notify(sock, messages):
+        while sock.fileno() >= 0:
+            try:
+                messages.put(sock.recv(4096).decode(errors="replace"))
+            except socket.timeout:
+                continue
+            except OSError:  # closed by stop()
+                return
+
+    def start(self, env, timeout=20.0):
+        sock_path = self.listen()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(daemon_wrapper() + [DAEMON, "-f", "-c", self.conf],
                                      stdin=subprocess.DEVNULL,
@@ -387,18 +413,17 @@ class Daemon:
         seen = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            self.notify.settimeout(min(0.2, max(0.01, deadline - time.monotonic())))
             try:
-                msg = self.notify.recv(4096).decode(errors="replace")
-            except socket.timeout:
+                msg = self.messages.get(timeout=min(0.2, max(0.01, deadline - time.monotonic())))
+            except queue.Empty:
+                if self.proc is not None and self.proc.poll() is not None:
+                    break
                 continue
             seen.append(msg)
             if word in msg.split("\n"):
                 return msg
         raise AssertionError("no %s from imperai-snowd within %s s (exit %s); got %r\n%s"
-                             % (word, timeout, self.proc.poll(), seen, self.log()))
+                             % (word, timeout, self.proc and self.proc.poll(), seen, self.log()))
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -427,6 +452,7 @@ class Daemon:
         code = stop_process(self.proc)
         if self.notify:
             self.notify.close()
+            self._reader.join()
             self.notify = None
         return code
 
@@ -455,16 +481,18 @@ class Stack:
     def __init__(self, test=None, no_verification_field=False, categories=("password_reset",),
                  snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1, extra_conf="",
                  flows=None, tables=("incident",), snow_args=(), imperai_args=(),
-                 auth="basic", map_size=8, snow_extra="", snow_http=None, imperai_http=None):
+                 auth="basic", map_size=8, snow_extra="", snow_http=None, imperai_http=None,
+                 imperai_extra="", log_level="debug"):
         """extra_conf is appended to the settings file (e.g. a metrics
         group); flows: the text of flows.yaml, instead of the default one
         flow for `categories` (FLOWS, not automated); tables: the watched
         tables; *_args: extra simulator options (e.g. ["--verbose"]);
         auth "basic" or "oauth" (the simulator's OAuth client, password
-        grant); map_size in MiB; snow_extra: lines added to the servicenow
-        group (ca_file); snow_http / imperai_http: that group's HTTP
-        settings, e.g. {"timeout": 3, "request_budget": 500} (default
-        timeout 10, max_retries 1)."""
+        grant); map_size in MiB; snow_extra / imperai_extra: lines added to
+        the servicenow / imperai group (ca_file, "concurrency = 8;");
+        snow_http / imperai_http: that group's HTTP settings, e.g.
+        {"timeout": 3, "request_budget": 500} (default timeout 10,
+        max_retries 1); log_level: the daemon's (the benchmarks use "info")."""
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
         self.state = os.path.join(self.dir, "state")
@@ -483,6 +511,8 @@ class Stack:
         self.snow_url = None    # None: the simulator's own (a TLS proxy may stand in front)
         self.daemon_env = {}    # added to the daemon's environment only
         self.extra_conf = extra_conf
+        self.log_level = log_level
+        self.imperai_extra = imperai_extra
         self.flows = flows
         self.tables = list(tables)
         self.snow_http = dict(snow_http or {})
@@ -512,6 +542,7 @@ class Stack:
                             "state": self.state, "creds": self.creds,
                             "map_size": self.map_size, "snow_extra": self.snow_extra,
                             "tables": tables_setting(self.tables),
+                            "imperai_extra": self.imperai_extra, "log_level": self.log_level,
                             "snow_http": http_settings(self.snow_http),
                             "imperai_http": http_settings(self.imperai_http)})
             f.write(self.extra_conf)

@@ -197,9 +197,11 @@ def validate_create(body):
 class Store:
     """All state, behind one lock; every change is written before it is answered."""
 
-    def __init__(self, datadir, seed, link_ttl, daily_cap, durable=True):
+    def __init__(self, datadir, seed, link_ttl, daily_cap, durable=True, persist=True):
         self.lock = threading.RLock()
         self.durable = durable
+        self.persist = persist  # False (--in-memory): nothing is written
+        self.next_expiry = None  # the earliest expires_at of an expirable request, if known
         self.dir = datadir
         self.vdir = os.path.join(datadir, "verifications")
         self.seed, self.link_ttl, self.daily_cap = seed, link_ttl, daily_cap
@@ -239,10 +241,14 @@ class Store:
                 self.tokens[tok] = (kind, r["id"])
 
     def save_meta(self):
+        if not self.persist:
+            return
         atomic_write(os.path.join(self.dir, "meta.json"),
                      json.dumps(self.meta, sort_keys=True).encode(), self.durable)
 
     def save(self, r):
+        if not self.persist:
+            return
         atomic_write(os.path.join(self.vdir, r["id"] + ".json"),
                      json.dumps(r, sort_keys=True).encode(), self.durable)
         self.save_meta()
@@ -281,11 +287,20 @@ class Store:
         self.save(r)
 
     def tick(self):
-        """Lazy expiry, run at the start of every request."""
+        """Lazy expiry, run at the start of every request: a walk over the
+        requests only once the earliest expiry has come (a new request
+        expires last; expires_at never changes)."""
         now = self.now()
+        if self.next_expiry is not None and now < self.next_expiry:
+            return
+        soonest = float("inf")
         for r in self.v.values():
-            if r["status"] in EXPIRABLE and now >= r["expires_at"]:
-                self.finish(r, "timed_out", None)
+            if r["status"] in EXPIRABLE:
+                if now >= r["expires_at"]:
+                    self.finish(r, "timed_out", None)
+                else:
+                    soonest = min(soonest, r["expires_at"])
+        self.next_expiry = soonest
 
     def clock_state(self):
         with self.lock:
@@ -362,6 +377,8 @@ class Store:
                 r["idem"] = {"key": key, "hash": digest, "at": now}
                 self.idem[key] = r["id"]
             self.v[r["id"]] = r
+            if self.next_expiry is not None:
+                self.next_expiry = min(self.next_expiry, r["expires_at"])
             self.touch(r)
             return 201, self.api(r)
 
@@ -1146,6 +1163,8 @@ def parse_args(argv):
     p.add_argument("--fault", action="append", default=[], metavar="KEY=VALUE",
                    help="one fault key (JSON value), e.g. --fault error_rate=0.1")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (faster, not crash-safe)")
+    p.add_argument("--in-memory", action="store_true",
+                   help="write nothing: a restart starts empty (benchmarks)")
     p.add_argument("--verbose", action="store_true", help="log each request to stderr")
     return p.parse_args(argv)
 
@@ -1170,7 +1189,7 @@ def main(argv=None):
                 key = f.read().rstrip("\r\n")
         faults = fault_config(args)
         store = Store(os.path.abspath(args.data), args.seed, args.link_ttl, args.daily_cap,
-                      durable=not args.no_fsync)
+                      durable=not args.no_fsync, persist=not args.in_memory)
     except (OSError, ValueError) as e:
         sys.stderr.write("imperai_sim: %s\n" % e)
         return 2

@@ -511,6 +511,24 @@ class ExpiryTest(SimCase):
         self.assertLess(abs(got["now"] - time.time()), 5)
 
 
+class ExpiryOrderTest(SimCase):
+    sim_args = ("--link-ttl", "100")
+
+    def test_each_request_times_out_at_its_own_time(self):
+        """Expiry is checked lazily, against the earliest expires_at; a
+        request created later must still time out, and only then."""
+        early = self.sim.create(11)
+        self.sim.ok("POST", "/sim/clock", {"advance": 60}, key=None)
+        late = self.sim.create(12)
+        self.sim.ok("POST", "/sim/clock", {"advance": 50}, key=None)
+        self.assertEqual(self.sim.ok("GET", API + "/" + early["id"])["status"], "timed_out")
+        self.assertEqual(self.sim.ok("GET", API + "/" + late["id"])["status"], "pending")
+        self.sim.ok("POST", "/sim/clock", {"advance": 45}, key=None)
+        self.assertEqual(self.sim.ok("GET", API + "/" + late["id"])["status"], "pending")
+        self.sim.ok("POST", "/sim/clock", {"advance": 10}, key=None)
+        self.assertEqual(self.sim.ok("GET", API + "/" + late["id"])["status"], "timed_out")
+
+
 class PagesTest(SimCase):
     sim_args = ("--seed", "3")
 
@@ -867,6 +885,22 @@ class ProcessTest(unittest.TestCase):
                 self.assertEqual(int(f.read()), sim.port)
             self.assertEqual(sim.call("GET", API + "/changes").status, 401)
             self.assertEqual(sim.call("GET", API + "/changes", key="file-key-123").status, 200)
+        finally:
+            self.assertEqual(sim.stop(), 0)
+
+    def test_in_memory_writes_nothing_and_a_restart_starts_empty(self):
+        data = os.path.join(self.dir, "memory")
+        sim = Sim("--in-memory", datadir=data)
+        try:
+            v = sim.create(1, key="dev/incident/1/1")
+            self.assertEqual(sim.ok("GET", API + "/" + v["id"])["status"], "pending")
+        finally:
+            self.assertEqual(sim.stop(), 0)
+        self.assertEqual(os.listdir(os.path.join(data, "verifications")), [])
+        self.assertFalse(os.path.exists(os.path.join(data, "meta.json")))
+        sim = Sim("--in-memory", datadir=data)
+        try:
+            self.assertEqual(sim.call("GET", API + "/" + v["id"]).status, 404)
         finally:
             self.assertEqual(sim.stop(), 0)
 

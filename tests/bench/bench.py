@@ -1,0 +1,681 @@
+#!/usr/bin/env python3
+"""imperai-snow benchmark: throughput, latency, cost per ticket and scale,
+against the limits the network sets (issue #8; README "Performance").
+
+    make bench                                  # builds bench-build/ (-O2, no sanitizers), runs all
+    python3 tests/bench/bench.py --builddir DIR [--quick] [--only a,b] [--json FILE]
+
+Scenarios (each starts its own simulators and daemon in a temporary
+directory, through tests/integration/harness.py):
+
+  sims     the simulators' own ceiling: C client threads with keep-alive
+           connections send the daemon's kinds of requests, at latency L
+           and at 0 (how fast the Python simulators can answer at all)
+  burst    N new tickets already waiting (default 5000), L on both
+           simulators: time until every field is written, tickets/s and
+           the ratio to the C/L limit; daemon CPU per ticket; peak RSS
+  steady   tickets created at R per second for T seconds, poll interval P:
+           field written - ticket created, from the simulator's own
+           timestamps (/sim/writes at_ms): p50, p95, p99, max
+  life     requests per ticket over the whole life of a verified,
+           automatically closed ticket (inject, link sent, outcome,
+           action + resolve), against the minimum
+  idle     CPU and requests of a poll cycle with nothing new, with 1,000
+           and 1,000,000 tracked tickets in the store (filled by
+           tests/bench/fill_store); store bytes per ticket; private RSS
+
+Figures are printed as one table.  --quick runs every scenario small and
+checks only that it completes (exit 0): no timing is asserted anywhere,
+since the machines it runs on are shared.  Standard library only.
+"""
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from base64 import b64encode
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP_SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+harness = None  # imported once the build directory is known
+
+FIELD = "u_imperai_verification"
+PATCH_KEY = "PATCH /api/now/table/incident/{sys_id}"
+LIST_KEY = "GET /api/now/table/incident"
+GET_KEY = "GET /api/now/table/incident/{sys_id}"
+CREATE_KEY = "POST /v1/verification-requests"
+FEED_KEY = "GET /v1/verification-requests/changes"
+
+AUTO_FLOWS = """flows:
+  - name: password-reset
+    match:
+      table: incident
+      categories: [password_reset]
+    action: password_reset
+    automated: true
+    close: true
+    close_code: "Solution provided"
+    close_notes: "Password reset by {requester} after imper.ai verification {verification_id}."
+    max_age: 1h
+    on_fail:
+      work_note: "High risk detected - Reject this request"
+"""
+
+
+def load_harness(builddir):
+    global harness
+    os.environ["top_builddir"] = os.path.abspath(builddir)
+    os.environ.setdefault("top_srcdir", TOP_SRC)
+    sys.path.insert(0, os.path.join(TOP_SRC, "tests", "integration"))
+    import harness as h  # noqa: E402
+    harness = h
+
+
+# ---------------------------------------------------------------- process figures
+
+def cpu_seconds(pid, precise=False):
+    """User + system CPU of process pid, in seconds.  By default from
+    /proc/PID/stat, which also counts threads that have ended (the
+    simulators start one per connection), in clock ticks; precise: the
+    scheduler's nanosecond run time of the live threads (the daemon has
+    one thread)."""
+    if precise:
+        total = 0
+        try:
+            for tid in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                    total += int(f.read().split()[0])
+            return total / 1e9
+        except OSError:
+            pass
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_status_kb(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def smaps_rollup(pid):
+    out = {}
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] == "kB":
+                    out[parts[0].rstrip(":")] = int(parts[1])
+    except OSError:
+        pass
+    return out
+
+
+def memory_rows(what, m):
+    """The daemon's own memory (Private_Dirty: heap, stacks, written data)
+    apart from the pages of files it maps (Private_Clean and Shared_Clean:
+    LMDB's map, read-only here since writes go through write(2), and the
+    libraries) -- those are the page cache, reclaimable, not the daemon's."""
+    kb = lambda k: m.get(k, 0) / 1024.0  # noqa: E731
+    return [("memory", "%s private RSS (Private_Dirty)" % what, "%.1f MiB" % kb("Private_Dirty"),
+             "", None, "anonymous %.1f MiB" % kb("Anonymous")),
+            ("memory", "%s mapped file pages resident" % what,
+             "%.1f MiB" % (kb("Private_Clean") + kb("Shared_Clean")), "", None,
+             "Private_Clean %.1f + Shared_Clean %.1f MiB (LMDB map, libraries); RSS %.1f MiB"
+             % (kb("Private_Clean"), kb("Shared_Clean"), kb("Rss")))]
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return float("nan")
+    k = (len(sorted_values) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+# ---------------------------------------------------------------- the stack
+
+def make_stack(args, poll=1, flows=None):
+    st = harness.Stack(None, categories=("password_reset",), poll=poll, log_level="info",
+                         snow_extra="  concurrency = %d;\n  page_size = %d;\n"
+                         % (args.concurrency, args.page_size),
+                         imperai_extra="  concurrency = %d;\n" % args.concurrency,
+                         flows=flows, imperai_args=("--no-fsync", "--in-memory"))
+    if os.environ.get("BENCH_STATE_DIR"):  # diagnostics: the store on another disk (tmpfs)
+        st.state = tempfile.mkdtemp(dir=os.environ["BENCH_STATE_DIR"])
+    return st
+
+
+def set_latency(stack, ms):
+    stack.snow.control.ok("POST", "/sim/faults", {"latency_ms": ms, "path_prefix": "/api/"})
+    stack.imperai.control.ok("POST", "/sim/faults", {"latency_ms": ms, "path_prefix": "/v1/"})
+
+
+def sim_stats(sim):
+    return sim.control.ok("GET", "/sim/stats")
+
+
+def reset_stats(stack):
+    stack.snow.control.ok("POST", "/sim/stats/reset")
+    stack.imperai.control.ok("POST", "/sim/stats/reset")
+
+
+def create_tickets(stack, n, category="password_reset"):
+    return stack.snow.control.ok("POST", "/sim/tickets", {
+        "table": "incident", "count": n, "caller": "abel.tuter",
+        "fields": {"category": category, "subcategory": "forgotten_password",
+                   "short_description": "Please reset my password"}})["tickets"]
+
+
+def field_writes(stack, wanted):
+    """sys_id -> at_ms of the first write of the field, for sys_ids in wanted;
+    and sys_id -> at_ms of the ticket's creation."""
+    first, created = {}, {}
+    for w in stack.snow.control.ok("GET", "/sim/writes?table=incident"):
+        sid = w["sys_id"]
+        if sid not in wanted:
+            continue
+        if w["method"] == "POST":
+            created.setdefault(sid, w["at_ms"])
+        elif FIELD in w["fields"] and sid not in first:
+            first[sid] = w["at_ms"]
+    return first, created
+
+
+def wait_fields(stack, sys_ids, timeout, on_detect=None):
+    """Waits until every ticket in sys_ids has its field written.  Polls the
+    cheap PATCH counter first; on_detect() runs the moment it looks done
+    (to sample the daemon before the bench's own reads add noise)."""
+    wanted = set(sys_ids)
+    deadline = time.monotonic() + timeout
+    sample = None
+    while True:
+        n = sim_stats(stack.snow)["requests"].get(PATCH_KEY, 0)
+        if n >= len(wanted):
+            if on_detect:
+                sample = on_detect()
+            first, created = field_writes(stack, wanted)
+            if len(first) == len(wanted):
+                return first, created, sample
+        if time.monotonic() > deadline:
+            raise AssertionError("waited %d s for %d fields; PATCHes so far %d\n%s"
+                                 % (timeout, len(wanted), n, stack.logs()))
+        time.sleep(0.1)
+
+
+KEEP = False
+
+
+def stop_stack(stack):
+    """Stops what the stack started; removes its directory unless --keep."""
+    for part in (stack.daemon, stack.snow, stack.imperai):
+        if part is not None:
+            try:
+                part.stop()
+            except Exception:  # noqa: BLE001 - stopping must not hide the figures
+                pass
+    if KEEP:
+        sys.stderr.write("bench: kept %s\n" % stack.dir)
+    else:
+        shutil.rmtree(stack.dir, ignore_errors=True)
+        if not stack.state.startswith(stack.dir):
+            shutil.rmtree(stack.state, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- sims: their own ceiling
+
+def _client_run(base, reqs, nthreads, total, fresh=False):
+    """nthreads keep-alive clients share total requests; reqs(i) gives
+    (method, path, body, headers) of request i; fresh: a new connection
+    for each request (as the daemon sends a PATCH with libcurl < 8.16).
+    Returns (seconds, errors)."""
+    host, port = base.split("//")[1].split(":")
+    lock = threading.Lock()
+    state = {"next": 0, "errors": 0}
+
+    def worker():
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        while True:
+            with lock:
+                i = state["next"]
+                state["next"] += 1
+            if i >= total:
+                break
+            method, path, body, headers = reqs(i)
+            if fresh:
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                r = conn.getresponse()
+                r.read()
+                if r.status >= 300:
+                    with lock:
+                        state["errors"] += 1
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    state["errors"] += 1
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(nthreads)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - t0, state["errors"]
+
+
+def scenario_sims(args, out):
+    stack = make_stack(args)
+    try:
+        stack.start_sims()
+        tickets = create_tickets(stack, 200)
+        auth = "Basic " + b64encode(("%s:%s" % (harness.SNOW_USER,
+                                                harness.SNOW_PASSWORD)).encode()).decode()
+        # the fields the daemon reads back from a PATCH (its poll fields)
+        fields = ("sys_id,number,sys_mod_count,sys_updated_on,state,active,category,"
+                  "subcategory,short_description,description,assigned_to.name,%s,caller_id,"
+                  "caller_id.name,caller_id.email,caller_id.user_name" % FIELD)
+
+        def snow_patch(i):
+            t = tickets[i % len(tickets)]
+            body = json.dumps({FIELD: "<p>bench %d</p>" % i, "work_notes": "bench %d" % i})
+            return ("PATCH", "/api/now/table/incident/%s?sysparm_fields=%s"
+                    "&sysparm_exclude_reference_link=true" % (t["sys_id"], fields), body,
+                    {"Authorization": auth, "Content-Type": "application/json",
+                     "Accept": "application/json"})
+
+        def imp_create(i):
+            body = json.dumps({
+                "ticket": {"instance": "bench", "table": "incident", "sys_id": "%032x" % i,
+                           "number": "INC%07d" % (90000 + i)},
+                "subject": "bench", "description": "bench", "category": "password_reset",
+                "requested_action": "password_reset",
+                "requester": {"name": "Abel Tuter", "email": "abel.tuter@example.com",
+                              "user_name": "abel.tuter"},
+                "assigned_agent": ""})
+            return ("POST", "/v1/verification-requests", body,
+                    {"Authorization": "Bearer " + harness.IMPERAI_KEY,
+                     "Content-Type": "application/json", "Idempotency-Key": "bench-%d" % i})
+
+        c, lat = args.concurrency, args.latency
+        n_lat = max(4 * c, int(args.sims_seconds * c * 1000 / max(lat, 1)))
+        n_raw = max(20, int(args.sims_seconds * 400))
+        for name, sim, reqs, fresh in (
+                ("servicenow PATCH, new connection each", stack.snow, snow_patch, True),
+                ("imper.ai create", stack.imperai, imp_create, False)):
+            set_latency(stack, lat)
+            secs, errs = _client_run(sim.url, reqs, c, n_lat, fresh)
+            limit = c * 1000.0 / lat if lat else float("inf")
+            out.append(("sims", "%s, C=%d, L=%d ms" % (name, c, lat), "%.0f req/s" % (n_lat / secs),
+                        "C/L = %.0f req/s" % limit, n_lat / secs / limit,
+                        "%d errors" % errs if errs else ""))
+            set_latency(stack, 0)
+            secs, errs = _client_run(sim.url, reqs, c, n_raw, fresh)
+            out.append(("sims", "%s, C=%d, L=0 (sim CPU ceiling)" % (name, c),
+                        "%.0f req/s" % (n_raw / secs), "", None,
+                        "%d errors" % errs if errs else ""))
+    finally:
+        stop_stack(stack)
+
+
+# ---------------------------------------------------------------- burst
+
+def scenario_burst(args, out, figures):
+    n = args.tickets
+    stack = make_stack(args)
+    try:
+        stack.start_sims()
+        set_latency(stack, args.latency)
+        made = create_tickets(stack, n)
+        stack.write_config()
+        t0 = time.time() * 1000.0
+        stack.start_daemon()
+        pid = stack.daemon.proc.pid
+
+        sims0 = (cpu_seconds(stack.snow.proc.pid), cpu_seconds(stack.imperai.proc.pid))
+
+        def sample():
+            return {"cpu": cpu_seconds(pid, True), "hwm_kb": proc_status_kb(pid, "VmHWM"),
+                    "mem": smaps_rollup(pid),
+                    "snow": sim_stats(stack.snow), "imp": sim_stats(stack.imperai),
+                    "sims": (cpu_seconds(stack.snow.proc.pid) - sims0[0],
+                             cpu_seconds(stack.imperai.proc.pid) - sims0[1])}
+
+        first, _, s = wait_fields(stack, [t["sys_id"] for t in made], args.timeout, sample)
+        end = max(first.values())
+        secs = (end - t0) / 1000.0
+        c, lat = args.concurrency, args.latency / 1000.0
+        snow_req = s["snow"]["total"]
+        imp_req = s["imp"]["total"]
+        # The limit: each service carries its requests at C/L at best.
+        need = max(snow_req, n + -(-n // args.page_size)) / (c / lat)
+        need = max(need, max(imp_req, n) / (c / lat))
+        limit_tps = n / need if need else float("inf")
+        tps = n / secs
+        figures["burst_tps"] = tps
+        out.append(("burst", "%d tickets, C=%d, L=%d ms: all fields in" % (n, c, args.latency),
+                    "%.2f s" % secs, "%.2f s" % need, None, ""))
+        out.append(("burst", "throughput", "%.1f tickets/s" % tps,
+                    "limit %.1f tickets/s" % limit_tps, tps / limit_tps,
+                    "goal >= 0.7" + (" met" if tps / limit_tps >= 0.7 else " NOT met")))
+        out.append(("burst", "requests: ServiceNow / imper.ai",
+                    "%d / %d" % (snow_req, imp_req),
+                    "min %d / %d" % (n + -(-n // args.page_size), n), None, ""))
+        out.append(("burst", "daemon CPU per ticket (user+sys)",
+                    "%.0f us" % (s["cpu"] / n * 1e6), "", None,
+                    "%.2f s in all" % s["cpu"]))
+        out.append(("memory", "burst: peak RSS (VmHWM)", "%.1f MiB" % (s["hwm_kb"] / 1024.0),
+                    "", None, "includes the LMDB pages it touched"))
+        out.extend(memory_rows("burst, at the end:", s["mem"]))
+        out.append(("burst", "simulators' CPU: ServiceNow / imper.ai",
+                    "%.1f / %.1f s" % s["sims"], "%.1f s of wall time" % secs, None,
+                    "one core each at most (Python GIL)"))
+    finally:
+        stop_stack(stack)
+
+
+# ---------------------------------------------------------------- steady load
+
+def scenario_steady(args, out):
+    stack = make_stack(args, poll=args.poll)
+    rate, secs = args.rate, args.steady_seconds
+    try:
+        stack.start()
+        set_latency(stack, args.latency)
+        made = []
+        start = time.monotonic()
+        total = int(rate * secs)
+        for i in range(total):
+            due = start + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            made += create_tickets(stack, 1)
+        first, created, _ = wait_fields(stack, [t["sys_id"] for t in made], args.timeout)
+        lat = sorted(first[s] - created[s] for s in first)
+        goal = args.poll * 1000 + 3 * args.latency + 50
+        p99 = percentile(lat, 99)
+        out.append(("steady", "%d tickets at %g/s, poll %d s, L=%d ms" % (total, rate, args.poll,
+                                                                         args.latency),
+                    "", "", None, ""))
+        for p in (50, 95, 99):
+            v = percentile(lat, p)
+            out.append(("steady", "time to field p%d" % p, "%.0f ms" % v,
+                        "goal p99 <= %d ms" % goal if p == 99 else "", None,
+                        ("met" if v <= goal else "NOT met") if p == 99 else ""))
+        out.append(("steady", "time to field max", "%.0f ms" % lat[-1], "", None, ""))
+        out.append(("steady", "floor: 3 round trips", "%d ms" % (3 * args.latency),
+                    "+ wait for the poll (0..%d ms)" % (args.poll * 1000), None, ""))
+        return p99
+    finally:
+        stop_stack(stack)
+
+
+# ---------------------------------------------------------------- life of a ticket
+
+def wait_state(stack, state, n, timeout):
+    def done():
+        s = stack.ctl_json("status", "--json")
+        return (s["tickets"]["by_state"].get(state, 0) >= n and
+                s["outbox"]["pending"] == 0)
+    stack.wait(done, timeout, "%d tickets in %s with an empty outbox" % (n, state))
+
+
+def scenario_life(args, out):
+    n = args.life_tickets
+    stack = make_stack(args, flows=AUTO_FLOWS)
+    try:
+        stack.start()
+        set_latency(stack, args.latency)
+        reset_stats(stack)
+        made = create_tickets(stack, n)
+        numbers = {t["number"] for t in made}
+        wait_state(stack, "link_ready", n, args.timeout)
+        ids = [v["id"] for v in stack.imperai.verifications()
+               if v["ticket"]["number"] in numbers]
+        steps = [("send", {"recipient": "abel@example.org", "agent": "Ivy"}, "link_sent"),
+                 ("complete", {"outcome": "passed", "risk_score": 1}, "passed"),
+                 ("action", {"status": "completed", "automated": True}, "closed")]
+        for do, kw, state in steps:
+            for vid in ids:
+                stack.imperai.act(vid, do, **kw)
+            wait_state(stack, state, n, args.timeout)
+        snow = sim_stats(stack.snow)["requests"]
+        imp = sim_stats(stack.imperai)["requests"]
+        patches = snow.get(PATCH_KEY, 0)
+        gets = snow.get(GET_KEY, 0)
+        lists = snow.get(LIST_KEY, 0)
+        creates = imp.get(CREATE_KEY, 0)
+        feeds = imp.get(FEED_KEY, 0)
+        other_imp = sum(imp.values()) - creates - feeds
+        out.append(("life", "%d tickets: inject, link sent, outcome, action + close" % n,
+                    "", "", None, ""))
+        out.append(("life", "ServiceNow PATCH per ticket", "%.2f" % (patches / n), "min 4",
+                    4 / (patches / n) if patches else None, ""))
+        out.append(("life", "ServiceNow GET record per ticket", "%.2f" % (gets / n), "min 1",
+                    None, "read-backs: a resolve is read back before it is sent"))
+        out.append(("life", "ServiceNow list pages (whole run)", "%d" % lists, "", None,
+                    "%.2f per ticket" % (lists / n)))
+        out.append(("life", "imper.ai create per ticket", "%.2f" % (creates / n), "min 1",
+                    1 / (creates / n) if creates else None, ""))
+        out.append(("life", "imper.ai feed pages (whole run)", "%d" % feeds, "", None,
+                    "%.2f per ticket; other calls %d" % (feeds / n, other_imp)))
+    finally:
+        stop_stack(stack)
+
+
+def scenario_backlog(args, out):
+    """The same life while ServiceNow is slow (1 s per PATCH): the link-sent,
+    outcome and action updates of a ticket queue behind each other and
+    go out merged."""
+    n = args.life_tickets
+    stack = make_stack(args, flows=AUTO_FLOWS)
+    try:
+        stack.start()
+        set_latency(stack, args.latency)
+        made = create_tickets(stack, n)
+        numbers = {t["number"] for t in made}
+        wait_state(stack, "link_ready", n, args.timeout)
+        ids = [v["id"] for v in stack.imperai.verifications()
+               if v["ticket"]["number"] in numbers]
+        stack.snow.control.ok("POST", "/sim/faults", {"latency_ms": 1000, "methods": ["PATCH"],
+                                                      "path_prefix": "/api/"})
+        steps = [("send", {"recipient": "abel@example.org", "agent": "Ivy"}, "link_sent"),
+                 ("complete", {"outcome": "passed", "risk_score": 1}, "passed"),
+                 ("action", {"status": "completed", "automated": True}, "closed")]
+        for do, kw, state in steps:
+            for vid in ids:
+                stack.imperai.act(vid, do, **kw)
+            stack.wait(lambda: stack.ctl_json("status", "--json")["tickets"]["by_state"]
+                       .get(state, 0) >= n, args.timeout, "%d tickets decided %s" % (n, state))
+        set_latency(stack, args.latency)
+        wait_state(stack, "closed", n, args.timeout)
+        sids = {t["sys_id"] for t in made}
+        writes = [w for w in stack.snow.control.ok("GET", "/sim/writes?table=incident")
+                  if w["method"] == "PATCH" and w["sys_id"] in sids]
+        out.append(("life", "same, ServiceNow at 1 s per PATCH: PATCH per ticket",
+                     "%.2f" % (len(writes) / n), "4 unmerged, min 2", None,
+                     "updates queued together go out as one"))
+    finally:
+        stop_stack(stack)
+
+
+# ---------------------------------------------------------------- idle cost and growth
+
+def run_fill(builddir, state, n):
+    tool = os.path.join(builddir, "tests", "bench", "fill_store")
+    r = subprocess.run([tool, state, str(n)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise AssertionError("fill_store %s %d: %s" % (state, n, r.stderr))
+    return int(r.stdout.split()[3])
+
+
+def idle_one(args, n):
+    stack = make_stack(args, poll=1)
+    try:
+        stack.start_sims()
+        set_latency(stack, args.latency)
+        os.makedirs(stack.state, exist_ok=True)
+        t0 = time.monotonic()
+        used = run_fill(args.builddir, stack.state, n)
+        fill_s = time.monotonic() - t0
+        disk = os.stat(os.path.join(stack.state, "data.mdb")).st_blocks * 512
+        stack.write_config()
+        stack.start_daemon()
+        pid = stack.daemon.proc.pid
+        # warm-up: the first cycles read the overlap and write the status
+        time.sleep(args.idle_warmup)
+        reset_stats(stack)
+        c0 = cpu_seconds(pid, True)
+        time.sleep(args.idle_seconds)
+        c1 = cpu_seconds(pid, True)
+        snow = sim_stats(stack.snow)
+        imp = sim_stats(stack.imperai)
+        cycles = snow["requests"].get(LIST_KEY, 0)
+        mem = smaps_rollup(pid)
+        return {"n": n, "cycles": cycles, "cpu": c1 - c0, "snow": snow["total"],
+                "imp": imp["total"], "used": used, "disk": disk, "mem": mem,
+                "fill_s": fill_s}
+    finally:
+        stop_stack(stack)
+
+
+def scenario_idle(args, out):
+    res = [idle_one(args, n) for n in args.idle_sizes]
+    per = []
+    for r in res:
+        cyc = max(r["cycles"], 1)
+        cpu_cycle = r["cpu"] / cyc * 1e6
+        per.append(cpu_cycle)
+        out.append(("idle", "%d tracked: CPU per poll cycle" % r["n"], "%.0f us" % cpu_cycle,
+                    "", None, "%d cycles in %g s" % (r["cycles"], args.idle_seconds)))
+        out.append(("idle", "%d tracked: requests per cycle (SN / imper.ai)" % r["n"],
+                    "%.2f / %.2f" % (r["snow"] / cyc, r["imp"] / cyc), "min 1 / 1", None, ""))
+        out.append(("idle", "%d tracked: store bytes per ticket" % r["n"],
+                    "%.0f B" % (r["used"] / r["n"]), "", None,
+                    "data.mdb %.1f MiB on disk; filled in %.1f s"
+                    % (r["disk"] / 1048576.0, r["fill_s"])))
+        out.extend(memory_rows("%d tracked, idle:" % r["n"], r["mem"]))
+    if len(per) >= 2 and per[0] > 0:
+        ratio = per[-1] / per[0]
+        out.append(("idle", "CPU per cycle, %d vs %d tracked" % (res[-1]["n"], res[0]["n"]),
+                    "x %.2f" % ratio, "goal within 20%", None,
+                    "met" if abs(ratio - 1) <= 0.2 else "NOT met"))
+
+
+# ---------------------------------------------------------------- output
+
+def machine():
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return "%s, %d CPUs (nproc), %s, Python %s" % (cpu or platform.processor(), os.cpu_count(),
+                                                   platform.platform(), platform.python_version())
+
+
+def print_table(rows):
+    head = ("scenario", "figure", "value", "limit / goal", "ratio", "note")
+    cells = [head] + [(a, b, c, d, "" if e is None else "%.2f" % e, f)
+                      for a, b, c, d, e, f in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+    for i, r in enumerate(cells):
+        print("  ".join(v.ljust(widths[k]) for k, v in enumerate(r)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+SCENARIOS = ("sims", "burst", "steady", "life", "idle")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--builddir", default=os.environ.get("top_builddir") or
+                   os.path.join(TOP_SRC, "_build", "bench"))
+    p.add_argument("--quick", action="store_true",
+                   help="every scenario small; checks only that each completes")
+    p.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    p.add_argument("--latency", type=int, default=20, help="L, ms, on both simulators")
+    p.add_argument("--concurrency", type=int, default=4, help="C per service (the default)")
+    p.add_argument("--page-size", type=int, default=100)
+    p.add_argument("--tickets", type=int, default=5000, help="burst size")
+    p.add_argument("--rate", type=float, default=10.0, help="steady: tickets per second")
+    p.add_argument("--steady-seconds", type=float, default=60.0)
+    p.add_argument("--poll", type=int, default=2, help="steady: poll interval, s")
+    p.add_argument("--life-tickets", type=int, default=100)
+    p.add_argument("--idle-sizes", default="1000,1000000")
+    p.add_argument("--idle-seconds", type=float, default=20.0)
+    p.add_argument("--idle-warmup", type=float, default=3.0)
+    p.add_argument("--sims-seconds", type=float, default=2.0)
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--json", help="also write the rows as JSON to this file")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.tickets, a.steady_seconds, a.life_tickets = 100, 2.0, 3
+        a.idle_sizes, a.idle_seconds, a.idle_warmup = "100,2000", 2.0, 1.0
+        a.sims_seconds, a.rate, a.timeout = 0.2, 10.0, 120.0
+    a.idle_sizes = [int(x) for x in a.idle_sizes.split(",")]
+    a.only = [s for s in a.only.split(",") if s]
+    for s in a.only:
+        if s not in SCENARIOS:
+            p.error("unknown scenario %r (known: %s)" % (s, ", ".join(SCENARIOS)))
+    return a
+
+
+def main(argv):
+    global KEEP
+    args = parse_args(argv)
+    KEEP = args.keep
+    load_harness(args.builddir)
+    for binary in (harness.DAEMON, harness.CTL):
+        if not os.access(binary, os.X_OK):
+            sys.stderr.write("bench: %s not built (make, or make bench)\n" % binary)
+            return 2
+    rows, figures = [], {}
+    t0 = time.monotonic()
+    for name in args.only:
+        if name == "sims":
+            scenario_sims(args, rows)
+        elif name == "burst":
+            scenario_burst(args, rows, figures)
+        elif name == "steady":
+            scenario_steady(args, rows)
+        elif name == "life":
+            scenario_life(args, rows)
+            scenario_backlog(args, rows)
+        elif name == "idle":
+            scenario_idle(args, rows)
+    print("imperai-snow benchmark%s: %s" % (" (--quick: figures not meaningful)"
+                                            if args.quick else "", machine()))
+    print("binaries: %s; %.0f s in all" % (args.builddir, time.monotonic() - t0))
+    print()
+    print_table(rows)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
