@@ -962,7 +962,7 @@ loop_job_end(struct job *j, int done)
 
 /* A transient failure: try again later, with backoff; park after too many. */
 static void
-loop_job_retry(struct job *j, const char *why)
+loop_job_again(struct job *j, const char *why, int park)
 {
 	struct loop *l = j->l;
 	struct job *copy = xcalloc(1, sizeof(*copy));
@@ -970,7 +970,13 @@ loop_job_retry(struct job *j, const char *why)
 	int64_t delay;
 
 	str_replace(&j->e.last_error, why);
-	if (j->e.attempts >= LOOP_MAX_ATTEMPTS) {
+	if (park) {
+		j->e.not_before = LOOP_PARKED;
+		log_kv(LOG_LVL_ERR, "write parked: a read-back was refused and asking again "
+		    "will not help; run imperai-snowctl retry once the cause is fixed",
+		    "ticket", j->e.number, "effect", engine_effect_name(j->e.kind), "error", why,
+		    NULL);
+	} else if (j->e.attempts >= LOOP_MAX_ATTEMPTS) {
 		j->e.not_before = LOOP_PARKED;
 		log_kv(LOG_LVL_ERR, "write parked after repeated failures: run imperai-snowctl retry "
 		    "once the cause is fixed", "ticket", j->e.number, "effect",
@@ -994,6 +1000,12 @@ loop_job_retry(struct job *j, const char *why)
 	l->stat_effects_failed++;
 	l->m_write_failures[j->e.kind]++;
 	loop_job_end(j, 0);
+}
+
+static void
+loop_job_retry(struct job *j, const char *why)
+{
+	loop_job_again(j, why, 0);
 }
 
 /* A permanent failure: the engine decides what the ticket shows. */
@@ -1056,11 +1068,14 @@ loop_cancel_done(int err, long status, const char *cause, struct imperai_verific
 {
 	struct job *j = arg;
 
-	(void)v;
 	if (err == -ECANCELED) {
 		loop_job_end(j, 0);
 		return;
 	}
+	/* Already final: the answer says how it ended, which the ticket shows
+	 * (the feed would say so too, later). */
+	if (status == 409 && v != NULL && v->id != NULL)
+		loop_verification(j->l, v);
 	/* Gone or already final: nothing left to cancel. */
 	if (err < 0 && status != 404 && status != 409) {
 		if (status >= 400 && status < 500 && status != 401 && status != 429)
@@ -1118,10 +1133,16 @@ loop_patch_done(int err, long status, const char *cause, struct snow_record *rec
 		return;
 	}
 	if (err < 0) {
-		if (status >= 400 && status < 500 && status != 401 && status != 429)
+		if (status >= 400 && status < 500 && status != 401 && status != 429) {
 			loop_job_failed(j, cause ? cause : strerror(-err));
-		else
-			loop_job_retry(j, cause ? cause : strerror(-err));
+			return;
+		}
+		/* Rate-limited or not authenticated: ServiceNow refused it before
+		 * doing anything, so this attempt cannot have landed and needs no
+		 * read-back (an earlier attempt that may have still gets one). */
+		if ((status == 429 || status == 401) && j->e.attempts > 0)
+			j->e.attempts--;
+		loop_job_retry(j, cause ? cause : strerror(-err));
 		return;
 	}
 	loop_patched(j, rec);
@@ -1165,7 +1186,6 @@ loop_check_done(int err, long status, const char *cause, struct snow_record *rec
 	const struct config_table *ct;
 	const char *field;
 
-	(void)status;
 	if (err == -ECANCELED) {
 		loop_job_end(j, 0);
 		return;
@@ -1174,8 +1194,12 @@ loop_check_done(int err, long status, const char *cause, struct snow_record *rec
 		loop_job_end(j, 1);
 		return;
 	}
+	/* A 4xx other than 401/429 (403 ACL, 400) is not retried: asking again
+	 * will not heal it, and whether the write landed stays unknown, so it
+	 * is neither dropped nor sent blind -- parked for the operator. */
 	if (err < 0) {
-		loop_job_retry(j, cause ? cause : strerror(-err));
+		loop_job_again(j, cause ? cause : strerror(-err),
+		    status >= 400 && status < 500 && status != 401 && status != 429);
 		return;
 	}
 	ct = config_table(l->cfg, j->e.table);

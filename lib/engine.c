@@ -1286,6 +1286,31 @@ engine_apply(struct engine_ctx *c, struct ticket *t, struct imperai_verification
 	buf_free(&ch.extra);
 }
 
+/* The ticket ended (someone else closed it) and its request was canceled,
+ * but imper.ai had finished the verification first: the field shows the
+ * real outcome.  Nothing is done with it on a ticket already ended: no
+ * resolve, no on_fail. */
+static int
+engine_late_outcome(const struct ticket *t, const struct imperai_verification *n)
+{
+	return t->state == TS_CANCELED && t->ended && str_eq(n->id, t->request_id) &&
+	    engine_status_final(n->status) && n->status != IMPERAI_CANCELED;
+}
+
+static void
+engine_apply_late(struct engine_ctx *c, struct ticket *t, struct imperai_verification *n)
+{
+	int resolved = str_eq(t->table, "incident") && str_eq(t->snow_state, "6");
+
+	engine_verif_move(&t->v, n);
+	if (t->sent_at == 0 && t->v.channel != NULL)
+		t->sent_at = t->v.updated_at > 0 ? t->v.updated_at : c->now;
+	engine_enter_state(t, resolved ? TS_RESOLVED : TS_CLOSED, "late_outcome", c->now, c->out);
+	engine_patch(c, t, "outcome", "The ticket was closed before this outcome arrived: "
+	    "nothing was done with it.\n", NULL);
+	engine_outcome_event(c, t);
+}
+
 int
 engine_verification(const struct engine_policy *p, struct ticket *t,
     const struct imperai_verification *v, int64_t now, struct engine_result *out)
@@ -1301,6 +1326,8 @@ engine_verification(const struct engine_policy *p, struct ticket *t,
 	engine_snapshot(&n, v);
 	if (!engine_ref_matches(t, &n))
 		engine_refuse_foreign(&c, t, &n);
+	else if (engine_late_outcome(t, &n))
+		engine_apply_late(&c, t, &n);
 	else if (!str_eq(n.id, t->request_id) || t->state == TS_AWAITING_REQUEST ||
 	    !(engine_state_live(t->state) || engine_state_final(t->state)))
 		engine_event(out, LOG_LVL_DEBUG, "stale verification ignored", "ticket", t->number,

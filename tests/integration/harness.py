@@ -282,17 +282,13 @@ servicenow: {
   tables = ( %(tables)s );
   poll_interval = %(poll)d;
   poll_overlap = 2;
-  timeout = 10;
-  max_retries = 1;
-%(snow_extra)s};
+%(snow_http)s%(snow_extra)s};
 imperai: {
   api_url = "%(imperai_url)s";
   api_key_credential = "imperai-api-key";
   poll_interval = %(poll)d;
   risk_bands = { verified_max = 3; medium_max = 6; };
-  timeout = 10;
-  max_retries = 1;
-%(imperai_extra)s};
+%(imperai_http)s%(imperai_extra)s};
 state: { directory = "%(state)s"; map_size = %(map_size)d; };
 flows_file = "flows.yaml";
 credentials_directory = "%(creds)s";
@@ -471,6 +467,13 @@ class Daemon:
         return code
 
 
+def http_settings(opts):
+    """A group's HTTP settings as libconfig lines (timeout 10 and
+    max_retries 1 unless given)."""
+    opts = dict({"timeout": 10, "max_retries": 1}, **opts)
+    return "".join("  %s = %s;\n" % (k, json.dumps(v)) for k, v in opts.items())
+
+
 class Stack:
     """Both simulators, the daemon's settings and policy, the daemon, and
     the CLI, in one temporary directory removed at the end of the test."""
@@ -478,7 +481,8 @@ class Stack:
     def __init__(self, test=None, no_verification_field=False, categories=("password_reset",),
                  snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1, extra_conf="",
                  flows=None, tables=("incident",), snow_args=(), imperai_args=(),
-                 auth="basic", map_size=8, snow_extra="", imperai_extra="", log_level="debug"):
+                 auth="basic", map_size=8, snow_extra="", snow_http=None, imperai_http=None,
+                 imperai_extra="", log_level="debug"):
         """extra_conf is appended to the settings file (e.g. a metrics
         group); flows: the text of flows.yaml, instead of the default one
         flow for `categories` (FLOWS, not automated); tables: the watched
@@ -486,7 +490,9 @@ class Stack:
         auth "basic" or "oauth" (the simulator's OAuth client, password
         grant); map_size in MiB; snow_extra / imperai_extra: lines added to
         the servicenow / imperai group (ca_file, "concurrency = 8;");
-        log_level: the daemon's (the benchmarks use "info")."""
+        snow_http / imperai_http: that group's HTTP settings, e.g.
+        {"timeout": 3, "request_budget": 500} (default timeout 10,
+        max_retries 1); log_level: the daemon's (the benchmarks use "info")."""
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
         self.state = os.path.join(self.dir, "state")
@@ -509,6 +515,8 @@ class Stack:
         self.imperai_extra = imperai_extra
         self.flows = flows
         self.tables = list(tables)
+        self.snow_http = dict(snow_http or {})
+        self.imperai_http = dict(imperai_http or {})
         if test is not None:
             test.addCleanup(self.close)
 
@@ -533,8 +541,10 @@ class Stack:
                             "imperai_url": self.imperai.url, "poll": self.poll,
                             "state": self.state, "creds": self.creds,
                             "map_size": self.map_size, "snow_extra": self.snow_extra,
+                            "tables": tables_setting(self.tables),
                             "imperai_extra": self.imperai_extra, "log_level": self.log_level,
-                            "tables": tables_setting(self.tables)})
+                            "snow_http": http_settings(self.snow_http),
+                            "imperai_http": http_settings(self.imperai_http)})
             f.write(self.extra_conf)
         with open(os.path.join(self.dir, "flows.yaml"), "w") as f:
             f.write(self.flows if self.flows is not None else

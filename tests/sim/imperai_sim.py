@@ -71,7 +71,8 @@ PHONE_RE = re.compile(r"^\+[1-9][0-9]{7,14}$")
 ACTION_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 ERROR_CODE_NAMES = {500: "internal_error", 502: "bad_gateway", 503: "unavailable",
-                    504: "gateway_timeout"}
+                    504: "gateway_timeout", 400: "invalid_request", 401: "unauthorized",
+                    403: "forbidden", 404: "not_found"}
 
 
 class ApiError(Exception):
@@ -759,13 +760,15 @@ class Handler(SimHandler):
         if path.startswith("/sim/"):
             return self.send(self.run(lambda: self.control(path, raw)))
         srv.stats.request(route_name(self.command, path))
+        if srv.faults.client_error_repeat(self.command, self.path):
+            srv.stats.bump("client_error_repeats")
         scripted = srv.script.take(self.command, path, self.path, self.headers, raw)
         if scripted is not None and not scripted.get("pass"):
             if scripted.get("apply"):
                 self.run(lambda: self.route(path, query, raw))
             srv.stats.status(scripted["status"])
             return send_scripted(self, scripted)
-        latency, action, status = srv.faults.decide(self.command, path)
+        latency, action, status = srv.faults.decide(self.command, path, target=self.path)
         if latency:
             time.sleep(latency)
         if action:

@@ -120,6 +120,15 @@ FAULT_DEFAULTS = {
     "methods": [],            # restrict to these methods (empty: all)
     "path_prefix": "",        # restrict to paths starting with this
     "include_oauth": False,   # faults also hit the token endpoint
+    # 4xx answers, not applied, to a share of the requests selected above
+    # whose method is in client_error_methods and whose path (no query) is
+    # client_error_path (empty: any): a client must not retry them.  Drawn
+    # from their own generator, so the faults above stay the same.
+    "client_error_rate": 0.0,
+    "client_error_codes": [400, 403, 404],
+    "client_error_methods": ["GET"],
+    "client_error_path": "",
+    "client_error_window_ms": 900,  # the same request again within this: a retry
 }
 
 # Order in which one uniform draw is mapped to an action; the first four
@@ -134,7 +143,7 @@ FAULT_ACTIONS = (
     ("slow_body", "slow_body_rate"),
     ("malformed", "malformed_rate"),
 )
-PRE_ACTIONS = frozenset(("reset", "error", "rate_429", "html"))
+PRE_ACTIONS = frozenset(("reset", "error", "rate_429", "html", "client_error"))
 
 
 class FaultError(ValueError):
@@ -167,8 +176,13 @@ def parse_fault_config(obj):
         elif not isinstance(value, str):
             raise FaultError("%s must be a string" % key)
     cfg["methods"] = [str(m).upper() for m in cfg["methods"]]
+    cfg["client_error_methods"] = [str(m).upper() for m in cfg["client_error_methods"]]
     if not cfg["error_codes"]:
         cfg["error_codes"] = [500]
+    if not cfg["client_error_codes"]:
+        cfg["client_error_codes"] = [400]
+    if any(not isinstance(c, int) or not 400 <= c <= 499 for c in cfg["client_error_codes"]):
+        raise FaultError("client_error_codes must be 4xx statuses")
     return cfg
 
 
@@ -184,6 +198,8 @@ class FaultInjector:
         with self._lock:
             self._cfg = cfg
             self._rng = random.Random(cfg["seed"])
+            self._client_rng = random.Random(None if cfg["seed"] is None else cfg["seed"] + 1)
+            self._client_errors = {}  # (method, target) -> monotonic time of the 4xx
             self._burst_left = 0
         return cfg
 
@@ -199,11 +215,20 @@ class FaultInjector:
             return False
         return path.startswith(cfg["path_prefix"])
 
-    def decide(self, method, path, is_oauth=False):
+    def client_error_repeat(self, method, target):
+        """1 when the same request (method and target, query included) got
+        an injected 4xx less than client_error_window_ms ago: a retry."""
+        with self._lock:
+            at = self._client_errors.pop((method, target), None)
+            return int(at is not None and
+                       time.monotonic() - at < self._cfg["client_error_window_ms"] / 1000.0)
+
+    def decide(self, method, path, is_oauth=False, target=None):
         """(latency seconds, action or None, error status or None).
 
         One draw per request keeps a seeded run repeatable; rates are
-        shares of that draw in FAULT_ACTIONS order."""
+        shares of that draw in FAULT_ACTIONS order.  target (path and
+        query) names the request for client_error_repeat."""
         with self._lock:
             if not self._matches(method, path, is_oauth):
                 return 0.0, None, None
@@ -212,6 +237,11 @@ class FaultInjector:
             if cfg["jitter_ms"]:
                 latency += rng.uniform(-cfg["jitter_ms"], cfg["jitter_ms"])
             latency = max(0.0, latency) / 1000.0
+            if (cfg["client_error_rate"] and method in cfg["client_error_methods"] and
+                    (not cfg["client_error_path"] or path == cfg["client_error_path"]) and
+                    self._client_rng.random() < cfg["client_error_rate"]):
+                self._client_errors[(method, target or path)] = time.monotonic()
+                return latency, "client_error", self._client_rng.choice(cfg["client_error_codes"])
             if self._burst_left > 0:
                 self._burst_left -= 1
                 return latency, "rate_429", 429

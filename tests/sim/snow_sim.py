@@ -224,6 +224,8 @@ class SnowHandler(SimHandler):
             return self.send(self.control())
         handler, template = self.route()
         srv.stats.request("%s %s" % (self.command, template))
+        if srv.faults.client_error_repeat(self.command, self.path):
+            srv.stats.bump("client_error_repeats")
         scripted = srv.script.take(self.command, self.url_path, self.path, self.headers,
                                    self.body)
         if scripted is not None and not scripted.get("pass"):
@@ -232,7 +234,7 @@ class SnowHandler(SimHandler):
             srv.stats.status(scripted["status"])
             return send_scripted(self, scripted)
         latency, action, status = srv.faults.decide(
-            self.command, self.url_path, self.url_path == "/oauth_token.do")
+            self.command, self.url_path, self.url_path == "/oauth_token.do", self.path)
         if latency:
             time.sleep(latency)
         if action:
@@ -295,6 +297,9 @@ class SnowHandler(SimHandler):
         if status in (502, 503, 504):  # what a load balancer in front says
             return Response.html(status, "<html><body><h1>%d Service Unavailable</h1>"
                                          "</body></html>" % status)
+        if action == "client_error":
+            return Response.json(status, {404: NOT_FOUND, 403: UNAUTHORIZED}.get(
+                status, error_body("Bad Request", "Simulated client error (fault injection)")))
         return Response.json(status, error_body("Internal Server Error",
                                                 "Simulated failure (fault injection)"))
 
@@ -524,6 +529,7 @@ class SnowHandler(SimHandler):
             ("GET", "/sim/ratelimit"): self.server.ratelimit.config,
             ("POST", "/sim/ratelimit"): self.sim_ratelimit,
             ("POST", "/sim/tickets"): self.sim_tickets,
+            ("POST", "/sim/update"): self.sim_update,
             ("GET", "/sim/settings"): lambda: dict(self.server.settings),
             ("POST", "/sim/settings"): self.sim_settings,
             ("GET", "/sim/script"): self.server.script.state,
@@ -622,6 +628,24 @@ class SnowHandler(SimHandler):
         if status != 201:
             return Response.json(status, out)
         return {"tickets": out}
+
+    def sim_update(self):
+        """An edit made by a person (an agent in the form, say): a PATCH as
+        `user` (default admin) that no fault touches and no stat counts,
+        so a campaign can change tickets while measuring the daemon."""
+        body, inst = self.control_body(), self.server.inst
+        table, sys_id = body.get("table", "incident"), body.get("sys_id")
+        fields, user = body.get("fields", {}), body.get("user", "admin")
+        if table not in inst.schema or not isinstance(sys_id, str) or not isinstance(fields, dict):
+            raise ValueError("expected table, sys_id and fields (an object)")
+        with self.server.store.lock:
+            if user not in self.server.store.auth:
+                raise ValueError("unknown user %s" % user)
+            rec = inst.get(table, "admin", sys_id)
+            if rec is None:
+                return Response.json(404, NOT_FOUND)
+            status, out = inst.write(table, user, "PATCH", fields, rec)
+            return Response.json(status, {"result": out} if status < 300 else out)
 
     def sim_settings(self):
         update = self.control_body()

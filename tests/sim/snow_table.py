@@ -289,7 +289,7 @@ class SnowInstance:
             changed[element] = text
         self.store.add_write({
             "table": tdef.name, "sys_id": new["sys_id"], "number": new.get("number", ""),
-            "method": method, "fields": changed, "at_ms": real_ms(),
+            "method": method, "fields": changed, "at_ms": real_ms(), "user": user_name,
             "mod_count": int(new["sys_mod_count"]),
         })
         if tdef.name == "sys_choice":
@@ -311,7 +311,7 @@ class SnowInstance:
         self.store.delete(table, rec["sys_id"])
         self.store.add_write({
             "table": table, "sys_id": rec["sys_id"], "number": rec.get("number", ""),
-            "method": "DELETE", "fields": {}, "at_ms": real_ms(),
+            "method": "DELETE", "fields": {}, "at_ms": real_ms(), "user": user_name,
             "mod_count": int(rec.get("sys_mod_count") or 0),
         })
         if table == "sys_choice":

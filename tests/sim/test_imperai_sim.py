@@ -820,6 +820,16 @@ class FaultTest(SimCase):
         self.faults(error_rate=1, path_prefix="/v1/")
         self.assertEqual(self.sim.page("/outbox")[0], 200)
 
+    def test_client_errors_on_the_feed_and_their_retries_are_counted(self):
+        self.faults(client_error_rate=1, client_error_codes=[404],
+                    client_error_path=API + "/changes")
+        r = self.sim.call("GET", API + "/changes?limit=5")
+        self.assertEqual((r.status, r.json()["error"]["code"]), (404, "not_found"))
+        self.assertEqual(self.sim.call("POST", API, create_body(5)).status, 201)
+        self.sim.call("GET", API + "/changes?limit=5")
+        stats = self.sim.ok("GET", "/sim/stats", key=None)
+        self.assertEqual((stats["faults"]["client_error"], stats["client_error_repeats"]), (2, 1))
+
     def test_seed_makes_faults_reproducible(self):
         def run():
             self.faults(error_rate=0.5, error_codes=[500], seed=42)

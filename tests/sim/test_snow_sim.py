@@ -1159,6 +1159,23 @@ class FaultTest(SimTestCase):
         r = self.sim.request("POST", "/sim/faults", {"eror_rate": 1}, auth=None)
         self.assertEqual(r.status, 400)
 
+    def test_client_errors_hit_one_path_and_count_retries(self):
+        self.faults(client_error_rate=1.0, client_error_codes=[403],
+                    client_error_path="/api/now/table/incident")
+        listing = "/api/now/table/incident?sysparm_limit=1"
+        r = self.sim.request("GET", listing)
+        self.assertEqual((r.status, r.json()["error"]["message"]), (403, "User Not Authorized"))
+        self.assertEqual(self.sim.request("GET", self.path).status, 200)  # another path
+        self.assertEqual(self.sim.patch("incident", self.rec["sys_id"],
+                                        {"short_description": "y"}).status, 200)  # PATCH
+        stats = self.sim.ctl("GET", "/sim/stats")
+        self.assertEqual((stats["faults"]["client_error"], stats.get("client_error_repeats", 0)),
+                         (1, 0))
+        self.sim.request("GET", listing)  # the same request at once: a retry
+        self.assertEqual(self.sim.ctl("GET", "/sim/stats")["client_error_repeats"], 1)
+        r = self.sim.request("POST", "/sim/faults", {"client_error_codes": [500]}, auth=None)
+        self.assertEqual(r.status, 400)
+
     def test_faults_set_on_the_command_line(self):
         sim = Sim("--faults", '{"error_rate": 1.0, "error_codes": [502]}',
                   "--fault", "methods=[\"GET\"]").start()
@@ -1251,6 +1268,28 @@ class ControlTest(SimTestCase):
                           "&sysparm_limit=1&sysparm_fields=caller_id.user_name,category")
         self.assertEqual(r.header("X-Total-Count"), "5000")
         self.assertEqual(r.result, [{"caller_id.user_name": "abel.tuter", "category": "password_reset"}])
+
+    def test_update_is_an_agent_edit_outside_faults_and_stats(self):
+        rec = self.sim.create(short_description="edit me")
+        self.sim.ctl("POST", "/sim/faults", {"error_rate": 1.0})
+        self.sim.ctl("POST", "/sim/stats/reset")
+        out = self.sim.ctl("POST", "/sim/update", {"sys_id": rec["sys_id"], "user": "itil.agent",
+                                                   "fields": {"caller_id": "beth.anglin",
+                                                              "work_notes": "called back"}})
+        self.sim.ctl("POST", "/sim/faults", {})
+        self.assertEqual(out["result"]["sys_mod_count"], "1")
+        self.assertEqual(self.sim.ctl("GET", "/sim/stats")["total"], 0)
+        last = self.sim.ctl("GET", "/sim/writes?sys_id=" + rec["sys_id"])[-1]
+        self.assertEqual((last["method"], last["user"], last["fields"]["work_notes"]),
+                         ("PATCH", "itil.agent", "called back"))
+        self.assertEqual(self.sim.get("incident", rec["sys_id"],
+                                      "sysparm_fields=caller_id.user_name")["caller_id.user_name"],
+                         "beth.anglin")
+        r = self.sim.request("POST", "/sim/update", {"sys_id": rec["sys_id"],
+                                                     "fields": {"state": "6"}}, auth=None)
+        self.assertEqual(r.status, 403)  # close fields are mandatory, as in the form
+        r = self.sim.request("POST", "/sim/update", {"sys_id": "0" * 32, "fields": {}}, auth=None)
+        self.assertEqual(r.status, 404)
 
     def test_clock_drives_record_timestamps(self):
         state = self.sim.ctl("POST", "/sim/clock", {"set": 1764000000})

@@ -1205,6 +1205,55 @@ test_agent_closing_the_ticket_before_the_outcome_cancels_the_request(void **stat
 	assert_int_equal(h->res.neffects, 0);
 }
 
+/* The requester finished at imper.ai just before the agent closed the
+ * ticket: our cancel comes too late (409 already_final), and the field must
+ * end showing the real outcome, not "canceled" -- with no resolve and no
+ * on_fail on a ticket already closed. */
+static void
+test_outcome_arriving_after_the_agent_closed_the_ticket_is_shown(void **state)
+{
+	struct h *h = *state;
+
+	to_link_sent(h);
+	h->state = "7";
+	assert_int_equal(observe(h), 0);
+	assert_kinds(h, "cancel,patch");
+	assert_int_equal(h->t.state, TS_CANCELED);
+	assert_int_equal(patched(h, h->t.revision, 0), 0);
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_FAILED, .risk = 10,
+	    .completed_at = T0 + 300, .rec = "High risk detected - Reject this request" },
+	    T0 + 900), 0);
+	assert_kinds(h, "patch");
+	assert_patch_has(effect(h, 0), FIELD, "Verification Outcome: Failed");
+	assert_patch_has(effect(h, 0), "work_notes", "[imper.ai outcome 1.4]");
+	assert_patch_has(effect(h, 0), "work_notes", "closed before this outcome arrived");
+	assert_patch_lacks(effect(h, 0), "state");
+	assert_patch_lacks(effect(h, 0), "assignment_group");
+	assert_patch_lacks(effect(h, 0), "priority");
+	assert_int_equal(h->t.state, TS_CLOSED);
+	assert_event(h, "outcome recorded", "result=failed");
+	/* the same report again changes nothing */
+	assert_int_equal(patched(h, h->t.revision, 0), 0);
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_FAILED, .risk = 10,
+	    .completed_at = T0 + 300, .rec = "High risk detected - Reject this request" },
+	    T0 + 950), 0);
+	assert_int_equal(h->res.neffects, 0);
+
+	/* resolved (not closed) by the agent, passed with the action done:
+	 * shown, and never resolved by us */
+	restart(h);
+	to_link_sent(h);
+	h->state = "6";
+	assert_int_equal(observe(h), 0);
+	assert_int_equal(patched(h, h->t.revision, 0), 0);
+	assert_int_equal(action_done(h, 1), 0);
+	assert_kinds(h, "patch");
+	assert_patch_has(effect(h, 0), FIELD, "Verification Outcome: Passed");
+	assert_patch_lacks(effect(h, 0), "state");
+	assert_patch_lacks(effect(h, 0), "close_code");
+	assert_int_equal(h->t.state, TS_RESOLVED);
+}
+
 static void
 test_agent_resolving_or_canceling_while_awaiting_request(void **state)
 {
@@ -2111,6 +2160,7 @@ main(void)
 		T(test_unrelated_edit_before_our_resolve_landed_keeps_it),
 		T(test_agent_closing_the_ticket_before_the_outcome_cancels_the_request),
 		T(test_agent_resolving_or_canceling_while_awaiting_request),
+		T(test_outcome_arriving_after_the_agent_closed_the_ticket_is_shown),
 		T(test_inactive_ticket_counts_as_ended),
 		T(test_agent_resolving_after_the_outcome_records_it_without_cancel),
 		T(test_action_completing_after_agent_resolved_updates_the_field_only),
