@@ -1359,14 +1359,35 @@ loop_picked_add(struct commit_ctx *cc, struct job *j)
 	cc->picked[cc->npicked++] = j;
 }
 
-/* Reads a picked entry; an unreadable one is skipped (left in the store). */
-static int
-loop_pick_read(struct store_txn *txn, struct job *j, const char *key, struct buf *b)
+/* The rewrite of entry seq this step has not committed yet (a retry's
+ * new time and attempts), NULL if none. */
+static const struct effect *
+loop_updated_find(const struct loop *l, uint64_t seq)
 {
+	for (size_t i = l->nupdated; i-- > 0;)
+		if (l->updated[i]->seq == seq)
+			return &l->updated[i]->e;
+	return NULL;
+}
+
+/* Reads a picked entry, as this step left it; an unreadable one is
+ * skipped (left in the store). */
+static int
+loop_pick_read(struct loop *l, struct store_txn *txn, struct job *j, const char *key,
+    struct buf *b)
+{
+	const struct effect *pending = loop_updated_find(l, j->seq);
 	char *cause = NULL;
 	int rc;
 
-	if ((rc = store_outbox_get(txn, j->seq, b)) == 0 &&
+	if (pending != NULL) {
+		char *enc = engine_effect_encode(pending);
+
+		buf_reset(b);
+		buf_adds(b, enc);
+		free(enc);
+	}
+	if ((pending != NULL || (rc = store_outbox_get(txn, j->seq, b)) == 0) &&
 	    (rc = engine_effect_decode(b->data, b->len, &j->e, &cause)) == 0)
 		return 0;
 	log_kv(LOG_LVL_ERR, "outbox entry unreadable: skipped", "ticket", key,
@@ -1459,7 +1480,7 @@ loop_pick(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
 			j->l = l;
 			j->seq = seq;
 			if ((txn == NULL && store_begin(l->st, 1, &txn) < 0) ||
-			    loop_pick_read(txn, j, key, &b) < 0) {
+			    loop_pick_read(l, txn, j, key, &b) < 0) {
 				outq_done(l->oq, key, seq);
 				free(j);
 				continue;
@@ -1623,21 +1644,23 @@ loop_commit(struct loop *l, int start)
 {
 	struct commit_ctx cc = { .l = l };
 	int room[OUTQ__LANES] = { 0, 0 };
-	int rc;
+	int rc, decided;
 
-	/* what a failed commit did not delete runs again, as a replay */
+	/* What a failed commit did not delete runs again, as a replay; until
+	 * then (a second) nothing starts: marking it would fail the same way. */
 	if (l->outq_reload_ms != 0 && loop_now_ms() >= l->outq_reload_ms) {
 		l->outq_reload_ms = 0;
 		loop_outq_load(l);
 	}
-	if (start && l->snow != NULL && l->imp != NULL) {
+	if (start && l->outq_reload_ms == 0 && l->snow != NULL && l->imp != NULL) {
 		room[OUTQ_SNOW] = l->cfg->snow.http.concurrency * 2 - l->snow_jobs;
 		room[OUTQ_IMPERAI] = l->cfg->imperai.http.concurrency * 2 - l->imp_jobs;
 	}
 	l->outbox_dirty = 0;
 	loop_pick(l, &cc, room);
 	loop_pick_fresh(l, &cc, room);
-	if (!loop_has_pending(l) && !cc.marks) {
+	decided = loop_has_pending(l);
+	if (!decided && !cc.marks) {
 		loop_metrics_committed(l);
 		loop_commit_done(l, &cc);
 		loop_commit_ctx_free(&cc, 0);
@@ -1652,8 +1675,11 @@ loop_commit(struct loop *l, int start)
 		loop_commit_ctx_free(&cc, 1);
 		loop_pending_clear(l);
 		l->outq_reload_ms = loop_now_ms() + 1000;
-		l->epoch++;
-		loop_load_positions(l);
+		/* only marks were lost: no decision, no position to go back to */
+		if (decided) {
+			l->epoch++;
+			loop_load_positions(l);
+		}
 		return rc;
 	}
 	loop_metrics_committed(l);
