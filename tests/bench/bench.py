@@ -238,7 +238,7 @@ def stop_stack(stack):
 def _client_run(base, reqs, nthreads, total, fresh=False):
     """nthreads keep-alive clients share total requests; reqs(i) gives
     (method, path, body, headers) of request i; fresh: a new connection
-    for each request (as the daemon sends a PATCH with libcurl < 8.16).
+    for each request (as the daemon sends a PATCH).
     Returns (seconds, errors)."""
     host, port = base.split("//")[1].split(":")
     lock = threading.Lock()
