@@ -1207,6 +1207,11 @@ loop_check_done(int err, long status, const char *cause, struct snow_record *rec
 	if (field && engine_field_has_revision(field, j->e.generation, j->e.revision)) {
 		log_kv(LOG_LVL_INFO, "write had landed before the answer was lost: not repeated",
 		    "ticket", j->e.number, "event", j->e.tag, NULL);
+		/* rec is the ticket as it is now, not our PATCH's answer: what
+		 * others changed since (an agent closing it, a new caller) is
+		 * decided as an observed change first, or it would pass for our
+		 * own write and the next poll would skip it as seen. */
+		loop_observe(l, j->e.table, rec);
 		loop_patched(j, rec);
 		return;
 	}
@@ -1359,35 +1364,28 @@ loop_picked_add(struct commit_ctx *cc, struct job *j)
 	cc->picked[cc->npicked++] = j;
 }
 
-/* The rewrite of entry seq this step has not committed yet (a retry's
- * new time and attempts), NULL if none. */
-static const struct effect *
-loop_updated_find(const struct loop *l, uint64_t seq)
-{
-	for (size_t i = l->nupdated; i-- > 0;)
-		if (l->updated[i]->seq == seq)
-			return &l->updated[i]->e;
-	return NULL;
-}
-
-/* Reads a picked entry, as this step left it; an unreadable one is
- * skipped (left in the store). */
+/* Reads a picked entry; an unreadable one is skipped (left in the store). */
 static int
 loop_pick_read(struct loop *l, struct store_txn *txn, struct job *j, const char *key,
     struct buf *b)
 {
-	const struct effect *pending = loop_updated_find(l, j->seq);
 	char *cause = NULL;
 	int rc;
 
-	if (pending != NULL) {
-		char *enc = engine_effect_encode(pending);
+	/* A rewrite this step has not committed yet is the entry's truth
+	 * (a 429 undoes its attempt's count: no read-back is due). */
+	for (size_t i = l->nupdated; i-- > 0;) {
+		if (l->updated[i]->seq == j->seq) {
+			char *enc = engine_effect_encode(&l->updated[i]->e);
 
-		buf_reset(b);
-		buf_adds(b, enc);
-		free(enc);
+			rc = engine_effect_decode(enc, strlen(enc), &j->e, &cause);
+			free(enc);
+			if (rc == 0)
+				return 0;
+			break;
+		}
 	}
-	if ((pending != NULL || (rc = store_outbox_get(txn, j->seq, b)) == 0) &&
+	if ((rc = store_outbox_get(txn, j->seq, b)) == 0 &&
 	    (rc = engine_effect_decode(b->data, b->len, &j->e, &cause)) == 0)
 		return 0;
 	log_kv(LOG_LVL_ERR, "outbox entry unreadable: skipped", "ticket", key,
@@ -1644,23 +1642,25 @@ loop_commit(struct loop *l, int start)
 {
 	struct commit_ctx cc = { .l = l };
 	int room[OUTQ__LANES] = { 0, 0 };
-	int rc, decided;
+	int rc;
 
-	/* What a failed commit did not delete runs again, as a replay; until
-	 * then (a second) nothing starts: marking it would fail the same way. */
+	/* what a failed commit did not delete runs again, as a replay */
 	if (l->outq_reload_ms != 0 && loop_now_ms() >= l->outq_reload_ms) {
 		l->outq_reload_ms = 0;
 		loop_outq_load(l);
 	}
-	if (start && l->outq_reload_ms == 0 && l->snow != NULL && l->imp != NULL) {
+	/* After a failed commit nothing starts until the outbox is reloaded:
+	 * marking writes against a full disk would only fail again, at once. */
+	if (l->outq_reload_ms != 0)
+		start = 0;
+	if (start && l->snow != NULL && l->imp != NULL) {
 		room[OUTQ_SNOW] = l->cfg->snow.http.concurrency * 2 - l->snow_jobs;
 		room[OUTQ_IMPERAI] = l->cfg->imperai.http.concurrency * 2 - l->imp_jobs;
 	}
 	l->outbox_dirty = 0;
 	loop_pick(l, &cc, room);
 	loop_pick_fresh(l, &cc, room);
-	decided = loop_has_pending(l);
-	if (!decided && !cc.marks) {
+	if (!loop_has_pending(l) && !cc.marks) {
 		loop_metrics_committed(l);
 		loop_commit_done(l, &cc);
 		loop_commit_ctx_free(&cc, 0);
@@ -1675,11 +1675,8 @@ loop_commit(struct loop *l, int start)
 		loop_commit_ctx_free(&cc, 1);
 		loop_pending_clear(l);
 		l->outq_reload_ms = loop_now_ms() + 1000;
-		/* only marks were lost: no decision, no position to go back to */
-		if (decided) {
-			l->epoch++;
-			loop_load_positions(l);
-		}
+		l->epoch++;
+		loop_load_positions(l);
 		return rc;
 	}
 	loop_metrics_committed(l);
@@ -2168,7 +2165,7 @@ loop_idle_ms(const struct loop *l, int64_t now, int64_t until)
 		next = loop_min(next, l->metrics_ms);
 	if (l->outq_reload_ms != 0)
 		next = loop_min(next, l->outq_reload_ms);
-	if (due != INT64_MAX)
+	if (due != INT64_MAX && l->outq_reload_ms == 0)
 		next = loop_min(next, now + (due - loop_wall()) * 1000);
 	return next - now;
 }

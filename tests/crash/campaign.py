@@ -723,21 +723,41 @@ class Campaign:
                 % (a.seed, a.tickets, a.kills, self.stack.dir))
             t0 = time.monotonic()
             killer = threading.Thread(target=self.killer, daemon=True)
-            killer.start()
+            if a.kills > 0:
+                killer.start()
             try:
                 self.drive(a.tickets, a.kills, a.deadline)
             finally:
                 self.stop_killing.set()
-                killer.join(120)
+                if a.kills > 0:
+                    killer.join(120)
             log("driven: %d tickets, %d kills in %.0f s; waiting for quiescence"
                 % (len(self.tickets), self.kills, time.monotonic() - t0))
             unreached = self.quiesce(a.quiesce)
+            if a.inject:
+                self.inject(a.inject)
             fig, bad, by_ticket, notes = self.check(unreached)
             fig.update(kills=self.kills, seed=a.seed, mode="crash",
                        seconds=round(time.monotonic() - t0, 1))
             return self.finish(fig, bad, by_ticket, notes)
         finally:
             self.close()
+
+    def inject(self, what):
+        """Breaks an invariant on purpose, behind the daemon's back, to show
+        the checks catch it: "duplicate" writes a ticket's link note again
+        (as the integration user), "loss" puts an older field back."""
+        s = Snapshot(self.stack)
+        t = next(t for t in self.tickets if s.ref(t.sid))
+        w = [w for w in self.stack.snow.control.ok(
+            "GET", "/sim/writes?table=incident&sys_id=" + t.sid)
+            if w.get("user") == SNOW_USER and "u_imperai_verification" in w["fields"]]
+        fields = {"u_imperai_verification": w[0]["fields"]["u_imperai_verification"]}
+        if what == "duplicate":
+            fields["work_notes"] = w[0]["fields"]["work_notes"]
+        self.stack.snow.control.ok("POST", "/sim/update", {
+            "table": "incident", "sys_id": t.sid, "fields": fields, "user": SNOW_USER})
+        log("injected a %s into %s" % (what, t.number))
 
     def finish(self, fig, bad, by_ticket, notes):
         if bad:
@@ -768,17 +788,19 @@ def parse_args(argv, mode="crash"):
     p.add_argument("--timeout", type=int, default=3, help="faults: the daemon's timeout")
     p.add_argument("--budget", type=int, default=0, help="faults: servicenow.request_budget")
     p.add_argument("--outage", type=int,
-                   help="faults: seconds of imper.ai's time it is down (300; short: 30)")
+                   help="faults: seconds of imper.ai's time it is down (300; short: 15)")
     p.add_argument("--figures", help="write the figures as JSON here")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--inject", choices=("duplicate", "loss"),
+                   help="self-test: break an invariant after quiescence; the run must fail")
     p.add_argument("--verbose", action="store_true", help="the simulators log every request")
     a = p.parse_args(argv)
     if a.tickets is None:
-        a.tickets = (150 if a.full else 16) if a.mode == "crash" else (60 if a.full else 16)
+        a.tickets = (150 if a.full else 16) if a.mode == "crash" else (150 if a.full else 16)
     if a.kills is None:
         a.kills = (200 if a.full else 20) if a.mode == "crash" else 0
     if a.outage is None:
-        a.outage = 300 if a.full else 30
+        a.outage = 300 if a.full else 15
     if a.deadline is None:
         a.deadline = 1800.0 if a.full else 300.0
     return a

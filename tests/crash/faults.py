@@ -11,7 +11,8 @@ against fresh simulators and a fresh daemon:
             resets, 2% apply-then-drop, 1% answers slower than the daemon's
             timeout (3 s; slow_ms 4 s), 2% HTML maintenance pages, and 5% of
             the polls (ServiceNow list, imper.ai change feed) answered
-            400/403/404; an imper.ai outage of several minutes of its time;
+            400/403/404; an imper.ai outage of several minutes of its time
+            (300 s, passing in 20 s; the short run: 15 s in 10 s);
             ServiceNow's per-user hourly rate limit set to the daemon's
             request budget, and for a while far below it (just before the
             instance's hour ends, so Retry-After is short).
@@ -29,7 +30,7 @@ checks, from the simulators' /sim/stats:
     faulted run's requests (both services, until quiescence) over what the
     fault-free daemon makes for the same work in the same time: its own
     run's requests plus, for the rest of the faulted run's duration, its
-    idle polling rate (measured over a 10 s window after its run).
+    idle polling rate (measured over a 5 s window after its run).
 
     python3 tests/crash/faults.py            # short (make check)
     python3 tests/crash/faults.py --full     # make reliability
@@ -60,16 +61,18 @@ def fault_config(seed, path_prefix, poll_path):
 
 
 class Weather:
-    """The faults over a run: on from the start; an imper.ai outage once a
-    third of the tickets exist; a tight instance rate limit once two thirds
-    do.  Runs in its own thread; every step waits for a condition."""
+    """The faults over a run: on from the start; once a quarter of the
+    tickets exist, an imper.ai outage, and once half exist, a tight
+    ServiceNow rate limit (each phase in its own thread).  A phase not yet
+    run when the driving ends still runs: the daemon meets it polling."""
 
-    def __init__(self, c, budget, outage_s):
-        self.c, self.budget, self.outage_s = c, budget, outage_s
+    def __init__(self, c, budget, outage_s, step_s):
+        self.c, self.budget, self.outage_s, self.step_s = c, budget, outage_s, step_s
         self.stop = threading.Event()
         self.error = None
         self.log = []
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.threads = [threading.Thread(target=self.guard, args=(fn,), daemon=True)
+                        for fn in (self.outage, self.rate_limit)]
 
     def start(self):
         st, seed = self.c.stack, self.c.args.seed
@@ -78,46 +81,55 @@ class Weather:
         st.imperai.control.ok("POST", "/sim/faults", fault_config(
             seed + 1, "/v1/", "/v1/verification-requests/changes"))
         st.snow.control.ok("POST", "/sim/ratelimit", {"limit": self.budget, "lag": 10})
-        self.thread.start()
+        for t in self.threads:
+            t.start()
 
     def wait_tickets(self, n):
+        """Until n tickets exist, or the driving is over."""
         while not self.stop.is_set() and len(self.c.tickets) < n:
             self.stop.wait(0.2)
-        return not self.stop.is_set()
 
-    def run(self):
-        st, n = self.c.stack, self.c.args.tickets
+    def guard(self, fn):
         try:
-            if not self.wait_tickets(max(1, n // 3)):
-                return
-            # imper.ai down for outage_s seconds of its time, which passes
-            # in steps while the daemon keeps trying.
-            st.imperai.control.ok("POST", "/sim/outage", {"seconds": self.outage_s})
-            self.log.append("imper.ai outage of %d s (its time)" % self.outage_s)
-            step = self.outage_s / 10.0
-            for _ in range(10):
-                if self.stop.wait(2.0):
-                    break
-                st.imperai.control.ok("POST", "/sim/clock", {"advance": step})
-            st.imperai.control.ok("POST", "/sim/outage", {"seconds": 0})
-            if not self.wait_tickets(max(2, 2 * n // 3)):
-                return
-            # The instance's own limit far below the budget, 20 s before its
-            # hour ends: the daemon meets real 429s with a short Retry-After.
-            now = st.snow.control.ok("GET", "/sim/clock")["now"]
-            st.snow.control.ok("POST", "/sim/clock", {"advance": 3600 - now % 3600 - 20})
-            st.snow.control.ok("POST", "/sim/ratelimit", {"limit": 20, "lag": 2})
-            self.log.append("ServiceNow limit 20/h for the last 20 s of its hour")
-            # Back to the budget before that hour ends: in the next one the
-            # instance would rightly say "retry in an hour".
-            self.stop.wait(15)
-            st.snow.control.ok("POST", "/sim/ratelimit", {"limit": self.budget, "lag": 10})
+            fn()
         except Exception as e:  # reported by the main thread
-            self.error = e
+            self.error = self.error or e
+
+    def outage(self):
+        """imper.ai down for outage_s seconds of its time, which passes in
+        ten steps while the daemon keeps trying."""
+        st = self.c.stack
+        self.wait_tickets(max(1, self.c.args.tickets // 4))
+        st.imperai.control.ok("POST", "/sim/outage", {"seconds": self.outage_s})
+        for _ in range(10):
+            time.sleep(self.step_s)  # the outage's pace, not a synchronisation
+            st.imperai.control.ok("POST", "/sim/clock", {"advance": self.outage_s / 10.0})
+        st.imperai.control.ok("POST", "/sim/outage", {"seconds": 0})
+        self.log.append("imper.ai outage of %d s (its time) over %.0f s"
+                        % (self.outage_s, 10 * self.step_s))
+
+    def rate_limit(self):
+        """The instance's own limit far below the budget -- as if a few
+        hundred an hour were nearly used up -- 20 s before its hour ends:
+        the daemon meets real 429s with a short Retry-After."""
+        st = self.c.stack
+        self.wait_tickets(max(2, self.c.args.tickets // 2))
+        now = st.snow.control.ok("GET", "/sim/clock")["now"]
+        st.snow.control.ok("POST", "/sim/clock", {"advance": 3600 - now % 3600 - 20})
+        st.snow.control.ok("POST", "/sim/ratelimit", {"limit": 20, "lag": 2})
+        self.log.append("ServiceNow limit 20/h for the last 20 s of its hour")
+        # Back to the budget before that hour ends: in the next one the
+        # instance would rightly say "retry in an hour".
+        time.sleep(15)  # within the instance's hour, not a synchronisation
+        st.snow.control.ok("POST", "/sim/ratelimit", {"limit": self.budget, "lag": 10})
 
     def end(self):
+        """The driving is over: the phases finish, then the faults end."""
         self.stop.set()
-        self.thread.join(60)
+        for t in self.threads:
+            t.join(120)
+            if t.is_alive():
+                self.error = self.error or AssertionError("the fault schedule did not end")
         for sim in (self.c.stack.snow, self.c.stack.imperai):
             sim.control.ok("POST", "/sim/faults", {})
         self.c.stack.imperai.control.ok("POST", "/sim/outage", {"seconds": 0})
@@ -139,7 +151,7 @@ def one_run(args, faulted):
             "faulted" if faulted else "baseline", args.seed, args.tickets, c.stack.dir))
         t0 = time.monotonic()
         if faulted:
-            weather = Weather(c, args.budget, args.outage)
+            weather = Weather(c, args.budget, args.outage, 2.0 if args.full else 1.0)
             weather.start()
         try:
             c.drive(args.tickets, 0, args.deadline)
@@ -160,7 +172,7 @@ def one_run(args, faulted):
         if not faulted:
             # The requests an idle daemon makes per second (its polls), measured
             # over a window: they extend the baseline to the faulted run's time.
-            window = 10.0
+            window = 5.0
             time.sleep(window)  # a measurement window, not a synchronisation
             after = (c.stack.snow.control.ok("GET", "/sim/stats")["total"] +
                      c.stack.imperai.control.ok("GET", "/sim/stats")["total"])

@@ -58,6 +58,42 @@ class ReplayTest(unittest.TestCase):
         self.assertEqual(len(self.our_patches()), 1)
         self.assertIn("write had landed before the answer was lost", self.st.daemon.log(400))
 
+    def test_change_found_by_the_read_back_is_decided_not_taken_for_ours(self):
+        """Our link PATCH lands (mod 1) and the poll sees that echo, but the
+        daemon dies before the PATCH's answer.  While it is down an agent
+        closes the ticket (mod 2).  On restart the read-back finds our
+        revision in the field -- in a record that also carries the close.
+        That close must be decided (cancel at imper.ai, field "Canceled"),
+        not taken for our own write: the poll would then skip mod 2 as seen
+        and the request would stay pending for ever.  Found by the fault
+        campaign (apply-then-drop on a PATCH, agent close before the
+        read-back)."""
+        self.st.snow.control.ok("POST", "/sim/faults", {
+            "slow_rate": 1.0, "slow_ms": 30000, "methods": ["PATCH"]})
+        self.st.start_daemon()
+        self.st.wait(lambda: self.our_patches(), 30, "the link PATCH to land")
+        polls = lambda: self.st.daemon.log(100000).count("poll cycle done")
+        seen = polls()
+        self.st.wait(lambda: polls() >= seen + 2, 30, "two polls after the PATCH landed")
+        self.st.daemon.kill()
+        self.st.snow.control.ok("POST", "/sim/faults", {})
+        self.st.snow.control.ok("POST", "/sim/update", {
+            "sys_id": self.t["sys_id"], "user": "itil.agent",
+            "fields": {"state": "7", "close_code": "Solution provided", "close_notes": "x"}})
+        # The restarted daemon's polls fail until its read-back is done.
+        self.st.snow.scripted("GET", "/api/now/table/incident", [
+            {"status": 503, "ctype": "text/html", "body": "<html>down</html>"}] * 500)
+        self.st.start_daemon()
+        self.st.wait(lambda: "write had landed" in self.st.daemon.log(100000), 30,
+                     "the read-back")
+        self.st.snow.scripted_clear()
+        vid = self.st.imperai.verification_for(self.t["number"])["id"]
+        self.st.wait(lambda: [v for v in self.st.imperai.verifications()
+                              if v["id"] == vid and v["status"] == "canceled"], 30,
+                     "the request to be canceled")
+        self.st.wait(lambda: self.outbox() == (0, 0), 30, "an empty outbox")
+        self.assertEqual(self.notes(), [("link", "1", "1"), ("canceled", "1", "2")])
+
     def test_read_back_refused_with_403_is_parked_not_retried(self):
         """The PATCH lands but its answer is a 502; the read-back that must
         tell whether it landed is refused (403).  Asking again will not
@@ -97,6 +133,50 @@ class ReplayTest(unittest.TestCase):
         seen = [r["method"] for r in self.st.snow.scripted_state()["seen"]]
         self.assertEqual(seen, ["PATCH", "PATCH"])
         self.assertEqual(self.notes(), [("link", "1", "1")])
+
+
+class BudgetTest(unittest.TestCase):
+    def test_the_request_budget_binds(self):
+        """With servicenow.http.request_budget = 20 the daemon makes 20
+        requests to ServiceNow, no more, and then waits (its status says
+        so) -- it keeps running."""
+        st = Stack(self, snow_http={"request_budget": 20})
+        st.start()
+        st.snow.control.ok("POST", "/sim/tickets", {  # not through the API: not counted
+            "count": 1, "caller": "abel.tuter", "fields": {"category": "password_reset"}})
+        st.wait(lambda: st.ctl_json("status", "--json").get("snow_budget_waits", 0) > 0,
+                40, "the daemon to wait for its budget")
+        self.assertLessEqual(st.snow.control.ok("GET", "/sim/stats")["total"], 20)
+        self.assertTrue(st.daemon.running())
+        self.assertEqual(st.ctl_json("status", "--json").get("snow_budget_used"), 20)
+
+
+class CheckerTest(unittest.TestCase):
+    """The campaigns' checks catch what they look for: an invariant broken
+    on purpose, behind the daemon's back, fails the run."""
+
+    def run_campaign(self, inject):
+        import subprocess
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            fig = os.path.join(d, "fig.json")
+            p = subprocess.run([sys.executable, os.path.join(HERE, "campaign.py"), "--tickets",
+                                "3", "--kills", "0", "--inject", inject, "--figures", fig],
+                               capture_output=True, text=True, timeout=300)
+            with open(fig) as f:
+                return p, json.load(f)
+
+    def test_a_duplicate_note_fails_the_run(self):
+        p, fig = self.run_campaign("duplicate")
+        self.assertEqual(p.returncode, 1, p.stdout[-3000:])
+        self.assertGreaterEqual(fig["duplicates"], 2)  # the link note and its tag
+        self.assertIn("appears 2 times", p.stdout)
+
+    def test_a_lost_outcome_fails_the_run(self):
+        p, fig = self.run_campaign("loss")
+        self.assertEqual(p.returncode, 1, p.stdout[-3000:])
+        self.assertGreaterEqual(fig["losses"], 1)
+        self.assertEqual(fig["duplicates"], 0)
 
 
 if __name__ == "__main__":
