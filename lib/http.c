@@ -999,6 +999,8 @@ http_perform(struct http_client *c, int timeout_ms)
 			 * which may wait on the disk. */
 			ran += http_dispatch(c);
 			curl_multi_perform(c->multi, &running);
+			/* a connection that completed at once (a near peer) sends now */
+			curl_multi_perform(c->multi, &running);
 			break;
 		}
 		if (left <= 0)
