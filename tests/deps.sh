@@ -14,7 +14,7 @@ libsystemd-dev libcmocka-dev ca-certificates"
 case $profile in
 build) ;;
 demo) pkgs="$pkgs python3 lmdb-utils" ;;
-test) pkgs="$pkgs python3 lmdb-utils mandoc clang openssl valgrind
+test) pkgs="$pkgs python3 lmdb-utils mandoc clang libclang-rt-14-dev openssl valgrind
 	chromium git systemd dpkg-dev debhelper lintian" ;;
 *) echo "usage: $0 build|demo|test" >&2; exit 64 ;;
 esac
