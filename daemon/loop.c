@@ -727,8 +727,21 @@ loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 	for (size_t i = 0; i < page->n; i++)
 		loop_observe(l, p->table, &page->v[i]);
 	p->seen += page->n;
-	if (page->n == 0) {
-		/* An empty page ends the cycle: a short one does not (ACLs). */
+	if (page->n > 0) {
+		p->cur.updated_on = page->v[page->n - 1].updated_on;
+		memcpy(p->cur.sys_id, page->v[page->n - 1].sys_id, sizeof(p->cur.sys_id));
+		p->wm = p->cur;
+		l->meta_dirty = 1;
+	}
+	/* Only a full page goes on at once.  A short one ends the cycle too:
+	 * the next starts again from the watermark minus the overlap, which
+	 * is what catches a record changed in the same second as the cursor
+	 * but sorting before it (or stamped a little in the past).  Were the
+	 * cycle to go on while fresh changes keep arriving, the cursor would
+	 * stay ahead of such a record and the overlap would never come back
+	 * to it.  A page cut short by ACLs costs one interval: the next cycle
+	 * goes on from the watermark.  An idle cycle is one request. */
+	if (page->n < (size_t)(l->cfg->snow.page_size > 0 ? l->cfg->snow.page_size : 100)) {
 		p->last_ok = loop_wall();
 		free(p->last_error);
 		p->last_error = NULL;
@@ -736,10 +749,6 @@ loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 		log_kv(LOG_LVL_DEBUG, "poll cycle done", "table", p->table, NULL);
 		return;
 	}
-	p->cur.updated_on = page->v[page->n - 1].updated_on;
-	memcpy(p->cur.sys_id, page->v[page->n - 1].sys_id, sizeof(p->cur.sys_id));
-	p->wm = p->cur;
-	l->meta_dirty = 1;
 	loop_poll_submit(l, p);
 }
 

@@ -135,6 +135,71 @@ class ReplayTest(unittest.TestCase):
         self.assertEqual(self.notes(), [("link", "1", "1")])
 
 
+class PollTest(unittest.TestCase):
+    def test_change_behind_the_cursor_in_a_busy_second_is_seen(self):
+        """Other tickets keep changing (every 100 ms, pages take 1.1 s), so
+        every page brings something new.  A watched ticket whose sys_id
+        sorts before theirs is changed late in a second the poller has
+        already read: it sorts behind the cursor.  The poll cycle must not
+        run on for ever with the cursor ahead of it: the next cycle comes
+        back by the overlap and sees the change (a new requester: a new
+        request at imper.ai).  Found by the full fault campaign: the cycle
+        went on 35 s while writes held back by a rate limit flushed, and two
+        agent edits were never seen."""
+        import threading
+        import time
+        st = Stack(self)
+        st.start_sims().write_config()
+        made = lambda cat, n: st.snow.control.ok("POST", "/sim/tickets", {
+            "count": n, "caller": "abel.tuter", "fields": {"category": cat}})["tickets"]
+        watched = sorted(made("password_reset", 4), key=lambda t: t["sys_id"])[:2]
+        busy = []
+        while len(busy) < 3:  # other tickets, sorting after the watched ones
+            busy += [t for t in made("inquiry", 4) if t["sys_id"] > watched[-1]["sys_id"]]
+        st.start_daemon()
+        for t in watched:
+            st.wait(lambda: st.imperai.verification_for(t["number"]), 30, "a request")
+        polls = lambda: st.daemon.log(100000).count("poll cycle done")
+        seen = polls()
+        st.wait(lambda: polls() >= seen + 2, 30, "two polls after the requests")
+        st.snow.control.ok("POST", "/sim/faults", {
+            "latency_ms": 1100, "methods": ["GET"], "path_prefix": "/api/now/table/incident"})
+        stop = threading.Event()
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                i += 1
+                st.snow.control.ok("POST", "/sim/update", {
+                    "sys_id": busy[i % len(busy)]["sys_id"],
+                    "fields": {"short_description": "busy %d" % i}})
+                stop.wait(0.1)  # the pace of the other tickets' changes
+        lists = lambda: st.snow.control.ok("GET", "/sim/stats")["requests"].get(
+            "GET /api/now/table/incident", 0)
+        th = threading.Thread(target=writer, daemon=True)
+        before = lists()
+        th.start()
+        try:
+            st.wait(lambda: lists() >= before + 4, 30, "the poller to page through the changes")
+            for t in watched:
+                # late in a second: the poller has read that second's changes
+                st.wait(lambda: st.snow.control.ok("GET", "/sim/clock")["now"] % 1 > 0.8,
+                        5, "late in a second", )
+                st.snow.control.ok("POST", "/sim/update", {
+                    "sys_id": t["sys_id"], "user": "itil.agent",
+                    "fields": {"caller_id": "beth.anglin"}})
+            time.sleep(4)  # the other tickets keep changing: not a synchronisation
+        finally:
+            stop.set()
+            th.join(10)
+        st.snow.control.ok("POST", "/sim/faults", {})
+        for t in watched:
+            st.wait(lambda: [v for v in st.imperai.verifications()
+                             if v["ticket"]["number"] == t["number"] and
+                             v["requester"]["user_name"] == "beth.anglin"], 30,
+                    "a request for %s's new caller" % t["number"])
+
+
 class BudgetTest(unittest.TestCase):
     def test_the_request_budget_binds(self):
         """With servicenow.http.request_budget = 20 the daemon makes 20
