@@ -850,7 +850,11 @@ loop_unknown_verification(struct loop *l, const struct imperai_verification *v)
 	if (v->ticket.table && v->ticket.sys_id && config_table(l->cfg, v->ticket.table) &&
 	    strlen(v->ticket.sys_id) == 32)
 		lt = loop_ticket(l, v->ticket.table, v->ticket.sys_id);
-	if (lt && lt->existed && lt->t.state == TS_AWAITING_REQUEST) {
+	/* Awaiting the answer -- or no longer, but the create is still in the
+	 * outbox: the ticket left the flows, ended or changed requester while
+	 * imper.ai held the answer; the answer will be indexed and canceled. */
+	if (lt && lt->existed && (lt->t.state == TS_AWAITING_REQUEST ||
+	    outq_has(l->oq, lt->key))) {
 		log_kv(LOG_LVL_DEBUG, "feed ahead of the create answer: item skipped",
 		    "verification", v->id, "ticket", lt->t.number, NULL);
 		return;
