@@ -94,6 +94,30 @@ class ReplayTest(unittest.TestCase):
         self.st.wait(lambda: self.outbox() == (0, 0), 30, "an empty outbox")
         self.assertEqual(self.notes(), [("link", "1", "1"), ("canceled", "1", "2")])
 
+    def test_feed_naming_our_create_still_in_flight_is_no_security_event(self):
+        """The category leaves the flows while imper.ai holds the create's
+        answer; the feed then names that request before the answer is
+        indexed.  It is our own request (the answer comes, is indexed and
+        canceled), not one this daemon did not make."""
+        self.st.imperai.control.ok("POST", "/sim/faults", {
+            "slow_rate": 1.0, "slow_ms": 8000, "methods": ["POST"], "path_prefix": "/v1/"})
+        self.st.imperai.scripted("GET", "/v1/verification-requests/changes", [
+            {"status": 503, "ctype": "application/json", "body": "{}"}] * 500)
+        self.st.start_daemon()
+        self.st.wait(lambda: self.st.imperai.verification_for(self.t["number"]), 30,
+                     "the create to land")
+        self.st.snow.control.ok("POST", "/sim/update", {
+            "sys_id": self.t["sys_id"], "user": "itil.agent", "fields": {"category": "inquiry"}})
+        self.st.wait(lambda: "to=untracked" in self.st.daemon.log(100000), 30,
+                     "the ticket to leave the flows")
+        self.st.imperai.scripted_clear()  # the feed now names the request
+        vid = self.st.imperai.verification_for(self.t["number"])["id"]
+        self.st.wait(lambda: [v for v in self.st.imperai.verifications()
+                              if v["id"] == vid and v["status"] == "canceled"], 30,
+                     "the late request to be canceled")
+        self.assertIn("feed ahead of the create answer", self.st.daemon.log(100000))
+        self.assertNotIn("did not make", self.st.daemon.log(100000))
+
     def test_read_back_refused_with_403_is_parked_not_retried(self):
         """The PATCH lands but its answer is a 502; the read-back that must
         tell whether it landed is refused (403).  Asking again will not
