@@ -106,6 +106,7 @@ struct loop {
 	char			**vindex;	/* "id\tjson" verification index updates */
 	size_t			 nvindex;
 	int			 meta_dirty;
+	int			 budget_final;	/* shutdown: store budget use without a reserve */
 	int			 outbox_dirty;	/* entries added or finished: start more */
 	int64_t			 outq_reload_ms;	/* after a failed commit: rebuild the index then */
 
@@ -350,6 +351,152 @@ loop_commit_meta(struct store_txn *txn, struct loop *l)
 	return store_txn_error(txn);
 }
 
+/* --- request budgets kept across restarts ------------------------------------- */
+
+#define LOOP_BUDGET_POOLS	2
+
+/* Pool i (0: ServiceNow, 1: imper.ai) if it has a budget, with its meta key. */
+static struct http_pool *
+loop_budget_pool(const struct loop *l, int i, const char **key)
+{
+	struct http_pool *p = NULL;
+
+	*key = i == 0 ? "budget/servicenow" : "budget/imperai";
+	if (i == 0 && l->snow)
+		p = snow_client_pool(l->snow);
+	else if (i == 1 && l->imp)
+		p = imperai_client_pool(l->imp);
+	return p && http_pool_budget(p) > 0 ? p : NULL;
+}
+
+/* Requests a pool may send past its stored use: what a crash can cost of
+ * the hour's budget, and room to send between two commits. */
+static int
+loop_budget_reserve(const struct loop *l, int i)
+{
+	const char *key;
+	struct http_pool *p = loop_budget_pool(l, i, &key);
+	int conc = i == 0 ? l->cfg->snow.http.concurrency : l->cfg->imperai.http.concurrency;
+	int r = p ? http_pool_budget(p) / 10 : 0;
+
+	if (l->budget_final)
+		return 0;
+	r = r < 2 * conc ? r : 2 * conc;
+	return r > 1 ? r : 1;
+}
+
+static void
+loop_budget_clock(struct http_budget_clock *c)
+{
+	static char id[80];
+	static int id_read;
+	struct timespec ts;
+	FILE *f;
+
+	/* the same boot dates the stored use by the boot clock, exactly */
+	if (!id_read && (f = fopen("/proc/sys/kernel/random/boot_id", "r")) != NULL) {
+		if (fgets(id, sizeof(id), f) == NULL)
+			id[0] = '\0';
+		id[strcspn(id, "\n")] = '\0';
+		fclose(f);
+	}
+	id_read = 1;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	c->wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	c->boot_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	c->boot_id = id[0] ? id : NULL;
+}
+
+/* A commit is due once half a pool's reserve is spent (after a failed
+ * commit, not before the retry time: no spinning against a full disk). */
+static int
+loop_budget_due(const struct loop *l)
+{
+	const char *key;
+
+	if (l->outq_reload_ms != 0)
+		return 0;
+	for (int i = 0; i < LOOP_BUDGET_POOLS; i++) {
+		struct http_pool *p = loop_budget_pool(l, i, &key);
+
+		if (p && (l->budget_final ||
+		    http_pool_budget_allowance(p) <= loop_budget_reserve(l, i) / 2))
+			return 1;
+	}
+	return 0;
+}
+
+/* Stores each pool's use that changed (it sent, or the reserve changes)
+ * with the reserve it may spend once this commits. */
+static void
+loop_commit_budget(struct store_txn *txn, const struct loop *l)
+{
+	struct http_budget_clock now;
+	const char *key;
+	char *text;
+
+	loop_budget_clock(&now);
+	for (int i = 0; i < LOOP_BUDGET_POOLS; i++) {
+		struct http_pool *p = loop_budget_pool(l, i, &key);
+		int reserve = loop_budget_reserve(l, i);
+
+		if (p == NULL || (http_pool_budget_allowance(p) == reserve && !l->budget_final))
+			continue;
+		http_pool_budget_export(p, &now, reserve, &text);
+		store_meta_put(txn, key, text, strlen(text));
+		free(text);
+	}
+}
+
+/* Committed: each pool may spend the reserve stored with its use. */
+static void
+loop_budget_committed(struct loop *l)
+{
+	const char *key;
+
+	for (int i = 0; i < LOOP_BUDGET_POOLS; i++) {
+		struct http_pool *p = loop_budget_pool(l, i, &key);
+
+		if (p)
+			http_pool_budget_allow(p, loop_budget_reserve(l, i));
+	}
+}
+
+/* Counts what the previous run spent; nothing is sent until the first
+ * commit stores a reserve.  Unreadable: warned, an empty window. */
+static void
+loop_budget_load(struct loop *l)
+{
+	struct http_budget_clock now;
+	struct store_txn *txn = NULL;
+	const char *key;
+	struct buf b;
+
+	buf_init(&b);
+	loop_budget_clock(&now);
+	if (store_begin(l->st, 1, &txn) < 0)
+		txn = NULL;
+	for (int i = 0; i < LOOP_BUDGET_POOLS; i++) {
+		struct http_pool *p = loop_budget_pool(l, i, &key);
+		char *cause = NULL;
+
+		if (p == NULL)
+			continue;
+		http_pool_budget_allow(p, 0);
+		buf_reset(&b);
+		if (txn && store_meta_get(txn, key, &b) == 0 &&
+		    http_pool_budget_import(p, &now, b.data, &cause) < 0) {
+			log_kv(LOG_LVL_WARN, "stored request budget use unreadable: "
+			    "counting from an empty hour", "key", key, "error", cause, NULL);
+			free(cause);
+		}
+	}
+	if (txn)
+		store_abort(txn);
+	buf_free(&b);
+}
+
 static void loop_load_positions(struct loop *l);
 
 #define LOOP_STORE_NAG_S	600
@@ -455,7 +602,7 @@ loop_has_pending(const struct loop *l)
 		for (struct lticket *x = l->tbl[i]; x && !dirty; x = x->next)
 			dirty = x->dirty;
 	return dirty || loop_nresults || l->ndone || l->nupdated || l->naudit ||
-	    l->nvindex || l->meta_dirty;
+	    l->nvindex || l->meta_dirty || loop_budget_due(l);
 }
 
 static void loop_metrics_committed(struct loop *l);
@@ -1365,6 +1512,7 @@ loop_commit_fn(struct store_txn *txn, void *arg)
 	loop_commit_tickets(txn, l);
 	if (l->meta_dirty)
 		loop_commit_meta(txn, l);
+	loop_commit_budget(txn, l);
 	for (size_t i = 0; i < l->naudit; i++)
 		store_audit_append(txn, loop_wall(), l->audit[i], &seq);
 	return store_txn_error(txn);
@@ -1692,6 +1840,7 @@ loop_commit(struct loop *l, int start)
 		loop_load_positions(l);
 		return rc;
 	}
+	loop_budget_committed(l);
 	loop_metrics_committed(l);
 	loop_commit_done(l, &cc);
 	loop_commit_ctx_free(&cc, 0);
@@ -1994,6 +2143,7 @@ loop_clients(struct loop *l, char **cause)
 	l->imp = imperai_client_new(l->cfg, l->http, cause);
 	if (l->imp == NULL)
 		return -EINVAL;
+	loop_budget_load(l);
 	return 0;
 }
 
@@ -2002,8 +2152,11 @@ loop_clients_free(struct loop *l)
 {
 	if (l->http)
 		http_cancel_all(l->http);
-	/* Cancellation callbacks may have queued state: keep it. */
+	/* Cancellation callbacks may have queued state: keep it, and the
+	 * budget's use, with no reserve: these pools send nothing more. */
+	l->budget_final = 1;
 	loop_commit(l, 0);
+	l->budget_final = 0;
 	/* The metrics' request counters outlive the pools a reload replaces. */
 	if (l->snow)
 		loop_metrics_service(&l->m_base[0], &l->m_base[0], snow_client_pool(l->snow));
