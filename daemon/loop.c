@@ -1473,6 +1473,28 @@ loop_pick_merge(struct loop *l, struct store_txn *txn, struct job *j, const char
 	}
 }
 
+/* A PATCH sent before without an answer is read back only once it can no
+ * longer land: a request still queued at ServiceNow when the daemon died
+ * (or its answer was lost) may be applied after a read-back made too
+ * soon, and the replay would then write it twice.  Puts such an entry
+ * back until write_settle seconds after its last attempt (at most that
+ * long from now, should the clock have gone back). */
+static int
+loop_pick_unsettled(struct loop *l, struct job *j, const char *key, int64_t now)
+{
+	int64_t settle = l->cfg->snow.write_settle, due = j->e.sent_at + settle;
+
+	if (j->e.kind != EFFECT_PATCH || j->e.attempts == 0 || due <= now)
+		return 0;
+	if (due > now + settle)
+		due = now + settle;
+	log_kv(LOG_LVL_DEBUG, "write unanswered: read back once it can no longer land",
+	    "ticket", j->e.number, "event", j->e.tag, NULL);
+	outq_release(l->oq, key, j->seq, due);
+	loop_job_free(j);
+	return 1;
+}
+
 /* Takes the due stored entries the lanes have room for, oldest first. */
 static void
 loop_pick(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
@@ -1496,11 +1518,14 @@ loop_pick(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
 				free(j);
 				continue;
 			}
+			if (loop_pick_unsettled(l, j, key, now))
+				continue;
 			j->checking = j->e.kind == EFFECT_PATCH &&
 			    (j->e.attempts > 0 || loop_patch_resolves(&j->e));
 			if (j->e.kind == EFFECT_PATCH && !j->checking)
 				loop_pick_merge(l, txn, j, key, &b, now);
 			j->e.attempts++;
+			j->e.sent_at = now;
 			cc->marks |= j->e.kind == EFFECT_PATCH;
 			loop_picked_add(cc, j);
 			room[lane]--;
@@ -1539,6 +1564,7 @@ loop_pick_fresh(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
 				memset(e, 0, sizeof(*e));
 				j->checking = loop_patch_resolves(&j->e);
 				j->e.attempts++;
+				j->e.sent_at = now;
 				cc->fresh[idx] = j;
 				room[lane]--;
 			}
