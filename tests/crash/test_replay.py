@@ -253,6 +253,28 @@ class PollTest(unittest.TestCase):
                     "a request for %s's new caller" % t["number"])
 
 
+    def test_pages_emptied_by_row_acls_are_read_past(self):
+        """ServiceNow applies sysparm_limit before row ACLs, so a page can
+        come back empty while rows follow.  70 tickets the integration user
+        may not read (the simulator's seed hides category=legal from it)
+        fill three and a half pages of 20; a ticket changed after them
+        must still be seen.  Before the fix the empty first page ended
+        every cycle at the same place: the ticket was never verified."""
+        st = Stack(self, snow_extra="  page_size = 20;\n")
+        st.start_sims().write_config()
+        st.start_daemon()
+        polls = lambda: st.daemon.log(100000).count("poll cycle done")
+        seen = polls()
+        st.wait(lambda: polls() > seen, 30, "a first poll cycle")
+        st.snow.control.ok("POST", "/sim/tickets", {
+            "count": 70, "caller": "abel.tuter", "fields": {"category": "legal"}})
+        st.snow.control.ok("POST", "/sim/clock", {"advance": 5})
+        t = st.snow.create_ticket(category="password_reset")
+        st.wait(lambda: st.imperai.verification_for(t["number"]), 30,
+                "a request for the ticket behind the hidden rows")
+        self.assertIn("poll page hidden by ACLs: reading on past it", st.daemon.log(100000))
+
+
 class BudgetTest(unittest.TestCase):
     def test_the_request_budget_binds(self):
         """With servicenow.http.request_budget = 20 the daemon makes 20
