@@ -32,6 +32,7 @@
 #include "util.h"
 
 #define LOOP_MAX_ATTEMPTS	12	/* then the entry is parked for `imperai-snowctl retry` */
+#define LOOP_MAX_HIDDEN_PAGES	1000	/* empty pages in a row a poll reads past */
 #define LOOP_PARKED		EFFECT_PARKED
 #define LOOP_STATUS_EVERY_MS	5000
 
@@ -70,6 +71,8 @@ struct tpoll {
 	int64_t			 last_ok;	/* wall clock */
 	uint64_t		 seen;
 	char			*last_error;
+	int			 offset;	/* rows past cur hidden by ACLs, skipped */
+	int			 hidden_pages;	/* pages in a row that came back empty */
 };
 
 struct loop {
@@ -845,6 +848,60 @@ loop_next_cycle(int64_t started_ms, int interval)
 }
 
 static void
+loop_poll_end(struct loop *l, struct tpoll *p)
+{
+	p->last_ok = loop_wall();
+	free(p->last_error);
+	p->last_error = NULL;
+	p->next_ms = loop_next_cycle(p->started_ms, l->cfg->snow.poll_interval);
+	log_kv(LOG_LVL_DEBUG, "poll cycle done", "table", p->table, NULL);
+}
+
+/* Whether the cycle reads on after this page, and from where.
+ *
+ * ServiceNow applies sysparm_limit before row ACLs: a page can come back
+ * short, or empty, while more rows follow.  The count (X-Total-Count,
+ * hidden rows included) tells which: rows beyond this page's window mean
+ * more.  A page with rows moves the cursor past its last one; an empty
+ * page cannot, so the next one skips it by offset (three quarters of a
+ * page, so a few hidden rows changing meanwhile, which shifts the window,
+ * skip nothing).  Without a count only a full page means more.
+ *
+ * Otherwise a short page ends the cycle: the next starts again from the
+ * watermark minus the overlap, which is what catches a record changed in
+ * the same second as the cursor but sorting before it (or stamped a
+ * little in the past).  An idle cycle is one request. */
+static int
+loop_poll_more(struct loop *l, struct tpoll *p, const struct snow_list *page)
+{
+	int limit = l->cfg->snow.page_size > 0 ? l->cfg->snow.page_size : 100;
+	int offset = p->offset;
+	int more = page->n >= (size_t)limit ||
+	    (page->total >= 0 && page->total > (int64_t)offset + limit);
+
+	if (page->n > 0 || !more) {
+		p->offset = 0;
+		p->hidden_pages = 0;
+		return more;
+	}
+	if (++p->hidden_pages > LOOP_MAX_HIDDEN_PAGES) {
+		char n[24];
+
+		snprintf(n, sizeof(n), "%d", offset + limit);
+		log_kv(LOG_LVL_WARN, "poll stopped behind rows the integration user may not "
+		    "read: give it read access to the table's rows that match the flows, or "
+		    "narrow the flows' match", "table", p->table, "hidden_rows", n, NULL);
+		p->offset = 0;
+		p->hidden_pages = 0;
+		return 0;
+	}
+	p->offset = offset + limit - limit / 4;
+	log_kv(LOG_LVL_DEBUG, "poll page hidden by ACLs: reading on past it", "table", p->table,
+	    NULL);
+	return 1;
+}
+
+static void
 loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 {
 	struct pollctx *pc = arg;
@@ -880,23 +937,10 @@ loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 		p->wm = p->cur;
 		l->meta_dirty = 1;
 	}
-	/* Only a full page goes on at once.  A short one ends the cycle too:
-	 * the next starts again from the watermark minus the overlap, which
-	 * is what catches a record changed in the same second as the cursor
-	 * but sorting before it (or stamped a little in the past).  Were the
-	 * cycle to go on while fresh changes keep arriving, the cursor would
-	 * stay ahead of such a record and the overlap would never come back
-	 * to it.  A page cut short by ACLs costs one interval: the next cycle
-	 * goes on from the watermark.  An idle cycle is one request. */
-	if (page->n < (size_t)(l->cfg->snow.page_size > 0 ? l->cfg->snow.page_size : 100)) {
-		p->last_ok = loop_wall();
-		free(p->last_error);
-		p->last_error = NULL;
-		p->next_ms = loop_next_cycle(p->started_ms, l->cfg->snow.poll_interval);
-		log_kv(LOG_LVL_DEBUG, "poll cycle done", "table", p->table, NULL);
-		return;
-	}
-	loop_poll_submit(l, p);
+	if (loop_poll_more(l, p, page))
+		loop_poll_submit(l, p);
+	else
+		loop_poll_end(l, p);
 }
 
 static void
@@ -910,7 +954,8 @@ loop_poll_submit(struct loop *l, struct tpoll *p)
 	pc->p = p;
 	pc->epoch = l->epoch;
 	p->inflight = 1;
-	if (snow_list_page(l->snow, p->table, NULL, &p->cur, (const char *const *)p->fields,
+	if (snow_list_page(l->snow, p->table, NULL, &p->cur, p->offset,
+	    (const char *const *)p->fields,
 	    p->nfields, loop_poll_done, pc, &cause) < 0) {
 		log_kv(LOG_LVL_ERR, "cannot poll table", "table", p->table, "error", cause, NULL);
 		free(cause);
@@ -925,6 +970,8 @@ static void
 loop_poll_start(struct loop *l, struct tpoll *p)
 {
 	p->started_ms = loop_now_ms();
+	p->offset = 0;
+	p->hidden_pages = 0;
 	snow_watermark_rewind(&p->wm, l->cfg->snow.poll_overlap, &p->cur);
 	loop_poll_submit(l, p);
 }
@@ -1621,6 +1668,28 @@ loop_pick_merge(struct loop *l, struct store_txn *txn, struct job *j, const char
 	}
 }
 
+/* A PATCH sent before without an answer is read back only once it can no
+ * longer land: a request still queued at ServiceNow when the daemon died
+ * (or its answer was lost) may be applied after a read-back made too
+ * soon, and the replay would then write it twice.  Puts such an entry
+ * back until write_settle seconds after its last attempt (at most that
+ * long from now, should the clock have gone back). */
+static int
+loop_pick_unsettled(struct loop *l, struct job *j, const char *key, int64_t now)
+{
+	int64_t settle = l->cfg->snow.write_settle, due = j->e.sent_at + settle;
+
+	if (j->e.kind != EFFECT_PATCH || j->e.attempts == 0 || due <= now)
+		return 0;
+	if (due > now + settle)
+		due = now + settle;
+	log_kv(LOG_LVL_DEBUG, "write unanswered: read back once it can no longer land",
+	    "ticket", j->e.number, "event", j->e.tag, NULL);
+	outq_release(l->oq, key, j->seq, due);
+	loop_job_free(j);
+	return 1;
+}
+
 /* Takes the due stored entries the lanes have room for, oldest first. */
 static void
 loop_pick(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
@@ -1644,11 +1713,14 @@ loop_pick(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
 				free(j);
 				continue;
 			}
+			if (loop_pick_unsettled(l, j, key, now))
+				continue;
 			j->checking = j->e.kind == EFFECT_PATCH &&
 			    (j->e.attempts > 0 || loop_patch_resolves(&j->e));
 			if (j->e.kind == EFFECT_PATCH && !j->checking)
 				loop_pick_merge(l, txn, j, key, &b, now);
 			j->e.attempts++;
+			j->e.sent_at = now;
 			cc->marks |= j->e.kind == EFFECT_PATCH;
 			loop_picked_add(cc, j);
 			room[lane]--;
@@ -1687,6 +1759,7 @@ loop_pick_fresh(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
 				memset(e, 0, sizeof(*e));
 				j->checking = loop_patch_resolves(&j->e);
 				j->e.attempts++;
+				j->e.sent_at = now;
 				cc->fresh[idx] = j;
 				room[lane]--;
 			}

@@ -152,6 +152,10 @@ static const struct cfg_key cfg_keys[] = {
 	  "seconds between polls of each table", C(snow.poll_interval), NULL, 0 },
 	{ "servicenow.poll_overlap", CFG_INT, 0, 300, "5",
 	  "seconds each poll reaches back before the watermark", C(snow.poll_overlap), NULL, 0 },
+	{ "servicenow.write_settle", CFG_INT, 0, 3600, "60",
+	  "seconds after sending a write whose answer was lost before it is read back "
+	  "(a request still in ServiceNow's queue may land until then)",
+	  C(snow.write_settle), NULL, 0 },
 	HTTP_KEYS("servicenow", snow.http, "ServiceNow"),
 	{ "imperai", CFG_GROUP, 0, 0, NULL, "the imper.ai service", GRP, NULL, F_REQUIRED },
 	{ "imperai.api_url", CFG_URL, 0, 0, NULL,

@@ -2124,6 +2124,7 @@ engine_effect_encode(const struct effect *e)
 	enc_str(o, "patch_json", e->patch_json);
 	enc_int(o, "attempts", e->attempts);
 	enc_int(o, "not_before", e->not_before);
+	enc_int(o, "sent_at", e->sent_at);
 	enc_int(o, "created_at", e->created_at);
 	enc_str(o, "last_error", e->last_error);
 	s = engine_json_string(o);
@@ -2171,6 +2172,7 @@ dec_effect(struct engine_dec *d, struct json_object *o, struct effect *e)
 	dec_str(d, o, "", "patch_json", &e->patch_json, ENGINE_MAX_PATCH, kind == EFFECT_PATCH);
 	dec_int32(d, o, "", "attempts", &e->attempts, 0, INT32_MAX);
 	dec_int(d, o, "", "not_before", &e->not_before, 0, ENGINE_TIME_MAX);
+	dec_time(d, o, "", "sent_at", &e->sent_at);
 	dec_time(d, o, "", "created_at", &e->created_at);
 	dec_str(d, o, "", "last_error", &e->last_error, ENGINE_MAX_STRING, 0);
 }

@@ -376,6 +376,22 @@ http_rel_has_next(const char *v, const char *end)
 	return 0;
 }
 
+/* A count header: decimal digits only, else -1 (as if absent). */
+static int64_t
+http_parse_count(const char *v)
+{
+	int64_t n = 0;
+
+	if (*v == '\0' || strlen(v) > 18)
+		return -1;
+	for (; *v != '\0'; v++) {
+		if (*v < '0' || *v > '9')
+			return -1;
+		n = n * 10 + (*v - '0');
+	}
+	return n;
+}
+
 /* Parses one ;param of a link at *pp; sets *next when it is rel=next. */
 static int
 http_link_param(const char **pp, int *next)
@@ -481,7 +497,7 @@ http_take_header(struct http_response *r, char *line)
 	else if (strcasecmp(line, "location") == 0)
 		str_replace(&r->location, v);
 	else if (strcasecmp(line, "x-total-count") == 0)
-		r->total_count = strtoll(v, NULL, 10);
+		r->total_count = http_parse_count(v);
 	else if (strcasecmp(line, "retry-after") == 0 &&
 	    http_parse_retry_after(v, (int64_t)time(NULL), &r->retry_after) != 0)
 		r->retry_after = -1;
