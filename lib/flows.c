@@ -779,15 +779,11 @@ flows_free(struct flows *f)
 	free(f);
 }
 
-/* The record's value of a field, NULL when absent.  A local lookup rather
- * than snow_record_get(), so this module does not depend on snow.c. */
+/* The record's value of a field, NULL when absent (or no record). */
 static const char *
 flows_get(const struct snow_record *r, const char *name)
 {
-	for (size_t i = 0; r != NULL && i < r->nfields; i++)
-		if (strcmp(r->fields[i].name, name) == 0)
-			return r->fields[i].value;
-	return NULL;
+	return r != NULL ? snow_record_get(r, name) : NULL;
 }
 
 static int
