@@ -469,28 +469,13 @@ show_ticket_url(const struct ctl *c, const struct ticket *t)
 int
 ctl_cmd_show(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		CTL_COMMON_LONG,
-		{ "json", no_argument, NULL, 'j' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct show s;
 	struct store_txn *txn;
-	int ch, json = 0, rc;
+	int json = 0, rc;
 
 	memset(&s, 0, sizeof(s));
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, CTL_COMMON_SHORT "j", opts, NULL)) != -1) {
-		if (ctl_common_opt(c, ch, optarg))
-			continue;
-		if (ch == 'h')
-			return ctl_help("show");
-		if (ch != 'j')
-			return ctl_usage_error("show");
-		json = 1;
-	}
-	if (optind + 1 != argc)
-		return ctl_usage_error("show");
+	if ((rc = ctl_flag_opts(c, argc, argv, "show", "json", 'j', &json, 1)) >= 0)
+		return rc;
 	if ((rc = ctl_open(c, 0)) != 0)
 		return rc;
 	if ((rc = store_begin(c->st, 1, &txn)) != 0) {
