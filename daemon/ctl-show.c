@@ -209,14 +209,6 @@ show_fieldf(const char *indent, const char *label, const char *fmt, ...)
 	free(s);
 }
 
-static const char *
-show_action_status(enum imperai_action_status s)
-{
-	static const char *names[] = { "none", "pending", "completed", "failed" };
-
-	return (size_t)s < ARRAY_SIZE(names) ? names[s] : "unknown";
-}
-
 static void
 show_text_verification(const struct ctl *c, const struct show *s)
 {
@@ -251,7 +243,7 @@ show_text_verification(const struct ctl *c, const struct show *s)
 	if (v->action.type && v->action.status != IMPERAI_ACTION_NONE) {
 		ctl_format_second(v->action.completed_at, when);
 		show_fieldf("  ", "Action:", "%s %s%s%s", v->action.type,
-		    show_action_status(v->action.status), v->action.completed_at ? " " : "",
+		    imperai_action_status_name(v->action.status), v->action.completed_at ? " " : "",
 		    v->action.completed_at ? when : "");
 	}
 }
@@ -371,7 +363,7 @@ show_json_verification(const struct ctl *c, const struct show *s)
 	json_object_object_add(o, "details_url", ctl_json_str(v->details_url));
 	json_object_object_add(a, "type", ctl_json_str(v->action.type));
 	json_object_object_add(a, "status", json_object_new_string(
-	    show_action_status(v->action.status)));
+	    imperai_action_status_name(v->action.status)));
 	json_object_object_add(a, "completed_at", ctl_json_time(v->action.completed_at));
 	json_object_object_add(o, "action", a);
 	return o;
