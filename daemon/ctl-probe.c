@@ -66,20 +66,30 @@ probe_scrub(const struct config *cfg, const char *msg)
 	return out;
 }
 
+/* The message formatted and scrubbed (caller frees). */
+static char *
+probe_vformat(const struct probe *p, const char *fmt, va_list ap) PRINTFLIKE(2, 0);
+static char *
+probe_vformat(const struct probe *p, const char *fmt, va_list ap)
+{
+	char *raw = xvprintf(fmt, ap), *safe = probe_scrub(p->cfg, raw);
+
+	free(raw);
+	return safe;
+}
+
 static void
 probe_fail(struct probe *p, const char *fmt, ...) PRINTFLIKE(2, 3);
 static void
 probe_fail(struct probe *p, const char *fmt, ...)
 {
 	va_list ap;
-	char *raw, *safe;
+	char *safe;
 
 	va_start(ap, fmt);
-	raw = xvprintf(fmt, ap);
+	safe = probe_vformat(p, fmt, ap);
 	va_end(ap);
-	safe = probe_scrub(p->cfg, raw);
 	errlist_add(&p->fail, "%s", safe);
-	free(raw);
 	free(safe);
 }
 
@@ -89,14 +99,12 @@ static void
 probe_ok(struct probe *p, const char *fmt, ...)
 {
 	va_list ap;
-	char *raw, *safe;
+	char *safe;
 
 	va_start(ap, fmt);
-	raw = xvprintf(fmt, ap);
+	safe = probe_vformat(p, fmt, ap);
 	va_end(ap);
-	safe = probe_scrub(p->cfg, raw);
 	printf("ok: %s\n", safe);
-	free(raw);
 	free(safe);
 	p->nok++;
 }
