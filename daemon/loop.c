@@ -97,6 +97,8 @@ struct loop {
 	char			*feed_last_error;
 
 	/* this step's pending writes */
+	struct engine_result	*results;	/* decisions whose effects join the outbox */
+	size_t			 nresults;
 	struct lticket		**tbl;
 	size_t			 tbl_size;
 	size_t			 tbl_count;
@@ -550,19 +552,16 @@ loop_store_ok(struct loop *l)
 
 static void loop_job_free(struct job *j);
 
-static struct engine_result *loop_results;
-static size_t loop_nresults;
-
 /* Queues r's effects for the next commit (the engine result is consumed). */
 static void
-loop_keep_result(struct engine_result *r)
+loop_keep_result(struct loop *l, struct engine_result *r)
 {
 	if (r->neffects == 0) {
 		engine_result_free(r);
 		return;
 	}
-	loop_results = xreallocarray(loop_results, loop_nresults + 1, sizeof(*loop_results));
-	loop_results[loop_nresults++] = *r;
+	l->results = xreallocarray(l->results, l->nresults + 1, sizeof(*l->results));
+	l->results[l->nresults++] = *r;
 	engine_result_init(r);
 }
 
@@ -570,11 +569,11 @@ static void
 loop_pending_clear(struct loop *l)
 {
 	loop_cache_clear(l);
-	for (size_t i = 0; i < loop_nresults; i++)
-		engine_result_free(&loop_results[i]);
-	free(loop_results);
-	loop_results = NULL;
-	loop_nresults = 0;
+	for (size_t i = 0; i < l->nresults; i++)
+		engine_result_free(&l->results[i]);
+	free(l->results);
+	l->results = NULL;
+	l->nresults = 0;
 	free(l->done_seqs);
 	l->done_seqs = NULL;
 	l->ndone = 0;
@@ -604,7 +603,7 @@ loop_has_pending(const struct loop *l)
 	for (size_t i = 0; i < l->tbl_size && !dirty; i++)
 		for (struct lticket *x = l->tbl[i]; x && !dirty; x = x->next)
 			dirty = x->dirty;
-	return dirty || loop_nresults || l->ndone || l->nupdated || l->naudit ||
+	return dirty || l->nresults || l->ndone || l->nupdated || l->naudit ||
 	    l->nvindex || l->meta_dirty || loop_budget_due(l);
 }
 
@@ -830,7 +829,7 @@ loop_observe(struct loop *l, const char *table, const struct snow_record *r)
 	if (engine_observe(&l->pol, &lt->t, table, r, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
 	loop_metrics_after(l, &mb, &lt->t);
-	loop_keep_result(&res);
+	loop_keep_result(l, &res);
 }
 
 static void loop_poll_submit(struct loop *l, struct tpoll *p);
@@ -1078,7 +1077,7 @@ loop_verification(struct loop *l, const struct imperai_verification *v)
 	if (engine_verification(&l->pol, &lt->t, v, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
 	loop_metrics_after(l, &mb, &lt->t);
-	loop_keep_result(&res);
+	loop_keep_result(l, &res);
 	free(table);
 	free(sys_id);
 }
@@ -1229,7 +1228,7 @@ loop_job_failed(struct job *j, const char *why)
 	engine_result_init(&res);
 	if (engine_effect_failed(&l->pol, &lt->t, &j->e, why, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
-	loop_keep_result(&res);
+	loop_keep_result(l, &res);
 	loop_job_end(j, 1);
 }
 
@@ -1263,7 +1262,7 @@ loop_create_done(int err, long status, const char *cause, struct imperai_verific
 	}
 	loop_metrics_after(l, &mb, &lt->t);
 	l->m_step.writes[EFFECT_CREATE]++;
-	loop_keep_result(&res);
+	loop_keep_result(l, &res);
 	log_kv(LOG_LVL_INFO, "verification requested", "ticket", j->e.number,
 	    "verification", v->id, NULL);
 	loop_job_end(j, 1);
@@ -1318,7 +1317,7 @@ loop_patched(struct job *j, struct snow_record *rec)
 		loop_apply(l, lt, &res);
 	loop_metrics_after(l, &mb, &lt->t);
 	loop_metrics_patched(l, &j->e, resolving, &lt->t);
-	loop_keep_result(&res);
+	loop_keep_result(l, &res);
 	log_kv(LOG_LVL_INFO, "ticket updated", "ticket", j->e.number, "event", j->e.tag, NULL);
 	loop_audit(l, "write", j->e.tag ? j->e.tag : "patch", j->e.number);
 	loop_job_end(j, 1);
@@ -1503,7 +1502,7 @@ struct commit_ctx {
 static struct effect *
 loop_new_effect(struct commit_ctx *cc, size_t i, size_t k, size_t idx)
 {
-	return cc->fresh[idx] ? &cc->fresh[idx]->e : &loop_results[i].effects[k];
+	return cc->fresh[idx] ? &cc->fresh[idx]->e : &cc->l->results[i].effects[k];
 }
 
 static void
@@ -1512,8 +1511,8 @@ loop_commit_outbox(struct store_txn *txn, struct commit_ctx *cc)
 	struct loop *l = cc->l;
 	size_t idx = 0;
 
-	for (size_t i = 0; i < loop_nresults; i++) {
-		for (size_t k = 0; k < loop_results[i].neffects; k++, idx++) {
+	for (size_t i = 0; i < l->nresults; i++) {
+		for (size_t k = 0; k < l->results[i].neffects; k++, idx++) {
 			char *enc = engine_effect_encode(loop_new_effect(cc, i, k, idx));
 
 			store_outbox_add(txn, enc, strlen(enc), &cc->seqs[idx]);
@@ -1739,13 +1738,13 @@ loop_pick_fresh(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
 	int64_t now = loop_wall();
 	size_t idx = 0;
 
-	for (size_t i = 0; i < loop_nresults; i++)
-		cc->nnew += loop_results[i].neffects;
+	for (size_t i = 0; i < l->nresults; i++)
+		cc->nnew += l->results[i].neffects;
 	cc->fresh = xcalloc(cc->nnew ? cc->nnew : 1, sizeof(*cc->fresh));
 	cc->seqs = xcalloc(cc->nnew ? cc->nnew : 1, sizeof(*cc->seqs));
-	for (size_t i = 0; i < loop_nresults; i++) {
-		for (size_t k = 0; k < loop_results[i].neffects; k++, idx++) {
-			struct effect *e = &loop_results[i].effects[k];
+	for (size_t i = 0; i < l->nresults; i++) {
+		for (size_t k = 0; k < l->results[i].neffects; k++, idx++) {
+			struct effect *e = &l->results[i].effects[k];
 			char *key = loop_key(e->table, e->sys_id);
 			struct lticket *lt = loop_cache_find(l, key);
 			enum outq_lane lane = loop_lane(e->kind);
@@ -1774,8 +1773,8 @@ loop_commit_done(struct loop *l, struct commit_ctx *cc)
 {
 	size_t idx = 0;
 
-	for (size_t i = 0; i < loop_nresults; i++) {
-		for (size_t k = 0; k < loop_results[i].neffects; k++, idx++) {
+	for (size_t i = 0; i < l->nresults; i++) {
+		for (size_t k = 0; k < l->results[i].neffects; k++, idx++) {
 			struct effect *e = loop_new_effect(cc, i, k, idx);
 			char *key = loop_key(e->table, e->sys_id);
 
@@ -2014,7 +2013,7 @@ loop_resync_done(int err, long status, const char *cause, struct snow_record *re
 		loop_apply(l, lt, &res);
 	}
 	loop_metrics_after(l, &mb, &lt->t);
-	loop_keep_result(&res);
+	loop_keep_result(l, &res);
 	log_kv(LOG_LVL_NOTICE, "resync done", "ticket", rs->number, NULL);
 out:
 	free(rs->table);

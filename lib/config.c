@@ -478,21 +478,9 @@ cfg_get_int(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *
 }
 
 static int
-cfg_name_ok(const char *s, const char *extra)
-{
-	if (*s == '\0')
-		return 0;
-	for (const char *p = s; *p; p++)
-		if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '_' &&
-		    strchr(extra, *p) == NULL)
-			return 0;
-	return 1;
-}
-
-static int
 cfg_fieldpath_ok(const char *s)
 {
-	return cfg_name_ok(s, ".") && s[0] != '.' && s[strlen(s) - 1] != '.' &&
+	return util_token_ok(s, ".") && s[0] != '.' && s[strlen(s) - 1] != '.' &&
 	    strstr(s, "..") == NULL;
 }
 
@@ -567,7 +555,7 @@ cfg_check_string(struct cfg_ctx *x, const struct cfg_key *k, const config_settin
 {
 	switch (k->type) {
 	case CFG_NAME:
-		if (cfg_name_ok(v, ""))
+		if (util_token_ok(v, ""))
 			return 0;
 		cfg_err(x, s, dkey, "must be a ServiceNow name of a-z, 0-9 and _, got \"%s\"",
 		    cfg_text_ok(v) ? v : "(control characters)");
