@@ -5,7 +5,6 @@
  * flows name, the imper.ai key.  Every failure is one line saying what to
  * change.  Nothing is written anywhere. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,20 +66,30 @@ probe_scrub(const struct config *cfg, const char *msg)
 	return out;
 }
 
+/* The message formatted and scrubbed (caller frees). */
+static char *
+probe_vformat(const struct probe *p, const char *fmt, va_list ap) PRINTFLIKE(2, 0);
+static char *
+probe_vformat(const struct probe *p, const char *fmt, va_list ap)
+{
+	char *raw = xvprintf(fmt, ap), *safe = probe_scrub(p->cfg, raw);
+
+	free(raw);
+	return safe;
+}
+
 static void
 probe_fail(struct probe *p, const char *fmt, ...) PRINTFLIKE(2, 3);
 static void
 probe_fail(struct probe *p, const char *fmt, ...)
 {
 	va_list ap;
-	char *raw, *safe;
+	char *safe;
 
 	va_start(ap, fmt);
-	raw = xvprintf(fmt, ap);
+	safe = probe_vformat(p, fmt, ap);
 	va_end(ap);
-	safe = probe_scrub(p->cfg, raw);
 	errlist_add(&p->fail, "%s", safe);
-	free(raw);
 	free(safe);
 }
 
@@ -90,14 +99,12 @@ static void
 probe_ok(struct probe *p, const char *fmt, ...)
 {
 	va_list ap;
-	char *raw, *safe;
+	char *safe;
 
 	va_start(ap, fmt);
-	raw = xvprintf(fmt, ap);
+	safe = probe_vformat(p, fmt, ap);
 	va_end(ap);
-	safe = probe_scrub(p->cfg, raw);
 	printf("ok: %s\n", safe);
-	free(raw);
 	free(safe);
 	p->nok++;
 }
@@ -491,27 +498,12 @@ probe_load(const char *path, int flags, struct config **cfg, struct flows **flow
 int
 ctl_cmd_check_config(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		CTL_COMMON_LONG,
-		{ "probe", no_argument, NULL, 'p' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct config *cfg;
 	struct flows *flows;
-	int ch, do_probe = 0, rc;
+	int do_probe = 0, rc;
 
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, CTL_COMMON_SHORT "p", opts, NULL)) != -1) {
-		if (ctl_common_opt(c, ch, optarg))
-			continue;
-		if (ch == 'h')
-			return ctl_help("check-config");
-		if (ch != 'p')
-			return ctl_usage_error("check-config");
-		do_probe = 1;
-	}
-	if (optind != argc)
-		return ctl_usage_error("check-config");
+	if ((rc = ctl_flag_opts(c, argc, argv, "check-config", "probe", 'p', &do_probe, 0)) >= 0)
+		return rc;
 	/* The probe logs in: secrets are required for it. */
 	if (probe_load(c->config_path, do_probe ? 0 : CONFIG_SECRETS_OPTIONAL, &cfg, &flows) < 0)
 		return CTL_EX_CONFIG;

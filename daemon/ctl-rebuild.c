@@ -14,7 +14,6 @@
  * the state directory's lock: no daemon can run meanwhile. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -782,26 +781,11 @@ rb_free(struct rb *rb)
 int
 ctl_cmd_rebuild(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		CTL_COMMON_LONG,
-		{ "force", no_argument, NULL, 'f' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct rb rb = { .now = c->now };
-	int ch, rc;
+	int rc;
 
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, CTL_COMMON_SHORT "f", opts, NULL)) != -1) {
-		if (ctl_common_opt(c, ch, optarg))
-			continue;
-		if (ch == 'h')
-			return ctl_help("rebuild");
-		if (ch != 'f')
-			return ctl_usage_error("rebuild");
-		rb.force = 1;
-	}
-	if (optind != argc)
-		return ctl_usage_error("rebuild");
+	if ((rc = ctl_flag_opts(c, argc, argv, "rebuild", "force", 'f', &rb.force, 0)) >= 0)
+		return rc;
 	if (rb_load(&rb, c->config_path) < 0)
 		return CTL_EX_CONFIG;
 	if (c->state_dir != NULL)

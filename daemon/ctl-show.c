@@ -209,14 +209,6 @@ show_fieldf(const char *indent, const char *label, const char *fmt, ...)
 	free(s);
 }
 
-static const char *
-show_action_status(enum imperai_action_status s)
-{
-	static const char *names[] = { "none", "pending", "completed", "failed" };
-
-	return (size_t)s < ARRAY_SIZE(names) ? names[s] : "unknown";
-}
-
 static void
 show_text_verification(const struct ctl *c, const struct show *s)
 {
@@ -251,7 +243,7 @@ show_text_verification(const struct ctl *c, const struct show *s)
 	if (v->action.type && v->action.status != IMPERAI_ACTION_NONE) {
 		ctl_format_second(v->action.completed_at, when);
 		show_fieldf("  ", "Action:", "%s %s%s%s", v->action.type,
-		    show_action_status(v->action.status), v->action.completed_at ? " " : "",
+		    imperai_action_status_name(v->action.status), v->action.completed_at ? " " : "",
 		    v->action.completed_at ? when : "");
 	}
 }
@@ -371,7 +363,7 @@ show_json_verification(const struct ctl *c, const struct show *s)
 	json_object_object_add(o, "details_url", ctl_json_str(v->details_url));
 	json_object_object_add(a, "type", ctl_json_str(v->action.type));
 	json_object_object_add(a, "status", json_object_new_string(
-	    show_action_status(v->action.status)));
+	    imperai_action_status_name(v->action.status)));
 	json_object_object_add(a, "completed_at", ctl_json_time(v->action.completed_at));
 	json_object_object_add(o, "action", a);
 	return o;
@@ -469,28 +461,13 @@ show_ticket_url(const struct ctl *c, const struct ticket *t)
 int
 ctl_cmd_show(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		CTL_COMMON_LONG,
-		{ "json", no_argument, NULL, 'j' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct show s;
 	struct store_txn *txn;
-	int ch, json = 0, rc;
+	int json = 0, rc;
 
 	memset(&s, 0, sizeof(s));
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, CTL_COMMON_SHORT "j", opts, NULL)) != -1) {
-		if (ctl_common_opt(c, ch, optarg))
-			continue;
-		if (ch == 'h')
-			return ctl_help("show");
-		if (ch != 'j')
-			return ctl_usage_error("show");
-		json = 1;
-	}
-	if (optind + 1 != argc)
-		return ctl_usage_error("show");
+	if ((rc = ctl_flag_opts(c, argc, argv, "show", "json", 'j', &json, 1)) >= 0)
+		return rc;
 	if ((rc = ctl_open(c, 0)) != 0)
 		return rc;
 	if ((rc = store_begin(c->st, 1, &txn)) != 0) {

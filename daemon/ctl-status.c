@@ -2,7 +2,6 @@
  * polls and writes keeping up.  The exit code makes it a monitoring
  * check: 0 ok, 1 error, 2 not running, 3 needs attention. */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -420,27 +419,12 @@ status_json(struct ctl *c, const struct status *s, int code)
 int
 ctl_cmd_status(struct ctl *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		CTL_COMMON_LONG,
-		{ "json", no_argument, NULL, 'j' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct status s;
-	int ch, json = 0, rc;
+	int json = 0, rc;
 
 	memset(&s, 0, sizeof(s));
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, CTL_COMMON_SHORT "j", opts, NULL)) != -1) {
-		if (ctl_common_opt(c, ch, optarg))
-			continue;
-		if (ch == 'h')
-			return ctl_help("status");
-		if (ch != 'j')
-			return ctl_usage_error("status");
-		json = 1;
-	}
-	if (optind != argc)
-		return ctl_usage_error("status");
+	if ((rc = ctl_flag_opts(c, argc, argv, "status", "json", 'j', &json, 0)) >= 0)
+		return rc;
 	if ((rc = ctl_open(c, 0)) != 0)
 		return rc;
 	if (status_read(c, &s) != 0) {

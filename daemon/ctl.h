@@ -49,6 +49,11 @@ int ctl_common_opt(struct ctl *c, int ch, const char *arg);
  * Prints what went wrong and returns CTL_EX_ERROR, or 0. */
 int ctl_open(struct ctl *c, int write);
 void ctl_close(struct ctl *c);
+/* Parses the options of command cmd that takes the common ones, one flag
+ * (--name, -letter: sets *flag) and exactly nargs operands (from optind).
+ * Returns -1 when they parse, else the exit code (--help, usage error). */
+int ctl_flag_opts(struct ctl *c, int argc, char **argv, const char *cmd, const char *name,
+    int letter, int *flag, int nargs);
 /* Prints the command's usage on stderr; returns CTL_EX_USAGE. */
 int ctl_usage_error(const char *cmd);
 /* Prints the command's usage and summary on stdout (COMMAND --help). */

@@ -95,6 +95,34 @@ ctl_common_opt(struct ctl *c, int ch, const char *arg)
 	}
 }
 
+int
+ctl_flag_opts(struct ctl *c, int argc, char **argv, const char *cmd, const char *name,
+    int letter, int *flag, int nargs)
+{
+	const struct option opts[] = {
+		CTL_COMMON_LONG,
+		{ name, no_argument, NULL, letter },
+		{ NULL, 0, NULL, 0 },
+	};
+	char shortopts[] = CTL_COMMON_SHORT "?";
+	int ch;
+
+	shortopts[sizeof(shortopts) - 2] = (char)letter;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+		if (ctl_common_opt(c, ch, optarg))
+			continue;
+		if (ch == 'h')
+			return ctl_help(cmd);
+		if (ch != letter)
+			return ctl_usage_error(cmd);
+		*flag = 1;
+	}
+	if (optind + nargs != argc)
+		return ctl_usage_error(cmd);
+	return -1;
+}
+
 static void
 ctl_print_errors(const struct errlist *e)
 {

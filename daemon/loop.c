@@ -32,6 +32,7 @@
 #include "util.h"
 
 #define LOOP_MAX_ATTEMPTS	12	/* then the entry is parked for `imperai-snowctl retry` */
+#define LOOP_MAX_HIDDEN_PAGES	1000	/* empty pages in a row a poll reads past */
 #define LOOP_PARKED		EFFECT_PARKED
 #define LOOP_STATUS_EVERY_MS	5000
 
@@ -70,6 +71,8 @@ struct tpoll {
 	int64_t			 last_ok;	/* wall clock */
 	uint64_t		 seen;
 	char			*last_error;
+	int			 offset;	/* rows past cur hidden by ACLs, skipped */
+	int			 hidden_pages;	/* pages in a row that came back empty */
 };
 
 struct loop {
@@ -94,6 +97,8 @@ struct loop {
 	char			*feed_last_error;
 
 	/* this step's pending writes */
+	struct engine_result	*results;	/* decisions whose effects join the outbox */
+	size_t			 nresults;
 	struct lticket		**tbl;
 	size_t			 tbl_size;
 	size_t			 tbl_count;
@@ -106,6 +111,7 @@ struct loop {
 	char			**vindex;	/* "id\tjson" verification index updates */
 	size_t			 nvindex;
 	int			 meta_dirty;
+	int			 budget_final;	/* shutdown: store budget use without a reserve */
 	int			 outbox_dirty;	/* entries added or finished: start more */
 	int64_t			 outq_reload_ms;	/* after a failed commit: rebuild the index then */
 
@@ -350,6 +356,152 @@ loop_commit_meta(struct store_txn *txn, struct loop *l)
 	return store_txn_error(txn);
 }
 
+/* --- request budgets kept across restarts ------------------------------------- */
+
+#define LOOP_BUDGET_POOLS	2
+
+/* Pool i (0: ServiceNow, 1: imper.ai) if it has a budget, with its meta key. */
+static struct http_pool *
+loop_budget_pool(const struct loop *l, int i, const char **key)
+{
+	struct http_pool *p = NULL;
+
+	*key = i == 0 ? "budget/servicenow" : "budget/imperai";
+	if (i == 0 && l->snow)
+		p = snow_client_pool(l->snow);
+	else if (i == 1 && l->imp)
+		p = imperai_client_pool(l->imp);
+	return p && http_pool_budget(p) > 0 ? p : NULL;
+}
+
+/* Requests a pool may send past its stored use: what a crash can cost of
+ * the hour's budget, and room to send between two commits. */
+static int
+loop_budget_reserve(const struct loop *l, int i)
+{
+	const char *key;
+	struct http_pool *p = loop_budget_pool(l, i, &key);
+	int conc = i == 0 ? l->cfg->snow.http.concurrency : l->cfg->imperai.http.concurrency;
+	int r = p ? http_pool_budget(p) / 10 : 0;
+
+	if (l->budget_final)
+		return 0;
+	r = r < 2 * conc ? r : 2 * conc;
+	return r > 1 ? r : 1;
+}
+
+static void
+loop_budget_clock(struct http_budget_clock *c)
+{
+	static char id[80];
+	static int id_read;
+	struct timespec ts;
+	FILE *f;
+
+	/* the same boot dates the stored use by the boot clock, exactly */
+	if (!id_read && (f = fopen("/proc/sys/kernel/random/boot_id", "r")) != NULL) {
+		if (fgets(id, sizeof(id), f) == NULL)
+			id[0] = '\0';
+		id[strcspn(id, "\n")] = '\0';
+		fclose(f);
+	}
+	id_read = 1;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	c->wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	c->boot_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	c->boot_id = id[0] ? id : NULL;
+}
+
+/* A commit is due once half a pool's reserve is spent (after a failed
+ * commit, not before the retry time: no spinning against a full disk). */
+static int
+loop_budget_due(const struct loop *l)
+{
+	const char *key;
+
+	if (l->outq_reload_ms != 0)
+		return 0;
+	for (int i = 0; i < LOOP_BUDGET_POOLS; i++) {
+		struct http_pool *p = loop_budget_pool(l, i, &key);
+
+		if (p && (l->budget_final ||
+		    http_pool_budget_allowance(p) <= loop_budget_reserve(l, i) / 2))
+			return 1;
+	}
+	return 0;
+}
+
+/* Stores each pool's use that changed (it sent, or the reserve changes)
+ * with the reserve it may spend once this commits. */
+static void
+loop_commit_budget(struct store_txn *txn, const struct loop *l)
+{
+	struct http_budget_clock now;
+	const char *key;
+	char *text;
+
+	loop_budget_clock(&now);
+	for (int i = 0; i < LOOP_BUDGET_POOLS; i++) {
+		struct http_pool *p = loop_budget_pool(l, i, &key);
+		int reserve = loop_budget_reserve(l, i);
+
+		if (p == NULL || (http_pool_budget_allowance(p) == reserve && !l->budget_final))
+			continue;
+		http_pool_budget_export(p, &now, reserve, &text);
+		store_meta_put(txn, key, text, strlen(text));
+		free(text);
+	}
+}
+
+/* Committed: each pool may spend the reserve stored with its use. */
+static void
+loop_budget_committed(struct loop *l)
+{
+	const char *key;
+
+	for (int i = 0; i < LOOP_BUDGET_POOLS; i++) {
+		struct http_pool *p = loop_budget_pool(l, i, &key);
+
+		if (p)
+			http_pool_budget_allow(p, loop_budget_reserve(l, i));
+	}
+}
+
+/* Counts what the previous run spent; nothing is sent until the first
+ * commit stores a reserve.  Unreadable: warned, an empty window. */
+static void
+loop_budget_load(struct loop *l)
+{
+	struct http_budget_clock now;
+	struct store_txn *txn = NULL;
+	const char *key;
+	struct buf b;
+
+	buf_init(&b);
+	loop_budget_clock(&now);
+	if (store_begin(l->st, 1, &txn) < 0)
+		txn = NULL;
+	for (int i = 0; i < LOOP_BUDGET_POOLS; i++) {
+		struct http_pool *p = loop_budget_pool(l, i, &key);
+		char *cause = NULL;
+
+		if (p == NULL)
+			continue;
+		http_pool_budget_allow(p, 0);
+		buf_reset(&b);
+		if (txn && store_meta_get(txn, key, &b) == 0 &&
+		    http_pool_budget_import(p, &now, b.data, &cause) < 0) {
+			log_kv(LOG_LVL_WARN, "stored request budget use unreadable: "
+			    "counting from an empty hour", "key", key, "error", cause, NULL);
+			free(cause);
+		}
+	}
+	if (txn)
+		store_abort(txn);
+	buf_free(&b);
+}
+
 static void loop_load_positions(struct loop *l);
 
 #define LOOP_STORE_NAG_S	600
@@ -400,19 +552,16 @@ loop_store_ok(struct loop *l)
 
 static void loop_job_free(struct job *j);
 
-static struct engine_result *loop_results;
-static size_t loop_nresults;
-
 /* Queues r's effects for the next commit (the engine result is consumed). */
 static void
-loop_keep_result(struct engine_result *r)
+loop_keep_result(struct loop *l, struct engine_result *r)
 {
 	if (r->neffects == 0) {
 		engine_result_free(r);
 		return;
 	}
-	loop_results = xreallocarray(loop_results, loop_nresults + 1, sizeof(*loop_results));
-	loop_results[loop_nresults++] = *r;
+	l->results = xreallocarray(l->results, l->nresults + 1, sizeof(*l->results));
+	l->results[l->nresults++] = *r;
 	engine_result_init(r);
 }
 
@@ -420,11 +569,11 @@ static void
 loop_pending_clear(struct loop *l)
 {
 	loop_cache_clear(l);
-	for (size_t i = 0; i < loop_nresults; i++)
-		engine_result_free(&loop_results[i]);
-	free(loop_results);
-	loop_results = NULL;
-	loop_nresults = 0;
+	for (size_t i = 0; i < l->nresults; i++)
+		engine_result_free(&l->results[i]);
+	free(l->results);
+	l->results = NULL;
+	l->nresults = 0;
 	free(l->done_seqs);
 	l->done_seqs = NULL;
 	l->ndone = 0;
@@ -454,8 +603,8 @@ loop_has_pending(const struct loop *l)
 	for (size_t i = 0; i < l->tbl_size && !dirty; i++)
 		for (struct lticket *x = l->tbl[i]; x && !dirty; x = x->next)
 			dirty = x->dirty;
-	return dirty || loop_nresults || l->ndone || l->nupdated || l->naudit ||
-	    l->nvindex || l->meta_dirty;
+	return dirty || l->nresults || l->ndone || l->nupdated || l->naudit ||
+	    l->nvindex || l->meta_dirty || loop_budget_due(l);
 }
 
 static void loop_metrics_committed(struct loop *l);
@@ -680,7 +829,7 @@ loop_observe(struct loop *l, const char *table, const struct snow_record *r)
 	if (engine_observe(&l->pol, &lt->t, table, r, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
 	loop_metrics_after(l, &mb, &lt->t);
-	loop_keep_result(&res);
+	loop_keep_result(l, &res);
 }
 
 static void loop_poll_submit(struct loop *l, struct tpoll *p);
@@ -695,6 +844,60 @@ loop_next_cycle(int64_t started_ms, int interval)
 	int64_t now = loop_now_ms(), next = started_ms + (int64_t)interval * 1000;
 
 	return next > now + (int64_t)interval * 500 ? next : now + (int64_t)interval * 500;
+}
+
+static void
+loop_poll_end(struct loop *l, struct tpoll *p)
+{
+	p->last_ok = loop_wall();
+	free(p->last_error);
+	p->last_error = NULL;
+	p->next_ms = loop_next_cycle(p->started_ms, l->cfg->snow.poll_interval);
+	log_kv(LOG_LVL_DEBUG, "poll cycle done", "table", p->table, NULL);
+}
+
+/* Whether the cycle reads on after this page, and from where.
+ *
+ * ServiceNow applies sysparm_limit before row ACLs: a page can come back
+ * short, or empty, while more rows follow.  The count (X-Total-Count,
+ * hidden rows included) tells which: rows beyond this page's window mean
+ * more.  A page with rows moves the cursor past its last one; an empty
+ * page cannot, so the next one skips it by offset (three quarters of a
+ * page, so a few hidden rows changing meanwhile, which shifts the window,
+ * skip nothing).  Without a count only a full page means more.
+ *
+ * Otherwise a short page ends the cycle: the next starts again from the
+ * watermark minus the overlap, which is what catches a record changed in
+ * the same second as the cursor but sorting before it (or stamped a
+ * little in the past).  An idle cycle is one request. */
+static int
+loop_poll_more(struct loop *l, struct tpoll *p, const struct snow_list *page)
+{
+	int limit = l->cfg->snow.page_size > 0 ? l->cfg->snow.page_size : 100;
+	int offset = p->offset;
+	int more = page->n >= (size_t)limit ||
+	    (page->total >= 0 && page->total > (int64_t)offset + limit);
+
+	if (page->n > 0 || !more) {
+		p->offset = 0;
+		p->hidden_pages = 0;
+		return more;
+	}
+	if (++p->hidden_pages > LOOP_MAX_HIDDEN_PAGES) {
+		char n[24];
+
+		snprintf(n, sizeof(n), "%d", offset + limit);
+		log_kv(LOG_LVL_WARN, "poll stopped behind rows the integration user may not "
+		    "read: give it read access to the table's rows that match the flows, or "
+		    "narrow the flows' match", "table", p->table, "hidden_rows", n, NULL);
+		p->offset = 0;
+		p->hidden_pages = 0;
+		return 0;
+	}
+	p->offset = offset + limit - limit / 4;
+	log_kv(LOG_LVL_DEBUG, "poll page hidden by ACLs: reading on past it", "table", p->table,
+	    NULL);
+	return 1;
 }
 
 static void
@@ -733,23 +936,10 @@ loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 		p->wm = p->cur;
 		l->meta_dirty = 1;
 	}
-	/* Only a full page goes on at once.  A short one ends the cycle too:
-	 * the next starts again from the watermark minus the overlap, which
-	 * is what catches a record changed in the same second as the cursor
-	 * but sorting before it (or stamped a little in the past).  Were the
-	 * cycle to go on while fresh changes keep arriving, the cursor would
-	 * stay ahead of such a record and the overlap would never come back
-	 * to it.  A page cut short by ACLs costs one interval: the next cycle
-	 * goes on from the watermark.  An idle cycle is one request. */
-	if (page->n < (size_t)(l->cfg->snow.page_size > 0 ? l->cfg->snow.page_size : 100)) {
-		p->last_ok = loop_wall();
-		free(p->last_error);
-		p->last_error = NULL;
-		p->next_ms = loop_next_cycle(p->started_ms, l->cfg->snow.poll_interval);
-		log_kv(LOG_LVL_DEBUG, "poll cycle done", "table", p->table, NULL);
-		return;
-	}
-	loop_poll_submit(l, p);
+	if (loop_poll_more(l, p, page))
+		loop_poll_submit(l, p);
+	else
+		loop_poll_end(l, p);
 }
 
 static void
@@ -763,7 +953,8 @@ loop_poll_submit(struct loop *l, struct tpoll *p)
 	pc->p = p;
 	pc->epoch = l->epoch;
 	p->inflight = 1;
-	if (snow_list_page(l->snow, p->table, NULL, &p->cur, (const char *const *)p->fields,
+	if (snow_list_page(l->snow, p->table, NULL, &p->cur, p->offset,
+	    (const char *const *)p->fields,
 	    p->nfields, loop_poll_done, pc, &cause) < 0) {
 		log_kv(LOG_LVL_ERR, "cannot poll table", "table", p->table, "error", cause, NULL);
 		free(cause);
@@ -778,6 +969,8 @@ static void
 loop_poll_start(struct loop *l, struct tpoll *p)
 {
 	p->started_ms = loop_now_ms();
+	p->offset = 0;
+	p->hidden_pages = 0;
 	snow_watermark_rewind(&p->wm, l->cfg->snow.poll_overlap, &p->cur);
 	loop_poll_submit(l, p);
 }
@@ -884,7 +1077,7 @@ loop_verification(struct loop *l, const struct imperai_verification *v)
 	if (engine_verification(&l->pol, &lt->t, v, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
 	loop_metrics_after(l, &mb, &lt->t);
-	loop_keep_result(&res);
+	loop_keep_result(l, &res);
 	free(table);
 	free(sys_id);
 }
@@ -1035,7 +1228,7 @@ loop_job_failed(struct job *j, const char *why)
 	engine_result_init(&res);
 	if (engine_effect_failed(&l->pol, &lt->t, &j->e, why, loop_wall(), &res) == 0)
 		loop_apply(l, lt, &res);
-	loop_keep_result(&res);
+	loop_keep_result(l, &res);
 	loop_job_end(j, 1);
 }
 
@@ -1069,7 +1262,7 @@ loop_create_done(int err, long status, const char *cause, struct imperai_verific
 	}
 	loop_metrics_after(l, &mb, &lt->t);
 	l->m_step.writes[EFFECT_CREATE]++;
-	loop_keep_result(&res);
+	loop_keep_result(l, &res);
 	log_kv(LOG_LVL_INFO, "verification requested", "ticket", j->e.number,
 	    "verification", v->id, NULL);
 	loop_job_end(j, 1);
@@ -1124,7 +1317,7 @@ loop_patched(struct job *j, struct snow_record *rec)
 		loop_apply(l, lt, &res);
 	loop_metrics_after(l, &mb, &lt->t);
 	loop_metrics_patched(l, &j->e, resolving, &lt->t);
-	loop_keep_result(&res);
+	loop_keep_result(l, &res);
 	log_kv(LOG_LVL_INFO, "ticket updated", "ticket", j->e.number, "event", j->e.tag, NULL);
 	loop_audit(l, "write", j->e.tag ? j->e.tag : "patch", j->e.number);
 	loop_job_end(j, 1);
@@ -1309,7 +1502,7 @@ struct commit_ctx {
 static struct effect *
 loop_new_effect(struct commit_ctx *cc, size_t i, size_t k, size_t idx)
 {
-	return cc->fresh[idx] ? &cc->fresh[idx]->e : &loop_results[i].effects[k];
+	return cc->fresh[idx] ? &cc->fresh[idx]->e : &cc->l->results[i].effects[k];
 }
 
 static void
@@ -1318,8 +1511,8 @@ loop_commit_outbox(struct store_txn *txn, struct commit_ctx *cc)
 	struct loop *l = cc->l;
 	size_t idx = 0;
 
-	for (size_t i = 0; i < loop_nresults; i++) {
-		for (size_t k = 0; k < loop_results[i].neffects; k++, idx++) {
+	for (size_t i = 0; i < l->nresults; i++) {
+		for (size_t k = 0; k < l->results[i].neffects; k++, idx++) {
 			char *enc = engine_effect_encode(loop_new_effect(cc, i, k, idx));
 
 			store_outbox_add(txn, enc, strlen(enc), &cc->seqs[idx]);
@@ -1365,6 +1558,7 @@ loop_commit_fn(struct store_txn *txn, void *arg)
 	loop_commit_tickets(txn, l);
 	if (l->meta_dirty)
 		loop_commit_meta(txn, l);
+	loop_commit_budget(txn, l);
 	for (size_t i = 0; i < l->naudit; i++)
 		store_audit_append(txn, loop_wall(), l->audit[i], &seq);
 	return store_txn_error(txn);
@@ -1473,6 +1667,28 @@ loop_pick_merge(struct loop *l, struct store_txn *txn, struct job *j, const char
 	}
 }
 
+/* A PATCH sent before without an answer is read back only once it can no
+ * longer land: a request still queued at ServiceNow when the daemon died
+ * (or its answer was lost) may be applied after a read-back made too
+ * soon, and the replay would then write it twice.  Puts such an entry
+ * back until write_settle seconds after its last attempt (at most that
+ * long from now, should the clock have gone back). */
+static int
+loop_pick_unsettled(struct loop *l, struct job *j, const char *key, int64_t now)
+{
+	int64_t settle = l->cfg->snow.write_settle, due = j->e.sent_at + settle;
+
+	if (j->e.kind != EFFECT_PATCH || j->e.attempts == 0 || due <= now)
+		return 0;
+	if (due > now + settle)
+		due = now + settle;
+	log_kv(LOG_LVL_DEBUG, "write unanswered: read back once it can no longer land",
+	    "ticket", j->e.number, "event", j->e.tag, NULL);
+	outq_release(l->oq, key, j->seq, due);
+	loop_job_free(j);
+	return 1;
+}
+
 /* Takes the due stored entries the lanes have room for, oldest first. */
 static void
 loop_pick(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
@@ -1496,11 +1712,14 @@ loop_pick(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
 				free(j);
 				continue;
 			}
+			if (loop_pick_unsettled(l, j, key, now))
+				continue;
 			j->checking = j->e.kind == EFFECT_PATCH &&
 			    (j->e.attempts > 0 || loop_patch_resolves(&j->e));
 			if (j->e.kind == EFFECT_PATCH && !j->checking)
 				loop_pick_merge(l, txn, j, key, &b, now);
 			j->e.attempts++;
+			j->e.sent_at = now;
 			cc->marks |= j->e.kind == EFFECT_PATCH;
 			loop_picked_add(cc, j);
 			room[lane]--;
@@ -1519,13 +1738,13 @@ loop_pick_fresh(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
 	int64_t now = loop_wall();
 	size_t idx = 0;
 
-	for (size_t i = 0; i < loop_nresults; i++)
-		cc->nnew += loop_results[i].neffects;
+	for (size_t i = 0; i < l->nresults; i++)
+		cc->nnew += l->results[i].neffects;
 	cc->fresh = xcalloc(cc->nnew ? cc->nnew : 1, sizeof(*cc->fresh));
 	cc->seqs = xcalloc(cc->nnew ? cc->nnew : 1, sizeof(*cc->seqs));
-	for (size_t i = 0; i < loop_nresults; i++) {
-		for (size_t k = 0; k < loop_results[i].neffects; k++, idx++) {
-			struct effect *e = &loop_results[i].effects[k];
+	for (size_t i = 0; i < l->nresults; i++) {
+		for (size_t k = 0; k < l->results[i].neffects; k++, idx++) {
+			struct effect *e = &l->results[i].effects[k];
 			char *key = loop_key(e->table, e->sys_id);
 			struct lticket *lt = loop_cache_find(l, key);
 			enum outq_lane lane = loop_lane(e->kind);
@@ -1539,6 +1758,7 @@ loop_pick_fresh(struct loop *l, struct commit_ctx *cc, int room[OUTQ__LANES])
 				memset(e, 0, sizeof(*e));
 				j->checking = loop_patch_resolves(&j->e);
 				j->e.attempts++;
+				j->e.sent_at = now;
 				cc->fresh[idx] = j;
 				room[lane]--;
 			}
@@ -1553,8 +1773,8 @@ loop_commit_done(struct loop *l, struct commit_ctx *cc)
 {
 	size_t idx = 0;
 
-	for (size_t i = 0; i < loop_nresults; i++) {
-		for (size_t k = 0; k < loop_results[i].neffects; k++, idx++) {
+	for (size_t i = 0; i < l->nresults; i++) {
+		for (size_t k = 0; k < l->results[i].neffects; k++, idx++) {
 			struct effect *e = loop_new_effect(cc, i, k, idx);
 			char *key = loop_key(e->table, e->sys_id);
 
@@ -1692,6 +1912,7 @@ loop_commit(struct loop *l, int start)
 		loop_load_positions(l);
 		return rc;
 	}
+	loop_budget_committed(l);
 	loop_metrics_committed(l);
 	loop_commit_done(l, &cc);
 	loop_commit_ctx_free(&cc, 0);
@@ -1792,7 +2013,7 @@ loop_resync_done(int err, long status, const char *cause, struct snow_record *re
 		loop_apply(l, lt, &res);
 	}
 	loop_metrics_after(l, &mb, &lt->t);
-	loop_keep_result(&res);
+	loop_keep_result(l, &res);
 	log_kv(LOG_LVL_NOTICE, "resync done", "ticket", rs->number, NULL);
 out:
 	free(rs->table);
@@ -1994,6 +2215,7 @@ loop_clients(struct loop *l, char **cause)
 	l->imp = imperai_client_new(l->cfg, l->http, cause);
 	if (l->imp == NULL)
 		return -EINVAL;
+	loop_budget_load(l);
 	return 0;
 }
 
@@ -2002,8 +2224,11 @@ loop_clients_free(struct loop *l)
 {
 	if (l->http)
 		http_cancel_all(l->http);
-	/* Cancellation callbacks may have queued state: keep it. */
+	/* Cancellation callbacks may have queued state: keep it, and the
+	 * budget's use, with no reserve: these pools send nothing more. */
+	l->budget_final = 1;
 	loop_commit(l, 0);
+	l->budget_final = 0;
 	/* The metrics' request counters outlive the pools a reload replaces. */
 	if (l->snow)
 		loop_metrics_service(&l->m_base[0], &l->m_base[0], snow_client_pool(l->snow));

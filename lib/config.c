@@ -152,6 +152,10 @@ static const struct cfg_key cfg_keys[] = {
 	  "seconds between polls of each table", C(snow.poll_interval), NULL, 0 },
 	{ "servicenow.poll_overlap", CFG_INT, 0, 300, "5",
 	  "seconds each poll reaches back before the watermark", C(snow.poll_overlap), NULL, 0 },
+	{ "servicenow.write_settle", CFG_INT, 0, 3600, "60",
+	  "seconds after sending a write whose answer was lost before it is read back "
+	  "(a request still in ServiceNow's queue may land until then)",
+	  C(snow.write_settle), NULL, 0 },
 	HTTP_KEYS("servicenow", snow.http, "ServiceNow"),
 	{ "imperai", CFG_GROUP, 0, 0, NULL, "the imper.ai service", GRP, NULL, F_REQUIRED },
 	{ "imperai.api_url", CFG_URL, 0, 0, NULL,
@@ -474,21 +478,9 @@ cfg_get_int(struct cfg_ctx *x, const struct cfg_key *k, const config_setting_t *
 }
 
 static int
-cfg_name_ok(const char *s, const char *extra)
-{
-	if (*s == '\0')
-		return 0;
-	for (const char *p = s; *p; p++)
-		if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '_' &&
-		    strchr(extra, *p) == NULL)
-			return 0;
-	return 1;
-}
-
-static int
 cfg_fieldpath_ok(const char *s)
 {
-	return cfg_name_ok(s, ".") && s[0] != '.' && s[strlen(s) - 1] != '.' &&
+	return util_token_ok(s, ".") && s[0] != '.' && s[strlen(s) - 1] != '.' &&
 	    strstr(s, "..") == NULL;
 }
 
@@ -563,7 +555,7 @@ cfg_check_string(struct cfg_ctx *x, const struct cfg_key *k, const config_settin
 {
 	switch (k->type) {
 	case CFG_NAME:
-		if (cfg_name_ok(v, ""))
+		if (util_token_ok(v, ""))
 			return 0;
 		cfg_err(x, s, dkey, "must be a ServiceNow name of a-z, 0-9 and _, got \"%s\"",
 		    cfg_text_ok(v) ? v : "(control characters)");

@@ -1,6 +1,7 @@
 /* engine: the decisions (ARCHITECTURE.md section 4).  Pure: no I/O, no
- * clock, no globals; it links against util.c, record.c, render.c and
- * json-c only (flows are matched through engine_policy.match). */
+ * clock, no globals; it links against util.c, record.c, render.c, the pure
+ * name functions of imperai.c and json-c only (flows are matched through
+ * engine_policy.match). */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -84,25 +85,6 @@ static const char *const engine_effect_names[] = {
 	[EFFECT_PATCH] = "patch",
 };
 
-/* Wire names, kept here so the engine does not link imperai.c. */
-static const char *const engine_status_names[] = {
-	[IMPERAI_PENDING] = "pending",
-	[IMPERAI_LINK_SENT] = "link_sent",
-	[IMPERAI_IN_PROGRESS] = "in_progress",
-	[IMPERAI_PASSED] = "passed",
-	[IMPERAI_FAILED] = "failed",
-	[IMPERAI_TIMED_OUT] = "timed_out",
-	[IMPERAI_NOT_ENOUGH_QUESTIONS] = "not_enough_questions",
-	[IMPERAI_CANCELED] = "canceled",
-};
-
-static const char *const engine_action_names[] = {
-	[IMPERAI_ACTION_NONE] = "none",
-	[IMPERAI_ACTION_PENDING] = "pending",
-	[IMPERAI_ACTION_COMPLETED] = "completed",
-	[IMPERAI_ACTION_FAILED] = "failed",
-};
-
 const char *
 engine_state_name(enum tstate s)
 {
@@ -141,24 +123,27 @@ engine_effect_name(enum effect_kind k)
 }
 
 static const char *
-engine_status_name(enum imperai_status s)
-{
-	if ((size_t)s >= ARRAY_SIZE(engine_status_names))
-		return "unknown";
-	return engine_status_names[s];
-}
-
-static const char *
 engine_nz(const char *s)
 {
 	return s ? s : "";
 }
 
+/* A status imperai.c has a wire name for: out of range names "unknown",
+ * which parses as nothing. */
 static int
-engine_status_final(enum imperai_status s)
+engine_status_known(enum imperai_status s)
 {
-	return s == IMPERAI_PASSED || s == IMPERAI_FAILED || s == IMPERAI_TIMED_OUT ||
-	    s == IMPERAI_NOT_ENOUGH_QUESTIONS || s == IMPERAI_CANCELED;
+	enum imperai_status x;
+
+	return imperai_status_parse(imperai_status_name(s), &x) == 0;
+}
+
+static int
+engine_action_known(enum imperai_action_status s)
+{
+	enum imperai_action_status x;
+
+	return imperai_action_status_parse(imperai_action_status_name(s), &x) == 0;
 }
 
 /* States in which the verification has reached its final outcome. */
@@ -263,8 +248,7 @@ engine_snapshot(struct imperai_verification *n, const struct imperai_verificatio
 {
 	n->id = engine_dup_wire(src->id);
 	engine_ref_copy(&n->ticket, &src->ticket);
-	n->status = (unsigned)src->status < ARRAY_SIZE(engine_status_names) ? src->status :
-	    IMPERAI_PENDING;
+	n->status = engine_status_known(src->status) ? src->status : IMPERAI_PENDING;
 	n->channel = engine_dup_wire(src->channel);
 	n->recipient_masked = engine_dup_wire(src->recipient_masked);
 	n->initiated_by = engine_dup_wire(src->initiated_by);
@@ -278,8 +262,8 @@ engine_snapshot(struct imperai_verification *n, const struct imperai_verificatio
 	n->completed_at = engine_clamp_time(src->completed_at);
 	n->updated_at = engine_clamp_time(src->updated_at);
 	n->action.type = engine_dup_wire(src->action.type);
-	n->action.status = (unsigned)src->action.status < ARRAY_SIZE(engine_action_names) ?
-	    src->action.status : IMPERAI_ACTION_NONE;
+	n->action.status = engine_action_known(src->action.status) ? src->action.status :
+	    IMPERAI_ACTION_NONE;
 	n->action.completed_at = engine_clamp_time(src->action.completed_at);
 	n->action.automated = src->action.automated != 0;
 }
@@ -1003,7 +987,7 @@ static int
 engine_verif_relevant(const struct imperai_verification *a,
     const struct imperai_verification *b)
 {
-	return (!engine_status_final(a->status) && a->status != b->status) ||
+	return (!imperai_status_is_final(a->status) && a->status != b->status) ||
 	    a->risk_score != b->risk_score || a->action.status != b->action.status ||
 	    !str_eq(a->channel, b->channel) || !str_eq(a->recipient_masked, b->recipient_masked) ||
 	    !str_eq(a->initiated_by, b->initiated_by) ||
@@ -1045,7 +1029,7 @@ engine_change_tag(enum imperai_status old, const struct imperai_verification *no
 			return "progress";
 		if (now->status == IMPERAI_CANCELED)
 			return "canceled";
-		if (engine_status_final(now->status))
+		if (imperai_status_is_final(now->status))
 			return "outcome";
 		return "update";
 	}
@@ -1245,7 +1229,7 @@ engine_outcome_event(struct engine_ctx *c, const struct ticket *t)
 	for (char *p = r; *p; p++)
 		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
 	engine_event(c->out, LOG_LVL_INFO, "outcome recorded", "ticket", t->number,
-	    "verification", t->request_id, "result", engine_status_name(t->v.status),
+	    "verification", t->request_id, "result", imperai_status_name(t->v.status),
 	    "risk", r, NULL);
 	free(r);
 }
@@ -1261,7 +1245,7 @@ engine_apply(struct engine_ctx *c, struct ticket *t, struct imperai_verification
 
 	buf_init(&ch.extra);
 	engine_verif_move(&t->v, n);
-	if (engine_status_final(old))
+	if (imperai_status_is_final(old))
 		t->v.status = old;
 	else
 		ch.to = engine_state_for(t->v.status);
@@ -1281,7 +1265,7 @@ engine_apply(struct engine_ctx *c, struct ticket *t, struct imperai_verification
 	engine_patch(c, t, ch.tag, ch.extra.data, ch.more);
 	if (ch.resolving)
 		t->resolve_revision = t->revision;
-	if (engine_status_final(t->v.status) && !engine_status_final(old))
+	if (imperai_status_is_final(t->v.status) && !imperai_status_is_final(old))
 		engine_outcome_event(c, t);
 	buf_free(&ch.extra);
 }
@@ -1294,7 +1278,7 @@ static int
 engine_late_outcome(const struct ticket *t, const struct imperai_verification *n)
 {
 	return t->state == TS_CANCELED && t->ended && str_eq(n->id, t->request_id) &&
-	    engine_status_final(n->status) && n->status != IMPERAI_CANCELED;
+	    imperai_status_is_final(n->status) && n->status != IMPERAI_CANCELED;
 }
 
 static void
@@ -1441,7 +1425,7 @@ engine_rebuild_verif(struct ticket *t, const struct render_shown *s,
 	engine_snapshot(&n, v);
 	if (s->status >= 0)
 		n.status = (enum imperai_status)s->status;
-	if (engine_status_final(n.status))
+	if (imperai_status_is_final(n.status))
 		n.action.status = (enum imperai_action_status)s->action;
 	engine_verif_move(&t->v, &n);
 	str_replace(&t->request_id, v->id);
@@ -1595,7 +1579,7 @@ enc_verification(const struct imperai_verification *v)
 
 	enc_str(o, "id", v->id);
 	json_object_object_add(o, "ticket", enc_ref(&v->ticket));
-	enc_str(o, "status", engine_status_name(v->status));
+	enc_str(o, "status", imperai_status_name(v->status));
 	enc_str(o, "channel", v->channel);
 	enc_str(o, "recipient_masked", v->recipient_masked);
 	enc_str(o, "initiated_by", v->initiated_by);
@@ -1609,8 +1593,7 @@ enc_verification(const struct imperai_verification *v)
 	enc_int(o, "completed_at", v->completed_at);
 	enc_int(o, "updated_at", v->updated_at);
 	enc_str(a, "type", v->action.type);
-	enc_str(a, "status", (size_t)v->action.status < ARRAY_SIZE(engine_action_names) ?
-	    engine_action_names[v->action.status] : "unknown");
+	enc_str(a, "status", imperai_action_status_name(v->action.status));
 	enc_int(a, "completed_at", v->action.completed_at);
 	enc_bool(a, "automated", v->action.automated);
 	json_object_object_add(o, "action", a);
@@ -1840,17 +1823,27 @@ dec_bool(struct engine_dec *d, struct json_object *o, const char *pfx, const cha
 		*out = json_object_get_boolean(v) ? 1 : 0;
 }
 
+/* A string member's value, NULL if absent (or failed). */
+static const char *
+dec_word(struct engine_dec *d, struct json_object *o, const char *pfx, const char *key,
+    int required)
+{
+	struct json_object *v = dec_get(d, o, pfx, key, json_type_string, required);
+
+	return v != NULL ? json_object_get_string(v) : NULL;
+}
+
 /* A string member naming one of names; returns its index via out. */
 static void
 dec_name(struct engine_dec *d, struct json_object *o, const char *pfx, const char *key,
     const char *const *names, size_t n, int *out, int required)
 {
-	struct json_object *v = dec_get(d, o, pfx, key, json_type_string, required);
+	const char *s = dec_word(d, o, pfx, key, required);
 	int i;
 
-	if (v == NULL)
+	if (s == NULL)
 		return;
-	if ((i = engine_name_index(names, n, json_object_get_string(v))) < 0)
+	if ((i = engine_name_index(names, n, s)) < 0)
 		dec_fail(d, -EINVAL, pfx, key, "unknown value");
 	else
 		*out = i;
@@ -1936,13 +1929,15 @@ dec_action(struct engine_dec *d, struct json_object *o, struct imperai_verificat
 {
 	static const char *const p = "verification.action.";
 	struct json_object *a = dec_get(d, o, "verification.", "action", json_type_object, 0);
-	int st = IMPERAI_ACTION_NONE;
+	const char *st;
 
 	if (a == NULL)
 		return;
 	dec_str(d, a, p, "type", &v->action.type, ENGINE_MAX_STRING, 0);
-	dec_name(d, a, p, "status", engine_action_names, ARRAY_SIZE(engine_action_names), &st, 0);
-	v->action.status = (enum imperai_action_status)st;
+	v->action.status = IMPERAI_ACTION_NONE;
+	st = dec_word(d, a, p, "status", 0);
+	if (st != NULL && imperai_action_status_parse(st, &v->action.status) < 0)
+		dec_fail(d, -EINVAL, p, "status", "unknown value");
 	dec_time(d, a, p, "completed_at", &v->action.completed_at);
 	dec_bool(d, a, p, "automated", &v->action.automated);
 }
@@ -1952,14 +1947,16 @@ dec_verification(struct engine_dec *d, struct json_object *root, struct imperai_
 {
 	static const char *const p = "verification.";
 	struct json_object *o = dec_get(d, root, "", "verification", json_type_object, 0);
-	int st = IMPERAI_PENDING;
+	const char *st;
 
 	if (o == NULL)
 		return;
 	dec_str(d, o, p, "id", &v->id, ENGINE_MAX_STRING, 0);
 	dec_ref(d, o, p, &v->ticket);
-	dec_name(d, o, p, "status", engine_status_names, ARRAY_SIZE(engine_status_names), &st, 1);
-	v->status = (enum imperai_status)st;
+	v->status = IMPERAI_PENDING;
+	st = dec_word(d, o, p, "status", 1);
+	if (st != NULL && imperai_status_parse(st, &v->status) < 0)
+		dec_fail(d, -EINVAL, p, "status", "unknown value");
 	dec_str(d, o, p, "channel", &v->channel, ENGINE_MAX_STRING, 0);
 	dec_str(d, o, p, "recipient_masked", &v->recipient_masked, ENGINE_MAX_STRING, 0);
 	dec_str(d, o, p, "initiated_by", &v->initiated_by, ENGINE_MAX_STRING, 0);
@@ -2124,6 +2121,7 @@ engine_effect_encode(const struct effect *e)
 	enc_str(o, "patch_json", e->patch_json);
 	enc_int(o, "attempts", e->attempts);
 	enc_int(o, "not_before", e->not_before);
+	enc_int(o, "sent_at", e->sent_at);
 	enc_int(o, "created_at", e->created_at);
 	enc_str(o, "last_error", e->last_error);
 	s = engine_json_string(o);
@@ -2171,6 +2169,7 @@ dec_effect(struct engine_dec *d, struct json_object *o, struct effect *e)
 	dec_str(d, o, "", "patch_json", &e->patch_json, ENGINE_MAX_PATCH, kind == EFFECT_PATCH);
 	dec_int32(d, o, "", "attempts", &e->attempts, 0, INT32_MAX);
 	dec_int(d, o, "", "not_before", &e->not_before, 0, ENGINE_TIME_MAX);
+	dec_time(d, o, "", "sent_at", &e->sent_at);
 	dec_time(d, o, "", "created_at", &e->created_at);
 	dec_str(d, o, "", "last_error", &e->last_error, ENGINE_MAX_STRING, 0);
 }

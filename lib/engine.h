@@ -133,6 +133,7 @@ struct effect {
 	char		*patch_json;	/* PATCH body: {"<field>": html, "work_notes": text, ...} */
 	int		 attempts;	/* shell bookkeeping, persisted */
 	int64_t		 not_before;	/* shell bookkeeping: retry time */
+	int64_t		 sent_at;	/* shell bookkeeping: when last attempted (wall) */
 	char		*last_error;
 	int64_t		 created_at;	/* when decided (now); 0 if unknown: outbox age */
 };

@@ -273,18 +273,6 @@ ystrlist(struct floader *L, const struct ynode *y, const char *path, char ***out
 }
 
 static int
-ytoken_ok(const char *s, const char *extra)
-{
-	if (*s == '\0')
-		return 0;
-	for (const char *p = s; *p; p++)
-		if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '_' &&
-		    strchr(extra, *p) == NULL)
-			return 0;
-	return 1;
-}
-
-static int
 flows_name_ok(const char *s)
 {
 	if (*s == '\0' || strlen(s) > 128)
@@ -362,7 +350,7 @@ static void
 fk_token(struct fctx *x, const struct ynode *y, const char *path, char **out,
     const char *what)
 {
-	if (ystr(x->L, y, path, out) == 0 && !ytoken_ok(*out, ""))
+	if (ystr(x->L, y, path, out) == 0 && !util_token_ok(*out, ""))
 		ferr(x->L, y->line, y->col, path, "must be %s of a-z, 0-9 and _", what);
 }
 
@@ -791,15 +779,11 @@ flows_free(struct flows *f)
 	free(f);
 }
 
-/* The record's value of a field, NULL when absent.  A local lookup rather
- * than snow_record_get(), so this module does not depend on snow.c. */
+/* The record's value of a field, NULL when absent (or no record). */
 static const char *
 flows_get(const struct snow_record *r, const char *name)
 {
-	for (size_t i = 0; r != NULL && i < r->nfields; i++)
-		if (strcmp(r->fields[i].name, name) == 0)
-			return r->fields[i].value;
-	return NULL;
+	return r != NULL ? snow_record_get(r, name) : NULL;
 }
 
 static int

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,7 @@ struct http_pool {
 	int64_t			*sent;		/* ring of send times, oldest at sent_head */
 	int			 sent_head;
 	int			 sent_n;
+	int			 allow;		/* sends left under the cap, -1: none */
 	struct http_pool_stats	 stats;
 };
 
@@ -200,6 +202,7 @@ http_pool_new(struct http_client *c, const struct http_pool_opts *o, char **caus
 		p->o.backoff_max_ms = 60000;
 	if (p->o.request_budget > 0)
 		p->sent = xcalloc((size_t)p->o.request_budget, sizeof(*p->sent));
+	p->allow = -1;
 	p->idle = xcalloc((size_t)p->o.concurrency, sizeof(*p->idle));
 	p->share = curl_share_init();
 	if (p->share == NULL)
@@ -373,6 +376,22 @@ http_rel_has_next(const char *v, const char *end)
 	return 0;
 }
 
+/* A count header: decimal digits only, else -1 (as if absent). */
+static int64_t
+http_parse_count(const char *v)
+{
+	int64_t n = 0;
+
+	if (*v == '\0' || strlen(v) > 18)
+		return -1;
+	for (; *v != '\0'; v++) {
+		if (*v < '0' || *v > '9')
+			return -1;
+		n = n * 10 + (*v - '0');
+	}
+	return n;
+}
+
 /* Parses one ;param of a link at *pp; sets *next when it is rel=next. */
 static int
 http_link_param(const char **pp, int *next)
@@ -478,7 +497,7 @@ http_take_header(struct http_response *r, char *line)
 	else if (strcasecmp(line, "location") == 0)
 		str_replace(&r->location, v);
 	else if (strcasecmp(line, "x-total-count") == 0)
-		r->total_count = strtoll(v, NULL, 10);
+		r->total_count = http_parse_count(v);
 	else if (strcasecmp(line, "retry-after") == 0 &&
 	    http_parse_retry_after(v, (int64_t)time(NULL), &r->retry_after) != 0)
 		r->retry_after = -1;
@@ -729,12 +748,14 @@ http_pool_dispatch(struct http_pool *p, int64_t now)
 	int failed = 0;
 
 	while ((x = TAILQ_FIRST(&p->queue)) != NULL) {
-		if (p->ninflight >= p->o.concurrency || now < p->paused_until)
+		if (p->ninflight >= p->o.concurrency || now < p->paused_until || p->allow == 0)
 			break;
 		if (!http_budget_take(p, now)) {
 			http_mark_budget_waits(p);
 			break;
 		}
+		if (p->allow > 0)
+			p->allow--;
 		TAILQ_REMOVE(&p->queue, x, entry);
 		failed += !http_start(p, x, now);
 	}
@@ -779,7 +800,8 @@ http_next_wake(struct http_client *c, int64_t now)
 	for (size_t i = 0; i < c->npools; i++) {
 		struct http_pool *p = c->pools[i];
 
-		if (TAILQ_EMPTY(&p->queue) || p->ninflight >= p->o.concurrency)
+		/* a cap is lifted by the caller, not by time */
+		if (TAILQ_EMPTY(&p->queue) || p->ninflight >= p->o.concurrency || p->allow == 0)
 			continue;
 		if (p->paused_until > now && p->paused_until < wake)
 			wake = p->paused_until;
@@ -1091,4 +1113,218 @@ http_pool_stats(const struct http_pool *p, struct http_pool_stats *out)
 		if (p->sent[(p->sent_head + i) % p->o.request_budget] + HTTP_WINDOW_MS > now)
 			used++;
 	out->budget_used = used;
+}
+
+#define HTTP_BUCKET_MS		(60 * 1000LL)
+#define HTTP_BUCKETS		((int)(HTTP_WINDOW_MS / HTTP_BUCKET_MS))
+#define HTTP_BOOT_ID_MAX	64
+#define HTTP_BUDGET_MAX		1000000		/* the configuration's own bound */
+
+struct http_budget_snap {
+	int64_t		 wall_ms;
+	int64_t		 boot_ms;
+	char		 boot_id[HTTP_BOOT_ID_MAX + 1];
+	int64_t		 reserve;
+	int64_t		 age[HTTP_BUCKETS];	/* ms before the export */
+	int64_t		 count[HTTP_BUCKETS];
+	int		 n;
+};
+
+/* A time and how many requests it dates, when merging into the ring. */
+struct http_budget_group {
+	int64_t		 at;
+	int64_t		 count;
+};
+
+/* A boot id goes into the text as one token, else not at all. */
+static const char *
+http_boot_id_token(const char *id)
+{
+	size_t n;
+
+	if (id == NULL)
+		return "-";
+	n = strspn(id, "0123456789abcdefABCDEF-");
+	return n > 0 && n <= HTTP_BOOT_ID_MAX && id[n] == '\0' ? id : "-";
+}
+
+void
+http_pool_budget_export(const struct http_pool *p, const struct http_budget_clock *now,
+    int reserve, char **out)
+{
+	int64_t mono = http_client_now(p->client), age[HTTP_BUCKETS];
+	int count[HTTP_BUCKETS] = { 0 };
+	struct buf b;
+
+	buf_init(&b);
+	buf_addf(&b, "v1 %" PRId64 " %s %" PRId64 " %d", now->wall_ms,
+	    http_boot_id_token(now->boot_id), now->boot_ms, reserve > 0 ? reserve : 0);
+	for (int i = 0; i < p->sent_n; i++) {
+		int64_t a = mono - p->sent[(p->sent_head + i) % p->o.request_budget];
+		int k;
+
+		if (a >= HTTP_WINDOW_MS)
+			continue;
+		if (a < 0)
+			a = 0;
+		k = (int)(a / HTTP_BUCKET_MS);
+		/* a minute is dated at its newest request: none expires early */
+		if (count[k]++ == 0 || a < age[k])
+			age[k] = a;
+	}
+	for (int k = 0; k < HTTP_BUCKETS; k++)
+		if (count[k] > 0)
+			buf_addf(&b, " %" PRId64 ":%d", age[k], count[k]);
+	*out = buf_detach(&b);
+}
+
+/* Reads a decimal in 0..max ended by sep (a space also by the end of
+ * the text) and steps over it. */
+static int
+http_budget_num(const char **s, int64_t max, char sep, int64_t *out)
+{
+	const char *q = *s;
+	int64_t v = 0;
+
+	if (!isdigit((unsigned char)*q))
+		return -1;
+	for (; isdigit((unsigned char)*q); q++) {
+		if (v > (max - (*q - '0')) / 10)
+			return -1;
+		v = v * 10 + (*q - '0');
+	}
+	if (*q == sep)
+		q++;
+	else if (!(sep == ' ' && *q == '\0'))
+		return -1;
+	*out = v;
+	*s = q;
+	return 0;
+}
+
+static int
+http_budget_parse_buckets(const char **q, struct http_budget_snap *snap)
+{
+	while (**q != '\0') {
+		if (snap->n == HTTP_BUCKETS ||
+		    http_budget_num(q, INT64_MAX / 4, ':', &snap->age[snap->n]) < 0 ||
+		    http_budget_num(q, HTTP_BUDGET_MAX, ' ', &snap->count[snap->n]) < 0 ||
+		    snap->count[snap->n] == 0)
+			return -1;
+		snap->n++;
+	}
+	return 0;
+}
+
+static int
+http_budget_parse(const char *text, struct http_budget_snap *snap, char **cause)
+{
+	const char *q = text;
+	size_t idlen;
+
+	memset(snap, 0, sizeof(*snap));
+	if (strncmp(q, "v1 ", 3) != 0) {
+		*cause = xstrdup("not a request budget record (no \"v1\" at its start)");
+		return -EINVAL;
+	}
+	q += 3;
+	if (http_budget_num(&q, INT64_MAX / 4, ' ', &snap->wall_ms) < 0)
+		goto bad;
+	idlen = strcspn(q, " ");
+	if (idlen == 0 || idlen > HTTP_BOOT_ID_MAX || q[idlen] != ' ')
+		goto bad;
+	memcpy(snap->boot_id, q, idlen);
+	q += idlen + 1;
+	if (http_budget_num(&q, INT64_MAX / 4, ' ', &snap->boot_ms) < 0 ||
+	    http_budget_num(&q, HTTP_BUDGET_MAX, ' ', &snap->reserve) < 0 ||
+	    http_budget_parse_buckets(&q, snap) < 0)
+		goto bad;
+	return 0;
+bad:
+	*cause = xprintf("malformed request budget record at byte %td", q - text);
+	return -EINVAL;
+}
+
+/* Time since the export, never more than could have passed. */
+static int64_t
+http_budget_elapsed(const struct http_budget_snap *snap, const struct http_budget_clock *now)
+{
+	/* Within one boot the boot clock is exact, whatever the wall clock did. */
+	if (now->boot_id != NULL && strcmp(snap->boot_id, "-") != 0 &&
+	    strcmp(snap->boot_id, now->boot_id) == 0 && now->boot_ms >= snap->boot_ms)
+		return now->boot_ms - snap->boot_ms;
+	/* Across a reboot only the wall clock: set back, it counts as no time. */
+	return now->wall_ms > snap->wall_ms ? now->wall_ms - snap->wall_ms : 0;
+}
+
+static int
+http_budget_group_newest_first(const void *a, const void *b)
+{
+	const struct http_budget_group *x = a, *y = b;
+
+	return (x->at < y->at) - (x->at > y->at);
+}
+
+/* Refills the ring with the newest request_budget of the groups. */
+static void
+http_budget_refill(struct http_pool *p, struct http_budget_group *g, size_t ng)
+{
+	int budget = p->o.request_budget, n = 0;
+
+	qsort(g, ng, sizeof(*g), http_budget_group_newest_first);
+	for (size_t i = 0; i < ng && n < budget; i++)
+		n += (int)(g[i].count < budget - n ? g[i].count : budget - n);
+	p->sent_head = 0;
+	p->sent_n = n;
+	for (size_t i = 0; i < ng && n > 0; i++)
+		for (int64_t k = 0; k < g[i].count && n > 0; k++)
+			p->sent[--n] = g[i].at;
+}
+
+int
+http_pool_budget_import(struct http_pool *p, const struct http_budget_clock *now,
+    const char *text, char **cause)
+{
+	struct http_budget_snap snap;
+	struct http_budget_group *g;
+	int64_t mono = http_client_now(p->client), elapsed;
+	size_t ng = 0;
+
+	if (http_budget_parse(text, &snap, cause) < 0)
+		return -EINVAL;
+	if (p->o.request_budget == 0)
+		return 0;
+	elapsed = http_budget_elapsed(&snap, now);
+	g = xcalloc((size_t)(snap.n + 1 + p->sent_n), sizeof(*g));
+	/* sent after the export, before now: dated now */
+	g[ng++] = (struct http_budget_group){ mono, snap.reserve };
+	for (int i = 0; i < snap.n; i++)
+		if (snap.age[i] + elapsed < HTTP_WINDOW_MS)
+			g[ng++] = (struct http_budget_group){ mono - snap.age[i] - elapsed,
+			    snap.count[i] };
+	for (int i = 0; i < p->sent_n; i++)
+		g[ng++] = (struct http_budget_group){
+		    p->sent[(p->sent_head + i) % p->o.request_budget], 1 };
+	http_budget_refill(p, g, ng);
+	free(g);
+	http_budget_expire(p, mono);
+	return 0;
+}
+
+void
+http_pool_budget_allow(struct http_pool *p, int n)
+{
+	p->allow = n < 0 ? -1 : n;
+}
+
+int
+http_pool_budget_allowance(const struct http_pool *p)
+{
+	return p->allow;
+}
+
+int
+http_pool_budget(const struct http_pool *p)
+{
+	return p->o.request_budget;
 }

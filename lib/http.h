@@ -128,6 +128,38 @@ struct http_pool_stats {
 };
 void http_pool_stats(const struct http_pool *p, struct http_pool_stats *out);
 
+/* Budget persistence: what the pool spent of its request budget in the
+ * last hour, as one line of text the caller stores, so that a restarted
+ * daemon does not spend the hour's budget again.  The text holds per-minute
+ * counts, each dated at its newest request (nothing expires early), and the
+ * clocks at export.  Across a restart within one boot the boot clock dates
+ * them exactly; across a reboot only the wall clock can, and a wall clock
+ * set back counts as no time having passed. */
+struct http_budget_clock {
+	int64_t		 wall_ms;	/* CLOCK_REALTIME */
+	int64_t		 boot_ms;	/* CLOCK_BOOTTIME */
+	const char	*boot_id;	/* the kernel's boot id; NULL: unknown */
+};
+/* The pool's use in the last hour, plus reserve requests it may send
+ * after this export (counted at import as sent just before it): a caller
+ * storing the text then lets the pool spend exactly that reserve with
+ * http_pool_budget_allow().  *out is allocated. */
+void http_pool_budget_export(const struct http_pool *p, const struct http_budget_clock *now,
+    int reserve, char **out);
+/* Counts an export's requests in the pool's window (those older than an
+ * hour are dropped; beyond the budget, the newest are kept).  Returns
+ * -EINVAL with *cause for text that is not an export; the pool is then
+ * untouched. */
+int http_pool_budget_import(struct http_pool *p, const struct http_budget_clock *now,
+    const char *text, char **cause);
+/* Caps what the pool sends: at most n more requests until the next call;
+ * -1 (the default) lifts the cap.  Requests over it wait in the queue. */
+void http_pool_budget_allow(struct http_pool *p, int n);
+/* What is left under the cap, -1 if none is set. */
+int http_pool_budget_allowance(const struct http_pool *p);
+/* The pool's request_budget (0: unlimited). */
+int http_pool_budget(const struct http_pool *p);
+
 /* Pure helpers, exposed for tests. */
 /* Delay before retry n (1-based): min(max, base * 2^(n-1)) with full jitter
  * from rnd in [0,1). */

@@ -54,17 +54,13 @@ struct query {
 	size_t		 n;
 };
 
-/* The record's value of a field, "" when absent.  A local lookup rather
- * than snow_record_get(), so this module does not depend on snow.c. */
+/* The record's value of a field, "" when absent (or no record). */
 static const char *
 query_get(const struct snow_record *r, const char *name)
 {
-	if (r != NULL && strcmp(name, "sys_id") == 0 && r->sys_id[0] != '\0')
-		return r->sys_id;
-	for (size_t i = 0; r != NULL && i < r->nfields; i++)
-		if (strcmp(r->fields[i].name, name) == 0)
-			return r->fields[i].value ? r->fields[i].value : "";
-	return "";
+	const char *v = r != NULL ? snow_record_get(r, name) : NULL;
+
+	return v != NULL ? v : "";
 }
 
 static void

@@ -104,9 +104,9 @@ snow_table_path(struct buf *b, const char *instance, const char *table, const ch
 	}
 }
 
-char *
-snow_list_url(const char *instance, const char *table, const char *query,
-    const char *const *fields, size_t nfields, int limit)
+static char *
+snow_list_url_ex(const char *instance, const char *table, const char *query,
+    const char *const *fields, size_t nfields, int limit, int offset, int count)
 {
 	struct buf b;
 
@@ -116,11 +116,28 @@ snow_list_url(const char *instance, const char *table, const char *query,
 	snow_add_fields(&b, fields, nfields);
 	if (limit > 0)
 		buf_addf(&b, "&sysparm_limit=%d", limit);
+	if (offset > 0)
+		buf_addf(&b, "&sysparm_offset=%d", offset);
 	snow_add_param(&b, "sysparm_display_value", "false");
 	snow_add_param(&b, "sysparm_exclude_reference_link", "true");
-	snow_add_param(&b, "sysparm_no_count", "true");
+	if (!count)
+		snow_add_param(&b, "sysparm_no_count", "true");
 	snow_add_param(&b, "sysparm_suppress_pagination_header", "true");
 	return buf_detach(&b);
+}
+
+char *
+snow_list_url(const char *instance, const char *table, const char *query,
+    const char *const *fields, size_t nfields, int limit)
+{
+	return snow_list_url_ex(instance, table, query, fields, nfields, limit, 0, 0);
+}
+
+char *
+snow_poll_url(const char *instance, const char *table, const char *query,
+    const char *const *fields, size_t nfields, int limit, int offset)
+{
+	return snow_list_url_ex(instance, table, query, fields, nfields, limit, offset, 1);
 }
 
 char *
@@ -423,6 +440,7 @@ snow_parse_list(const char *body, size_t len, struct snow_list *out, char **caus
 
 	out->v = NULL;
 	out->n = 0;
+	out->total = -1;
 	if ((rc = snow_result(body, len, json_type_array, &root, &res, cause)) != 0)
 		return rc;
 	n = json_object_array_length(res);
@@ -898,6 +916,7 @@ snow_op_finish(struct snow_op *op, struct http_response *r)
 		struct snow_list page;
 
 		if ((err = snow_parse_list(r->body, r->body_len, &page, &cause)) == 0) {
+			page.total = r->total_count;
 			op->list_done(0, NULL, &page, op->arg);
 			snow_list_free(&page);
 		}
@@ -1111,11 +1130,10 @@ snow_op_new(struct snow_client *s, const char *method, char *url, char *what, in
 }
 
 static int
-snow_list_submit(struct snow_client *s, const char *table, const char *query,
-    const char *const *fields, size_t nfields, int limit, snow_list_fn done, void *arg)
+snow_list_submit(struct snow_client *s, char *url, const char *table, snow_list_fn done,
+    void *arg)
 {
-	struct snow_op *op = snow_op_new(s, "GET",
-	    snow_list_url(s->instance, table, query, fields, nfields, limit), xstrdup(table), 1);
+	struct snow_op *op = snow_op_new(s, "GET", url, xstrdup(table), 1);
 
 	op->kind = SNOW_LIST;
 	op->list_done = done;
@@ -1147,7 +1165,7 @@ snow_poll_fields(const char *const *fields, size_t nfields, size_t *n)
 
 int
 snow_list_page(struct snow_client *s, const char *table, const char *filter,
-    const struct snow_watermark *w, const char *const *fields, size_t nfields,
+    const struct snow_watermark *w, int offset, const char *const *fields, size_t nfields,
     snow_list_fn done, void *arg, char **cause)
 {
 	const char **all;
@@ -1159,8 +1177,8 @@ snow_list_page(struct snow_client *s, const char *table, const char *filter,
 	    (rc = snow_poll_query(filter, w, &query, cause)) != 0)
 		return rc;
 	all = nfields ? snow_poll_fields(fields, nfields, &n) : NULL;
-	rc = snow_list_submit(s, table, query, all, nfields ? n : 0,
-	    s->cfg->snow.page_size > 0 ? s->cfg->snow.page_size : 100, done, arg);
+	rc = snow_list_submit(s, snow_poll_url(s->instance, table, query, all, nfields ? n : 0,
+	    s->cfg->snow.page_size > 0 ? s->cfg->snow.page_size : 100, offset), table, done, arg);
 	free(all);
 	free(query);
 	return rc;
@@ -1175,7 +1193,8 @@ snow_query(struct snow_client *s, const char *table, const char *query,
 
 	if ((rc = snow_check_args(s, table, NULL, cause)) != 0)
 		return rc;
-	return snow_list_submit(s, table, query, fields, nfields, limit, done, arg);
+	return snow_list_submit(s, snow_list_url(s->instance, table, query, fields, nfields, limit),
+	    table, done, arg);
 }
 
 static int

@@ -33,6 +33,8 @@ struct snow_record {
 struct snow_list {
 	struct snow_record *v;
 	size_t		 n;
+	int64_t		 total;	/* X-Total-Count: rows the query matched, those
+				 * ACLs hid included; -1 when not sent */
 };
 
 /* NULL when the field is absent. */
@@ -92,6 +94,11 @@ int snow_poll_query(const char *filter, const struct snow_watermark *w, char **o
  * pagination header.  nfields 0: all fields; limit <= 0: none. */
 char *snow_list_url(const char *instance, const char *table, const char *query,
     const char *const *fields, size_t nfields, int limit);
+/* The same for a poll page: from row offset (0: none) of the query, and
+ * with the count (X-Total-Count), which tells a page emptied by row ACLs
+ * (ServiceNow applies sysparm_limit before them) from the end. */
+char *snow_poll_url(const char *instance, const char *table, const char *query,
+    const char *const *fields, size_t nfields, int limit, int offset);
 char *snow_record_url(const char *instance, const char *table, const char *sys_id,
     const char *const *fields, size_t nfields);
 /* application/x-www-form-urlencoded body for /oauth_token.do: the
@@ -138,10 +145,12 @@ typedef void (*snow_record_fn)(int err, long status, const char *cause,
  * -ECANCELED once snow_client_free() has begun: done is not called.  fields: the fields to read back (sys_id, sys_updated_on
  * and sys_mod_count are added to poll pages). */
 
-/* GET one page of the poll query for table from w (keyset).  Retried on
- * transport errors and 5xx. */
+/* GET one page of the poll query for table from w (keyset), skipping
+ * offset rows of it (rows hidden by ACLs that a cursor cannot pass).
+ * page->total is the count of the query's rows.  Retried on transport
+ * errors and 5xx. */
 int snow_list_page(struct snow_client *s, const char *table, const char *filter,
-    const struct snow_watermark *w, const char *const *fields, size_t nfields,
+    const struct snow_watermark *w, int offset, const char *const *fields, size_t nfields,
     snow_list_fn done, void *arg, char **cause);
 /* GET one record; err == -ENOENT for 404. */
 int snow_get(struct snow_client *s, const char *table, const char *sys_id,

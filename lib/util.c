@@ -420,6 +420,18 @@ util_utf8_valid(const char *s, size_t len)
 }
 
 int
+util_token_ok(const char *s, const char *extra)
+{
+	if (*s == '\0')
+		return 0;
+	for (const char *p = s; *p; p++)
+		if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) && *p != '_' &&
+		    strchr(extra, *p) == NULL)
+			return 0;
+	return 1;
+}
+
+int
 util_host_is_loopback(const char *host)
 {
 	struct in_addr a;

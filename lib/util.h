@@ -63,6 +63,9 @@ int util_parse_duration(const char *s, int64_t *out);
 
 /* True when s is valid UTF-8 of exactly len bytes with no NUL. */
 int util_utf8_valid(const char *s, size_t len);
+/* True when s is a non-empty run of [a-z0-9_] and characters of extra:
+ * the names config and flows files accept. */
+int util_token_ok(const char *s, const char *extra);
 /* True when host is loopback (localhost, 127.0.0.0/8, ::1). */
 int util_host_is_loopback(const char *host);
 /* Splits an http(s) URL; scheme/host/port out-params may be NULL.  The

@@ -173,6 +173,7 @@ class Campaign:
             imperai_http = {"timeout": self.args.timeout, "max_retries": 3}
         verbose = ["--verbose"] if self.args.verbose else []
         stack = Stack(flows=FLOWS, poll=1, snow_http=snow_http, imperai_http=imperai_http,
+                      write_settle=2,
                       snow_args=verbose, imperai_args=verbose)
         stack.imperai.args += ["--seed", str(self.args.seed)]
         stack.start_sims().write_config()

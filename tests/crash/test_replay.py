@@ -58,6 +58,35 @@ class ReplayTest(unittest.TestCase):
         self.assertEqual(len(self.our_patches()), 1)
         self.assertIn("write had landed before the answer was lost", self.st.daemon.log(400))
 
+    def test_unanswered_patch_is_read_back_only_after_it_can_no_longer_land(self):
+        """The link PATCH is queued at the instance (held, unprocessed)
+        while the daemon times out on it.  Reading the ticket back at once
+        would find no trace of it and send it again; the held request would
+        then land too: two notes.  The daemon waits write_settle seconds
+        from sending before it reads back.  Found by the full crash
+        campaign (a PATCH sent just before a SIGKILL, processed by the
+        simulator after the restarted daemon's read-back)."""
+        reads = lambda: self.st.snow.control.ok("GET", "/sim/stats")["requests"].get(
+            "GET /api/now/table/incident/{sys_id}", 0)
+        self.st.write_settle = 10
+        self.st.snow_http = {"timeout": 2, "max_retries": 1}
+        self.st.write_config()
+        self.st.snow.control.ok("POST", "/sim/hold", {"methods": ["PATCH"]})
+        self.st.start_daemon()
+        self.st.wait(lambda: "write failed: will retry" in self.st.daemon.log(400), 30,
+                     "the link PATCH to time out")
+        self.st.wait(lambda: "read back once it can no longer land" in self.st.daemon.log(400),
+                     30, "the retry to wait for the write to settle")
+        self.assertEqual(reads(), 0, "read back while the PATCH could still land")
+        self.assertEqual(self.our_patches(), [])
+        self.st.snow.control.ok("POST", "/sim/release")
+        self.st.wait(lambda: self.our_patches(), 30, "the held PATCH to land")
+        self.st.wait(lambda: self.outbox() == (0, 0), 60, "an empty outbox")
+        self.assertEqual(self.notes(), [("link", "1", "1")])
+        self.assertEqual(len(self.our_patches()), 1)
+        self.assertEqual(reads(), 1)
+        self.assertIn("write had landed before the answer was lost", self.st.daemon.log(400))
+
     def test_change_found_by_the_read_back_is_decided_not_taken_for_ours(self):
         """Our link PATCH lands (mod 1) and the poll sees that echo, but the
         daemon dies before the PATCH's answer.  While it is down an agent
@@ -222,6 +251,28 @@ class PollTest(unittest.TestCase):
                              if v["ticket"]["number"] == t["number"] and
                              v["requester"]["user_name"] == "beth.anglin"], 30,
                     "a request for %s's new caller" % t["number"])
+
+
+    def test_pages_emptied_by_row_acls_are_read_past(self):
+        """ServiceNow applies sysparm_limit before row ACLs, so a page can
+        come back empty while rows follow.  70 tickets the integration user
+        may not read (the simulator's seed hides category=legal from it)
+        fill three and a half pages of 20; a ticket changed after them
+        must still be seen.  Before the fix the empty first page ended
+        every cycle at the same place: the ticket was never verified."""
+        st = Stack(self, snow_extra="  page_size = 20;\n")
+        st.start_sims().write_config()
+        st.start_daemon()
+        polls = lambda: st.daemon.log(100000).count("poll cycle done")
+        seen = polls()
+        st.wait(lambda: polls() > seen, 30, "a first poll cycle")
+        st.snow.control.ok("POST", "/sim/tickets", {
+            "count": 70, "caller": "abel.tuter", "fields": {"category": "legal"}})
+        st.snow.control.ok("POST", "/sim/clock", {"advance": 5})
+        t = st.snow.create_ticket(category="password_reset")
+        st.wait(lambda: st.imperai.verification_for(t["number"]), 30,
+                "a request for the ticket behind the hidden rows")
+        self.assertIn("poll page hidden by ACLs: reading on past it", st.daemon.log(100000))
 
 
 class BudgetTest(unittest.TestCase):

@@ -282,6 +282,7 @@ servicenow: {
   tables = ( %(tables)s );
   poll_interval = %(poll)d;
   poll_overlap = 2;
+  write_settle = %(write_settle)d;
 %(snow_http)s%(snow_extra)s};
 imperai: {
   api_url = "%(imperai_url)s";
@@ -482,7 +483,7 @@ class Stack:
                  snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1, extra_conf="",
                  flows=None, tables=("incident",), snow_args=(), imperai_args=(),
                  auth="basic", map_size=8, snow_extra="", snow_http=None, imperai_http=None,
-                 imperai_extra="", log_level="debug"):
+                 imperai_extra="", log_level="debug", write_settle=1):
         """extra_conf is appended to the settings file (e.g. a metrics
         group); flows: the text of flows.yaml, instead of the default one
         flow for `categories` (FLOWS, not automated); tables: the watched
@@ -492,7 +493,9 @@ class Stack:
         the servicenow / imperai group (ca_file, "concurrency = 8;");
         snow_http / imperai_http: that group's HTTP settings, e.g.
         {"timeout": 3, "request_budget": 500} (default timeout 10,
-        max_retries 1); log_level: the daemon's (the benchmarks use "info")."""
+        max_retries 1); log_level: the daemon's (the benchmarks use "info");
+        write_settle: seconds before an unanswered PATCH is read back (the
+        simulators answer in milliseconds; the daemon's default is 60)."""
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
         self.state = os.path.join(self.dir, "state")
@@ -508,6 +511,7 @@ class Stack:
         self.auth = auth
         self.map_size = map_size
         self.snow_extra = snow_extra
+        self.write_settle = write_settle
         self.snow_url = None    # None: the simulator's own (a TLS proxy may stand in front)
         self.daemon_env = {}    # added to the daemon's environment only
         self.extra_conf = extra_conf
@@ -541,6 +545,7 @@ class Stack:
                             "imperai_url": self.imperai.url, "poll": self.poll,
                             "state": self.state, "creds": self.creds,
                             "map_size": self.map_size, "snow_extra": self.snow_extra,
+                            "write_settle": self.write_settle,
                             "tables": tables_setting(self.tables),
                             "imperai_extra": self.imperai_extra, "log_level": self.log_level,
                             "snow_http": http_settings(self.snow_http),

@@ -178,6 +178,46 @@ class AuthState:
 
 # ---------------------------------------------------------------- server
 
+class Gate:
+    """Holds requests of some methods before they are processed, until
+    released: a request queued at the instance while its client gave up or
+    died, landing later (POST /sim/hold {"methods": ["PATCH"]}, then POST
+    /sim/release).  A held request waits at most MAX_HOLD seconds."""
+    MAX_HOLD = 120
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.methods = set()
+        self.held = 0
+        self.total = 0
+
+    def hold(self, methods):
+        if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+            raise ValueError("methods must be a list of HTTP method names")
+        with self.cond:
+            self.methods = set(methods)
+        return self.state()
+
+    def release(self):
+        with self.cond:
+            self.methods = set()
+            self.cond.notify_all()
+        return self.state()
+
+    def wait(self, method):
+        with self.cond:
+            if method not in self.methods:
+                return
+            self.held += 1
+            self.total += 1
+            self.cond.wait_for(lambda: method not in self.methods, self.MAX_HOLD)
+            self.held -= 1
+
+    def state(self):
+        with self.cond:
+            return {"methods": sorted(self.methods), "held": self.held, "total": self.total}
+
+
 class SnowServer(LoopbackServer):
     def __init__(self, host, port, instance, seed, verbose=False):
         super().__init__(host, port, SnowHandler)
@@ -189,6 +229,7 @@ class SnowServer(LoopbackServer):
         self.stats = Stats()
         self.faults = FaultInjector()
         self.script = Script()
+        self.gate = Gate()
         self.ratelimit = RateLimiter(self.clock)
         self.auth = AuthState(self.clock, self.settings, self.stats)
         self.oauth_clients = {c["client_id"]: c for c in seed.get("oauth_clients", [])}
@@ -243,6 +284,7 @@ class SnowHandler(SimHandler):
             return self.drop()
         if action in PRE_ACTIONS:
             return self.answer(self.fault_answer(action, status))
+        srv.gate.wait(self.command)
         self.answer(self.run(handler), action)
 
     def run(self, handler):
@@ -534,6 +576,10 @@ class SnowHandler(SimHandler):
             ("POST", "/sim/settings"): self.sim_settings,
             ("GET", "/sim/script"): self.server.script.state,
             ("POST", "/sim/script"): self.sim_script,
+            ("GET", "/sim/hold"): self.server.gate.state,
+            ("POST", "/sim/hold"): lambda: self.server.gate.hold(
+                self.control_body().get("methods")),
+            ("POST", "/sim/release"): self.server.gate.release,
         }
         fn = routes.get((self.command, self.url_path.rstrip("/")))
         if fn is None:

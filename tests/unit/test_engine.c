@@ -2072,6 +2072,7 @@ test_effects_round_trip_through_json(void **state)
 	e = h->res.effects[2];
 	e.attempts = 3;
 	e.not_before = T0 + 60;
+	e.sent_at = T0 + 1;
 	e.last_error = "503";
 	assert_effect_round_trip(&e);
 	e.last_error = NULL;

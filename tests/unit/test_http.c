@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -857,6 +858,278 @@ test_pool_options_are_validated(void **state)
 	http_client_free(c);
 }
 
+/* --- budget persistence ------------------------------------------------------ */
+
+#define HOUR_MS		(3600 * 1000LL)
+#define MINUTE_MS	(60 * 1000LL)
+
+static int64_t
+fixed_clock(void *arg)
+{
+	return *(int64_t *)arg;
+}
+
+/* A pool of budget b on a clock that moves only when the test says. */
+static struct http_pool *
+budget_pool(struct http_client **c, int64_t *mono, int b)
+{
+	struct http_pool_opts o = test_opts();
+	char *cause = NULL;
+	struct http_pool *p;
+
+	o.request_budget = b;
+	*c = http_client_new();
+	http_client_set_clock(*c, fixed_clock, mono);
+	p = http_pool_new(*c, &o, &cause);
+	assert_non_null(p);
+	return p;
+}
+
+static int
+budget_used(const struct http_pool *p)
+{
+	struct http_pool_stats s;
+
+	http_pool_stats(p, &s);
+	return s.budget_used;
+}
+
+static void
+budget_import_ok(struct http_pool *p, const struct http_budget_clock *now, const char *text)
+{
+	char *cause = NULL;
+
+	assert_int_equal(http_pool_budget_import(p, now, text, &cause), 0);
+	assert_null(cause);
+}
+
+static void
+test_budget_spent_before_a_restart_holds_back_the_new_pool(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct ts_step ok = { TS_REPLY, 200, NULL, "ok", 0, 0, 0 };
+	struct http_budget_clock wall = { .wall_ms = 1700000000000, .boot_id = NULL };
+	struct fixture *f;
+	struct http_client *c2;
+	struct http_pool *p2;
+	char *text = NULL, *cause = NULL;
+
+	(void)state;
+	o.request_budget = 5;
+	o.concurrency = 5;
+	f = fixture_new(&o);
+	for (int i = 0; i < 8; i++)
+		ts_script(f->ts, &ok, 1);
+	for (int i = 0; i < 3; i++)
+		submit(f, "GET", "/r", 1, i);
+	pump(f, 3);
+	http_pool_budget_export(f->p, &wall, 0, &text);
+	/* the restarted daemon: a new client and pool, another monotonic clock */
+	c2 = http_client_new();
+	http_client_set_clock(c2, shifted_clock, &f->offset);
+	f->offset += 5 * HOUR_MS;
+	p2 = http_pool_new(c2, &o, &cause);
+	assert_non_null(p2);
+	wall.wall_ms += 1000;
+	budget_import_ok(p2, &wall, text);
+	assert_int_equal(budget_used(p2), 3);
+	http_client_free(f->c);
+	f->c = c2;
+	f->p = p2;
+	for (int i = 3; i < 6; i++)
+		submit(f, "GET", "/r", 1, i);
+	pump(f, 5);
+	for (int i = 0; i < 5; i++)
+		http_perform(f->c, 0);
+	/* 3 before the restart, 2 after: the third waits for the hour */
+	assert_int_equal(ts_nrequests(f->ts), 5);
+	assert_int_equal(stats(f).budget_used, 5);
+	assert_int_equal(stats(f).budget_waits, 1);
+	assert_int_equal(http_pending(f->c), 1);
+	free(text);
+	fixture_free(f);
+}
+
+static void
+test_budget_export_counts_minutes_dated_at_their_newest_request(void **state)
+{
+	int64_t mono = 10 * HOUR_MS;
+	struct http_client *c;
+	struct http_pool *p = budget_pool(&c, &mono, 100);
+	struct http_budget_clock now = { .wall_ms = 5000000, .boot_ms = 777,
+	    .boot_id = "0c8f9e3a-1d2b-4c5d-8e9f-aabbccddeeff" };
+	char *text = NULL;
+
+	(void)state;
+	/* 2 at 10 s and 50 s ago, 3 at 61 s ago, 1 at 59 min 59 s ago */
+	budget_import_ok(p, &now, "v1 5000000 - 0 0 10000:1 50000:1 61000:3 3599000:1");
+	assert_int_equal(budget_used(p), 6);
+	http_pool_budget_export(p, &now, 4, &text);
+	assert_string_equal(text, "v1 5000000 0c8f9e3a-1d2b-4c5d-8e9f-aabbccddeeff 777 4 "
+	    "10000:2 61000:3 3599000:1");
+	free(text);
+	/* a second later the oldest is gone */
+	mono += 1000;
+	now.wall_ms += 1000;
+	http_pool_budget_export(p, &now, 0, &text);
+	assert_string_equal(text, "v1 5001000 0c8f9e3a-1d2b-4c5d-8e9f-aabbccddeeff 777 0 "
+	    "11000:2 62000:3");
+	free(text);
+	http_client_free(c);
+}
+
+static void
+test_budget_entries_older_than_an_hour_are_dropped_at_import(void **state)
+{
+	int64_t mono = 42;
+	struct http_client *c;
+	struct http_pool *p = budget_pool(&c, &mono, 10);
+	struct http_budget_clock now = { .wall_ms = 1700000000000 + HOUR_MS, .boot_id = NULL };
+
+	(void)state;
+	/* exported an hour ago: 1 then 1 h old, 2 then 1 s old, 4 reserved */
+	budget_import_ok(p, &now, "v1 1700000000000 - 0 4 1000:2 0:1");
+	assert_int_equal(budget_used(p), 4);
+	http_client_free(c);
+	/* exported 59 min ago: the same requests count until their hour ends */
+	p = budget_pool(&c, &mono, 10);
+	now.wall_ms = 1700000000000 + 59 * MINUTE_MS;
+	budget_import_ok(p, &now, "v1 1700000000000 - 0 0 1000:2 0:1");
+	assert_int_equal(budget_used(p), 3);
+	mono += MINUTE_MS - 1000;
+	assert_int_equal(budget_used(p), 1);
+	mono += 1000;
+	assert_int_equal(budget_used(p), 0);
+	http_client_free(c);
+}
+
+static void
+test_budget_wall_clock_set_back_frees_nothing_early(void **state)
+{
+	int64_t mono = 5 * HOUR_MS;
+	struct http_client *c;
+	struct http_pool *p = budget_pool(&c, &mono, 10);
+	struct http_budget_clock now = { .wall_ms = 1700000000000 - 10 * HOUR_MS };
+
+	(void)state;
+	budget_import_ok(p, &now, "v1 1700000000000 - 0 0 30000:3");
+	assert_int_equal(budget_used(p), 3);
+	/* counted as no time since the export: freed 59.5 minutes from now */
+	mono += HOUR_MS - 30000 - 1;
+	assert_int_equal(budget_used(p), 3);
+	mono += 1;
+	assert_int_equal(budget_used(p), 0);
+	http_client_free(c);
+}
+
+static void
+test_budget_boot_clock_wins_over_a_wall_clock_jump_within_one_boot(void **state)
+{
+	int64_t mono = 0;
+	struct http_client *c;
+	struct http_pool *p = budget_pool(&c, &mono, 10);
+	/* the wall clock jumped two hours ahead; the boot clock says 10 s */
+	struct http_budget_clock now = { .wall_ms = 1700000000000 + 2 * HOUR_MS,
+	    .boot_ms = 500000 + 10000, .boot_id = "b00t" };
+
+	(void)state;
+	budget_import_ok(p, &now, "v1 1700000000000 b00t 500000 0 0:2");
+	assert_int_equal(budget_used(p), 2);
+	mono += HOUR_MS - 10000 - 1;
+	assert_int_equal(budget_used(p), 2);
+	mono += 1;
+	assert_int_equal(budget_used(p), 0);
+	http_client_free(c);
+	/* another boot: only the wall clock can tell, and it says 2 h */
+	p = budget_pool(&c, &mono, 10);
+	now.boot_id = "other";
+	budget_import_ok(p, &now, "v1 1700000000000 b00t 500000 0 0:2");
+	assert_int_equal(budget_used(p), 0);
+	http_client_free(c);
+}
+
+static void
+test_budget_import_keeps_the_newest_when_over_a_smaller_budget(void **state)
+{
+	int64_t mono = HOUR_MS;
+	struct http_client *c;
+	struct http_pool *p = budget_pool(&c, &mono, 4);
+	struct http_budget_clock now = { .wall_ms = 1000 };
+
+	(void)state;
+	budget_import_ok(p, &now, "v1 1000 - 0 1 60000:2 600000:5");
+	assert_int_equal(budget_used(p), 4);
+	/* full until the newest 4 thin out: the reserve, the 2, one of the 5 */
+	mono += HOUR_MS - 600000 - 1;
+	assert_int_equal(budget_used(p), 4);
+	mono += 1;
+	assert_int_equal(budget_used(p), 3);
+	http_client_free(c);
+}
+
+static void
+test_budget_malformed_record_is_refused_with_a_cause_and_changes_nothing(void **state)
+{
+	static const char *bad[] = {
+		"", "v2 1 - 0 0", "v1", "v1 x - 0 0", "v1 1 - 0", "v1 1  0 0",
+		"v1 1 - 0 0 5", "v1 1 - 0 0 5:0", "v1 1 - 0 0 5:1x", "v1 1 - 0 0 :1",
+		"v1 1 - 0 2000000", "v1 99999999999999999999 - 0 0", "v1 1 - 0 0 -5:1",
+		"v1 1 - 0 0 5:1,6:1",
+		"v1 1 - 0 0 1:1 2:1 3:1 4:1 5:1 6:1 7:1 8:1 9:1 10:1 11:1 12:1 13:1 14:1 "
+		"15:1 16:1 17:1 18:1 19:1 20:1 21:1 22:1 23:1 24:1 25:1 26:1 27:1 28:1 29:1 "
+		"30:1 31:1 32:1 33:1 34:1 35:1 36:1 37:1 38:1 39:1 40:1 41:1 42:1 43:1 44:1 "
+		"45:1 46:1 47:1 48:1 49:1 50:1 51:1 52:1 53:1 54:1 55:1 56:1 57:1 58:1 59:1 "
+		"60:1 61:1",
+	};
+	int64_t mono = HOUR_MS;
+	struct http_client *c;
+	struct http_pool *p = budget_pool(&c, &mono, 10);
+	struct http_budget_clock now = { .wall_ms = 1000 };
+
+	(void)state;
+	budget_import_ok(p, &now, "v1 1000 - 0 0 0:2");
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		char *cause = NULL;
+
+		assert_int_equal(http_pool_budget_import(p, &now, bad[i], &cause), -EINVAL);
+		assert_non_null(cause);
+		assert_non_null(strstr(cause, "budget record"));
+		free(cause);
+		assert_int_equal(budget_used(p), 2);
+	}
+	http_client_free(c);
+}
+
+static void
+test_budget_allowance_caps_sends_until_raised(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct ts_step ok = { TS_REPLY, 200, NULL, "ok", 0, 0, 0 };
+	struct fixture *f;
+
+	(void)state;
+	o.request_budget = 100;
+	o.concurrency = 5;
+	f = fixture_new(&o);
+	for (int i = 0; i < 5; i++)
+		ts_script(f->ts, &ok, 1);
+	assert_int_equal(http_pool_budget_allowance(f->p), -1);
+	http_pool_budget_allow(f->p, 2);
+	for (int i = 0; i < 5; i++)
+		submit(f, "GET", "/r", 1, i);
+	pump(f, 2);
+	for (int i = 0; i < 5; i++)
+		http_perform(f->c, 0);
+	assert_int_equal(ts_nrequests(f->ts), 2);
+	assert_int_equal(http_pool_budget_allowance(f->p), 0);
+	/* not the budget: nothing counts as a budget wait */
+	assert_int_equal(stats(f).budget_waits, 0);
+	http_pool_budget_allow(f->p, -1);
+	pump(f, 5);
+	assert_int_equal(ts_nrequests(f->ts), 5);
+	fixture_free(f);
+}
+
 int
 main(void)
 {
@@ -891,6 +1164,14 @@ main(void)
 		cmocka_unit_test(test_callbacks_never_run_from_submit),
 		cmocka_unit_test(test_proxy_from_the_environment_is_ignored),
 		cmocka_unit_test(test_pool_options_are_validated),
+		cmocka_unit_test(test_budget_spent_before_a_restart_holds_back_the_new_pool),
+		cmocka_unit_test(test_budget_export_counts_minutes_dated_at_their_newest_request),
+		cmocka_unit_test(test_budget_entries_older_than_an_hour_are_dropped_at_import),
+		cmocka_unit_test(test_budget_wall_clock_set_back_frees_nothing_early),
+		cmocka_unit_test(test_budget_boot_clock_wins_over_a_wall_clock_jump_within_one_boot),
+		cmocka_unit_test(test_budget_import_keeps_the_newest_when_over_a_smaller_budget),
+		cmocka_unit_test(test_budget_malformed_record_is_refused_with_a_cause_and_changes_nothing),
+		cmocka_unit_test(test_budget_allowance_caps_sends_until_raised),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -670,6 +670,7 @@ struct outcome {
 	size_t		 n;
 	char		 sys_id[33];
 	int64_t		 mod_count;
+	int64_t		 total;
 };
 
 struct env {
@@ -719,6 +720,8 @@ on_list(int err, const char *cause, struct snow_list *page, void *arg)
 	o->done++;
 	o->err = err;
 	o->cause = cause ? xstrdup(cause) : NULL;
+	if (page != NULL)
+		o->total = page->total;
 	if (page != NULL && page->n > 0) {
 		o->n = page->n;
 		memcpy(o->sys_id, page->v[page->n - 1].sys_id, sizeof(o->sys_id));
@@ -1183,7 +1186,7 @@ test_list_page_sends_the_keyset_query_and_delivers_the_page(void **state)
 	(void)state;
 	script_file(e, 200, json_ct, "list_references.json");
 	assert_int_equal(snow_list_page(e->s, "incident", "category=inquiry^ORsubcategory=password",
-	    &w, fields, 3, on_list, &e->o[0], &cause), 0);
+	    &w, 0, fields, 3, on_list, &e->o[0], &cause), 0);
 	env_pump(e, 1);
 	assert_int_equal(e->o[0].err, 0);
 	assert_int_equal(e->o[0].n, 2);
@@ -1195,7 +1198,41 @@ test_list_page_sends_the_keyset_query_and_delivers_the_page(void **state)
 	    "%5EORDERBYsys_updated_on%5EORDERBYsys_id"
 	    "&sysparm_fields=number%2Csys_id%2Ccaller_id%2Csys_updated_on%2Csys_mod_count"
 	    "&sysparm_limit=50&sysparm_display_value=false&sysparm_exclude_reference_link=true"
-	    "&sysparm_no_count=true&sysparm_suppress_pagination_header=true ", NULL, NULL);
+	    "&sysparm_suppress_pagination_header=true ", NULL, NULL);
+	assert_int_equal(e->o[0].total, -1);
+	env_free(e);
+}
+
+/* Row ACLs apply after sysparm_limit: the count is what tells a page they
+ * emptied from the end, and the offset is how the poll gets past it. */
+static void
+test_list_page_skips_by_offset_and_delivers_the_count(void **state)
+{
+	struct env *e = env_new(CONFIG_AUTH_BASIC);
+	static const char *const fields[] = { "number" };
+	struct snow_watermark w = { 1795514400, "" };
+	char *cause = NULL;
+
+	(void)state;
+	script_reply(e, 200, "Content-Type: application/json\r\nX-Total-Count: 412\r\n",
+	    "{\"result\":[]}");
+	script_reply(e, 200, "Content-Type: application/json\r\nX-Total-Count: 4x\r\n",
+	    "{\"result\":[]}");
+	assert_int_equal(snow_list_page(e->s, "incident", NULL, &w, 150, fields, 1, on_list,
+	    &e->o[0], &cause), 0);
+	assert_int_equal(snow_list_page(e->s, "incident", NULL, &w, 0, fields, 1, on_list,
+	    &e->o[1], &cause), 0);
+	env_pump(e, 2);
+	assert_int_equal(e->o[0].err, 0);
+	assert_int_equal(e->o[0].n, 0);
+	assert_int_equal(e->o[0].total, 412);
+	assert_int_equal(e->o[1].total, -1);
+	assert_request(e, 0, "GET /api/now/table/incident?sysparm_query="
+	    "sys_updated_on%3E%3D2026-11-24%2010%3A00%3A00%5EORDERBYsys_updated_on%5EORDERBYsys_id"
+	    "&sysparm_fields=number%2Csys_id%2Csys_updated_on%2Csys_mod_count"
+	    "&sysparm_limit=50&sysparm_offset=150&sysparm_display_value=false"
+	    "&sysparm_exclude_reference_link=true&sysparm_suppress_pagination_header=true ",
+	    NULL, NULL);
 	env_free(e);
 }
 
@@ -1214,7 +1251,7 @@ test_bad_arguments_are_refused_without_a_callback(void **state)
 	    &e->o[0], &cause), -EINVAL);
 	assert_cause(cause, "is not a sys_id");
 	cause = NULL;
-	assert_int_equal(snow_list_page(e->s, "incident", "a=1^NQb=2", NULL, NULL, 0, on_list,
+	assert_int_equal(snow_list_page(e->s, "incident", "a=1^NQb=2", NULL, 0, NULL, 0, on_list,
 	    &e->o[0], &cause), -EINVAL);
 	assert_cause(cause, "uses ^NQ");
 	http_perform(e->h, 0);
@@ -1319,6 +1356,7 @@ main(void)
 		cmocka_unit_test(test_status_errors_map_to_codes_with_causes),
 		cmocka_unit_test(test_redirect_is_refused_without_leaking_its_query),
 		cmocka_unit_test(test_list_page_sends_the_keyset_query_and_delivers_the_page),
+		cmocka_unit_test(test_list_page_skips_by_offset_and_delivers_the_count),
 		cmocka_unit_test(test_bad_arguments_are_refused_without_a_callback),
 		cmocka_unit_test(test_client_free_cancels_outstanding_requests),
 		cmocka_unit_test(test_client_refuses_plain_http_and_missing_credentials),

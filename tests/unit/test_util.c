@@ -284,6 +284,20 @@ test_url_split_refuses_userinfo_bad_ports_and_schemes(void **state)
 }
 
 static void
+test_token_is_lowercase_digits_underscore_or_an_extra_character(void **state)
+{
+	(void)state;
+	assert_true(util_token_ok("u_imperai_2", ""));
+	assert_true(util_token_ok("caller_id.email", "."));
+	assert_false(util_token_ok("", ""));
+	assert_false(util_token_ok("caller_id.email", ""));
+	assert_false(util_token_ok("Incident", ""));
+	assert_false(util_token_ok("a-b", "."));
+	assert_false(util_token_ok("a b", ""));
+	assert_false(util_token_ok("\xc3\xa9", ""));
+}
+
+static void
 test_loopback_detection(void **state)
 {
 	static const char *const yes[] = {
@@ -446,6 +460,7 @@ main(void)
 		cmocka_unit_test(test_utf8_rejects_overlongs_surrogates_truncation_and_nul),
 		cmocka_unit_test(test_url_split_schemes_ports_paths),
 		cmocka_unit_test(test_url_split_refuses_userinfo_bad_ports_and_schemes),
+		cmocka_unit_test(test_token_is_lowercase_digits_underscore_or_an_extra_character),
 		cmocka_unit_test(test_loopback_detection),
 		cmocka_unit_test_setup_teardown(test_secret_file_0600_read_and_newline_stripped,
 		    tmpdir_setup, tmpdir_teardown),
