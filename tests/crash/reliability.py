@@ -170,14 +170,14 @@ def campaign_rows(crash, faults):
     for kind, n in sorted(faults.get("faults", {}).items()):
         rows.append(("faults injected: " + kind, "-", n))
     rows += [
-        ("requests ServiceNow / imper.ai", "-", "%s / %s" % (faults.get("requests_snow"),
-                                                            faults.get("requests_imperai"))),
+        ("requests ServiceNow / imper.ai", "-", "%s / %s" % (q(faults.get("requests_snow")),
+                                                            q(faults.get("requests_imperai")))),
         ("  fault-free run, same work", "-", "%s / %s in %s s" % (
-            faults.get("baseline_snow"), faults.get("baseline_imperai"),
-            faults.get("baseline_seconds"))),
+            q(faults.get("baseline_snow")), q(faults.get("baseline_imperai")),
+            q(faults.get("baseline_seconds")))),
         ("request ratio vs fault-free (max 1.5)", "-", faults.get("ratio")),
-        ("  work requests only / raw", "-", "%s / %s" % (faults.get("work_ratio"),
-                                                         faults.get("raw_ratio"))),
+        ("  work requests only / raw", "-", "%s / %s" % (q(faults.get("work_ratio")),
+                                                         q(faults.get("raw_ratio")))),
         ("ServiceNow request budget (per hour)", "-", faults.get("budget")),
         ("instance rate-limit 429s met", "-", faults.get("instance_429")),
         ("4xx answers retried", "-", faults.get("retried_4xx")),
@@ -185,6 +185,7 @@ def campaign_rows(crash, faults):
          "ok" if faults.get("audit_ok") else "FAILED"),
         ("duplicates / losses", "%s / %s" % (q(crash.get("duplicates")), q(crash.get("losses"))),
          "%s / %s" % (q(faults.get("duplicates")), q(faults.get("losses")))),
+        ("exit status", q(crash.get("exit")), q(faults.get("exit"))),
     ]
     return rows
 
@@ -253,7 +254,9 @@ def verdict(figs):
     """(ok, text) over every part that ran."""
     failed = [p for p in PARTS if part_ok(p, figs.get(p)) is False]
     for name, v in zip(("duplicates", "losses", "budget overruns"), final_figures(figs)):
-        if v not in (0, "-"):
+        if v is None:
+            failed.append(name + " unknown")
+        elif v not in (0, "-"):
             failed.append(name)
     ran = [p for p in PARTS if figs.get(p) is not None]
     if not ran:

@@ -106,6 +106,18 @@ class TableTest(unittest.TestCase):
             self.assertFalse(ok, part)
             self.assertIn(part, text)
 
+    def test_a_campaign_without_figures(self):
+        # Killed before it wrote any: its exit status shows, and no "None".
+        figs = dict(ALL, faults={"exit": -9})
+        text = reliability.table(figs)
+        self.assertNotIn("None", text)
+        r = rows(text)
+        self.assertEqual(r["exit status"].split(), ["0", "-9"])
+        self.assertEqual(r["requests ServiceNow / imper.ai"].split(), ["-", "?", "/", "?"])
+        self.assertEqual(r["LOSSES"], "?")
+        self.assertEqual(reliability.verdict(figs), (
+            False, "FAILED: faults, duplicates unknown, losses unknown, budget overruns unknown"))
+
     def test_a_missing_figure_fails(self):
         figs = copy.deepcopy(ALL)
         del figs["faults"]["losses"]
