@@ -274,7 +274,10 @@ def table(figs):
     crash, faults = figs.get("crash") or {}, figs.get("faults") or {}
     sections = []
     if figs.get("crash") is not None or figs.get("faults") is not None:
-        sections.append(campaign_rows(crash, faults))
+        rows = campaign_rows(crash, faults)
+        # A campaign that did not run (--parts) has "-" in its column.
+        sections.append([(r[0], r[1] if figs.get("crash") is not None else "-",
+                          r[2] if figs.get("faults") is not None else "-") for r in rows])
     if "hostile" in figs:
         sections.append(hostile_rows(figs["hostile"]))
     if "fuzz" in figs:

@@ -138,6 +138,11 @@ class TableTest(unittest.TestCase):
         self.assertNotIn("hostile cases run / passed", r)
         self.assertEqual(r["VERDICT"], "PASS")
 
+    def test_one_campaign_only(self):
+        r = rows(reliability.table({"faults": FAULTS}))
+        self.assertEqual(r["audit verify"].split(), ["-", "ok"])
+        self.assertEqual(r["VERDICT"], "PASS")
+
     def test_libfuzzer_output(self):
         self.assertEqual(reliability.fuzz_log_figures(LOG), (59892, 0))
         self.assertEqual(reliability.fuzz_log_figures(CRASH_LOG), (4096, 1))
