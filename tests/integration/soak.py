@@ -16,12 +16,17 @@ after the warm-up (the first fifth of the run):
   count of the last quarter may exceed the lowest of the first quarter by
   at most 2, and no sample may exceed that first floor by more than 16.
 
-    make reliability                      # 10 minutes
-    SOAK_SECONDS=60 python3 tests/integration/soak.py
+    make reliability                      # 10 minutes (among the rest)
+    SOAK_SECONDS=60 python3 tests/integration/soak.py [--figures FILE]
+
+--figures FILE writes the run's figures as JSON (make reliability's table):
+duration, tickets, the RssAnon means and the open-file floors of the first
+and last quarters after warm-up, and the verdict.
 
 The daemon's own time is the wall clock, so the run takes real minutes.
 A sanitizer build keeps freed memory in quarantine; the soak caps that
 quarantine so RSS measures the daemon, not ASan."""
+import json
 import os
 import sys
 import time
@@ -94,26 +99,51 @@ class Soak:
         st.snow.control.ok("POST", "/sim/clock", {"advance": 600})
 
 
-def flat(samples):
-    """Problems with the samples after warm-up, as text ([] if flat)."""
+def judge(samples):
+    """(figures, problems) of the samples after warm-up: problems is []
+    when memory and open files stayed flat."""
     body = samples[len(samples) // 5:]
     if len(body) < 4:
-        return ["too few samples (%d) to judge" % len(body)]
+        return {}, ["too few samples (%d) to judge" % len(body)]
     q = max(1, len(body) // 4)
     first = sum(s[1] for s in body[:q]) / q
     last = sum(s[1] for s in body[-q:]) / q
+    floor0 = min(s[2] for s in body[:q])
+    floor1 = min(s[2] for s in body[-q:])
+    peak = max(s[2] for s in body)
+    fig = {"rss_anon_first_kib": round(first), "rss_anon_last_kib": round(last),
+           "fds_floor_first": floor0, "fds_floor_last": floor1, "fds_peak": peak}
     bad = []
     if last > first * 1.10 + 1024:
         bad.append("anonymous RSS grew from %.0f KiB to %.0f KiB" % (first, last))
-    floor0 = min(s[2] for s in body[:q])
-    floor1 = min(s[2] for s in body[-q:])
-    if floor1 > floor0 + 2 or max(s[2] for s in body) > floor0 + 16:
+    if floor1 > floor0 + 2 or peak > floor0 + 16:
         bad.append("open files grew: lowest %d at first, %d at the end; all: %s" % (
             floor0, floor1, [s[2] for s in body]))
-    return bad
+    return fig, bad
 
 
-def main():
+def flat(samples):
+    """Problems with the samples after warm-up, as text ([] if flat)."""
+    return judge(samples)[1]
+
+
+def main(argv):
+    figures = None
+    if argv[:1] == ["--figures"] and len(argv) == 2:
+        figures = argv[1]
+    elif argv:
+        print("usage: soak.py [--figures FILE]", file=sys.stderr)
+        return 2
+    fig = {"seconds": SECONDS, "ok": False, "verdict": "did not finish"}
+    try:
+        return run(fig)
+    finally:
+        if figures:
+            with open(figures, "w") as f:
+                json.dump(fig, f, indent=1, sort_keys=True)
+
+
+def run(fig):
     stack = Stack()
     try:
         stack.daemon_env = {"ASAN_OPTIONS": "quarantine_size_mb=4:" +
@@ -146,18 +176,25 @@ def main():
         print("status: effects_done=%s effects_failed=%s" % (
             status.get("effects_done", "?"), status.get("effects_failed", "?")))
         code = stack.stop_daemon()
-        problems = flat(samples)
+        judged, problems = judge(samples)
+        verdict = "NOT flat" if problems else "flat"
+        fig.update(judged)
+        fig.update(tickets=soak.round * PER_ROUND, acted=soak.done, samples=len(samples),
+                   effects_done=status.get("effects_done"),
+                   effects_failed=status.get("effects_failed"), exit_code=code)
         if code != 0:
             problems.append("the daemon exited %s\n%s" % (code, stack.daemon.log(40)))
+            verdict += ", the daemon exited %s" % code
         for p in problems:
             print("FAIL: " + p)
         print("soak: %d s, %d tickets, %d acted on, %d samples: %s" % (
             SECONDS, soak.round * PER_ROUND, soak.done, len(samples),
             "flat" if not problems else "NOT flat"))
+        fig.update(ok=not problems, verdict=verdict, problems=problems)
         return 1 if problems else 0
     finally:
         stack.close()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

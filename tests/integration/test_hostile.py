@@ -10,7 +10,14 @@ working: a ticket created afterwards still gets its link), it writes
 nothing wrong (from the simulators' records: /sim/writes, the
 verifications imper.ai holds, the requests a decoy listener received),
 and it says what happened in one key=value line of its log naming what
-and where.  Answers the simulators cannot produce come from /sim/script."""
+and where.  Answers the simulators cannot produce come from /sim/script.
+
+    python3 tests/integration/test_hostile.py [--figures FILE] [unittest args]
+
+--figures FILE writes what the run did as JSON (make reliability's table):
+cases run and how they ended, the scripted answers the daemon took from
+each simulator, how often it was found running after a case, the checks
+that it wrote nothing and kept working, and the requests the decoy got."""
 import base64
 import html.parser
 import http.server
@@ -25,6 +32,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import IMPERAI_KEY, Http, Stack, wait_until  # noqa: E402
 
 POLL = "/api/now/table/incident"
+# What the run did (--figures): counted as the cases go.
+FIGURES = {"answers_snow": 0, "answers_imperai": 0, "daemon_up": 0, "daemon_down": 0,
+           "nothing_written_checks": 0, "still_working_checks": 0, "decoy_requests": 0}
 FEED = "/v1/verification-requests/changes"
 SNOW_FAIL = r"^\S+ warning ServiceNow poll failed: will retry at the next interval " \
             r"table=incident error=\"GET incident: %s"
@@ -100,7 +110,15 @@ class HostileCase(unittest.TestCase):
         self.decoy.requests.clear()
 
     def tearDown(self):
-        self.assertTrue(self.stack.daemon.running(), "the daemon died\n" + self.stack.logs())
+        try:
+            FIGURES["answers_snow"] += len(self.stack.snow.scripted_state()["seen"])
+            FIGURES["answers_imperai"] += len(self.stack.imperai.scripted_state()["seen"])
+        except Exception:   # noqa: BLE001 -- a dead simulator fails the case below
+            pass
+        FIGURES["decoy_requests"] += len(self.decoy.requests)
+        running = self.stack.daemon.running()
+        FIGURES["daemon_up" if running else "daemon_down"] += 1
+        self.assertTrue(running, "the daemon died\n" + self.stack.logs())
 
     # -- helpers -----------------------------------------------------------------
 
@@ -125,12 +143,14 @@ class HostileCase(unittest.TestCase):
         self.assertEqual(self.stack.snow.writes(), self.writes, "ServiceNow got writes")
         self.assertEqual(sorted(v["id"] for v in self.stack.imperai.verifications()), self.vids,
                          "imper.ai got a request")
+        FIGURES["nothing_written_checks"] += 1
 
     def assert_still_working(self):
         """A new ticket still gets its verification and link."""
         t = self.stack.snow.create_ticket(category="password_reset")
         self.stack.wait_verification(t["number"])
         self.stack.wait(lambda: self.link_written(t), 20, "the link in a new ticket's field")
+        FIGURES["still_working_checks"] += 1
 
 
 class ServiceNowAnswersTest(HostileCase):
@@ -522,5 +542,21 @@ class RetargetTest(HostileCase):
         self.assertIn("security", audit.stdout)
 
 
+def main(argv):
+    figures = None
+    if "--figures" in argv:
+        i = argv.index("--figures")
+        figures = argv[i + 1]
+        del argv[i:i + 2]
+    result = unittest.main(argv=[sys.argv[0]] + argv, verbosity=2, exit=False).result
+    ok = result.wasSuccessful()
+    if figures:
+        FIGURES.update(cases=result.testsRun, failures=len(result.failures),
+                       errors=len(result.errors), skipped=len(result.skipped), ok=ok)
+        with open(figures, "w") as f:
+            json.dump(FIGURES, f, indent=1, sort_keys=True)
+    return 0 if ok else 1
+
+
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    sys.exit(main(sys.argv[1:]))
