@@ -438,16 +438,18 @@ static void
 loop_commit_budget(struct store_txn *txn, const struct loop *l)
 {
 	struct http_budget_clock now;
+	int have_now = 0;
 	const char *key;
 	char *text;
 
-	loop_budget_clock(&now);
 	for (int i = 0; i < LOOP_BUDGET_POOLS; i++) {
 		struct http_pool *p = loop_budget_pool(l, i, &key);
 		int reserve = loop_budget_reserve(l, i);
 
 		if (p == NULL || (http_pool_budget_allowance(p) == reserve && !l->budget_final))
 			continue;
+		if (!have_now++)
+			loop_budget_clock(&now);
 		http_pool_budget_export(p, &now, reserve, &text);
 		store_meta_put(txn, key, text, strlen(text));
 		free(text);

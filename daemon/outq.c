@@ -352,15 +352,9 @@ outq_release(struct outq *q, const char *key, uint64_t seq, int64_t not_before)
 {
 	struct oq_ticket *t = oq_find(q, key);
 
-	if (t == NULL)
-		return;
-	for (struct oq_entry *e = t->head; e; e = e->next)
-		if (e->seq == seq)
-			e->not_before = not_before;
-	if (t->running == seq)
+	if (t != NULL && t->running == seq)
 		t->running = 0;
-	oq_unplace(q, t);
-	oq_place(q, t);
+	outq_set_due(q, key, seq, not_before);
 }
 
 void

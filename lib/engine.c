@@ -883,6 +883,23 @@ engine_observe_new(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 	return 0;
 }
 
+/* Checks the arguments of a decision on record r of ticket t, which must
+ * be the same record, and sets up its context. */
+static int
+engine_begin(struct engine_ctx *c, const struct engine_policy *p, const struct ticket *t,
+    const char *table, const struct snow_record *r, int64_t now, struct engine_result *out)
+{
+	int rc;
+
+	if (t == NULL || r == NULL || table == NULL || p == NULL || p->match == NULL)
+		return -EINVAL;
+	if ((rc = engine_ctx_init(c, p, table, now, out)) < 0)
+		return rc;
+	if (!str_eq(t->table, table) || strcmp(t->sys_id, r->sys_id) != 0)
+		return -EINVAL;
+	return 0;
+}
+
 int
 engine_observe(const struct engine_policy *p, struct ticket *t, const char *table,
     const struct snow_record *r, int64_t now, struct engine_result *out)
@@ -892,12 +909,8 @@ engine_observe(const struct engine_policy *p, struct ticket *t, const char *tabl
 	const struct flow *f;
 	int rc;
 
-	if (t == NULL || r == NULL || table == NULL || p == NULL || p->match == NULL)
-		return -EINVAL;
-	if ((rc = engine_ctx_init(&c, p, table, now, out)) < 0)
+	if ((rc = engine_begin(&c, p, t, table, r, now, out)) < 0)
 		return rc;
-	if (!str_eq(t->table, table) || strcmp(t->sys_id, r->sys_id) != 0)
-		return -EINVAL;
 	if (t->generation > 0 && r->mod_count <= t->seen_mod_count)
 		return 0;
 	engine_obs_read(&c, table, r, &o);
@@ -1503,11 +1516,9 @@ engine_rebuild(const struct engine_policy *p, struct ticket *t, const char *tabl
 	const struct flow *f;
 	int rc;
 
-	if (t == NULL || r == NULL || table == NULL || p == NULL || p->match == NULL)
-		return -EINVAL;
-	if ((rc = engine_ctx_init(&c, p, table, now, out)) < 0)
+	if ((rc = engine_begin(&c, p, t, table, r, now, out)) < 0)
 		return rc;
-	if (!str_eq(t->table, table) || strcmp(t->sys_id, r->sys_id) != 0 || t->generation != 0)
+	if (t->generation != 0)
 		return -EINVAL;
 	engine_obs_read(&c, table, r, &o);
 	if ((rc = render_parse_field(o.field, v ? v->action.type : NULL, &s)) < 0) {
