@@ -1,4 +1,4 @@
-/* Tests for daemon/requests.c: the operator requests' wire form, and
+/* Tests for lib/requests.c: the operator requests' wire form, and
  * requests_take() against a real store in a temporary directory. */
 #include <errno.h>
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Tests for imperai-snowctl's pure parts (daemon/ctl-fmt.c, ctl-rows.c):
+/* Tests for imperai-snowctl's pure parts (daemon/ctl/fmt.c, rows.c):
  * terminal-safe text, the aligned table, RFC 4180 CSV, JSON rows, time
  * filters, status/risk names, filtering and sorting. */
 #include <errno.h>

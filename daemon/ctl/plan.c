@@ -1,5 +1,5 @@
 /* ctl-plan: what `setup` concludes from ServiceNow's answers, without I/O
- * (unit-tested in tests/unit/test_ctl_ops.c). */
+ * (unit-tested in tests/unit/test_ctl_plan.c). */
 #include <ctype.h>
 #include <string.h>
 #include <strings.h>

@@ -1,6 +1,6 @@
 /* ctl-rows: the rows of `imperai-snowctl list`: their vocabulary
  * (status and risk names), filters, order and the three output formats.
- * Pure: the rows are built from the store by ctl-list.c. */
+ * Pure: the rows are built from the store by list.c. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

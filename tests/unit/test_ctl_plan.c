@@ -1,4 +1,4 @@
-/* Tests for daemon/ctl-plan.c: what `imperai-snowctl setup` concludes from
+/* Tests for daemon/ctl/plan.c: what `imperai-snowctl setup` concludes from
  * ServiceNow's answers. */
 #include <errno.h>
 #include <setjmp.h>

@@ -1,6 +1,6 @@
 /* ctl: the pieces of imperai-snowctl, shared between its files.
  *
- * ctl-fmt.c and ctl-rows.c are pure (text, tables, CSV, the list's rows,
+ * fmt.c and rows.c are pure (text, tables, CSV, the list's rows,
  * filters and sorting) and unit-tested; the command files read the store
  * and the settings and print. */
 #ifndef IMPERAI_CTL_H
@@ -39,7 +39,7 @@ struct ctl {
 	int		 risk_medium_max;
 };
 
-/* imperai-snowctl.c: options shared by all commands, and opening things. */
+/* main.c: options shared by all commands, and opening things. */
 struct option;
 /* Handles -c/-S (and --config/--state-dir) inside a command's getopt loop;
  * 1 when ch was one of them. */
@@ -66,7 +66,7 @@ int ctl_help(const char *cmd);
 	{ "state-dir", required_argument, NULL, 'S' }, \
 	{ "help", no_argument, NULL, 'h' }
 
-/* ctl-list.c, shared with show: the masked address (what imper.ai
+/* list.c, shared with show: the masked address (what imper.ai
  * reported sending to, else the requester's ServiceNow address masked),
  * and the risk level from the configured bands. */
 struct ticket;
@@ -84,7 +84,7 @@ int ctl_cmd_audit(struct ctl *c, int argc, char **argv);
 int ctl_cmd_setup(struct ctl *c, int argc, char **argv);
 int ctl_cmd_rebuild(struct ctl *c, int argc, char **argv);
 
-/* --- ctl-net.c: blocking calls for setup and rebuild ---------------------- */
+/* --- net.c: blocking calls for setup and rebuild ---------------------- */
 
 struct http_client;
 struct snow_client;
@@ -113,7 +113,7 @@ int ctl_snow_insert(struct ctl_net *n, struct snow_client *s, const char *table,
 int ctl_imperai_changes(struct ctl_net *n, const char *cursor, int limit, struct imperai_feed *out,
     char **cause);
 
-/* --- ctl-plan.c: the pure decisions of setup and rebuild ------------------ */
+/* --- plan.c: the pure decisions of setup and rebuild ------------------ */
 
 /* The type of a sys_dictionary row: internal_type (a plain string, or a
  * reference flattened to its value), or internal_type.name when the value
@@ -128,7 +128,7 @@ const char *ctl_setup_role_for(const char *table, char *const *roles, size_t n);
 /* The POST body that creates the verification field of table. */
 char *ctl_setup_field_body(const char *table, const char *field);
 
-/* --- ctl-fmt.c: text ------------------------------------------------------ */
+/* --- fmt.c: text ------------------------------------------------------ */
 
 /* Columns s takes on a terminal (UTF-8 code points; invalid bytes count 1). */
 size_t ctl_width(const char *s);
@@ -178,7 +178,7 @@ void ctl_csv_record(struct buf *b, const char *const *fields, size_t n);
 json_object *ctl_json_str(const char *s);
 json_object *ctl_json_time(int64_t t);
 
-/* --- ctl-rows.c: the list's rows ------------------------------------------ */
+/* --- rows.c: the list's rows ------------------------------------------ */
 
 #define CTL_STATUS_UNKNOWN	(-1)
 
