@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "config.h"
+#include "codec.h"
 #include "engine.h"
 #include "flows.h"
 #include "http.h"
@@ -276,7 +277,7 @@ loop_ticket(struct loop *l, const char *table, const char *sys_id)
 	}
 	/* decode initialises the ticket itself. */
 	lt->loaded_state = -1;
-	if (rc == 0 && engine_ticket_decode(b.data, b.len, &lt->t, &cause) == 0) {
+	if (rc == 0 && codec_ticket_decode(b.data, b.len, &lt->t, &cause) == 0) {
 		lt->existed = 1;
 		lt->loaded_state = (int)lt->t.state;
 	} else {
@@ -330,7 +331,7 @@ loop_commit_tickets(struct store_txn *txn, struct loop *l)
 					store_ticket_del(txn, x->t.table, x->t.sys_id);
 				continue;
 			}
-			enc = engine_ticket_encode(&x->t);
+			enc = codec_ticket_encode(&x->t);
 			store_ticket_put(txn, x->t.table, x->t.sys_id,
 			    x->t.number ? x->t.number : "", enc, strlen(enc));
 			free(enc);
@@ -688,7 +689,7 @@ loop_metrics_count_fn(const char *table, const char *sys_id, const void *val, si
 
 	(void)table;
 	(void)sys_id;
-	if (engine_ticket_peek_state(val, len, &s) == 0)
+	if (codec_ticket_peek_state(val, len, &s) == 0)
 		v[s]++;
 	return 0;
 }
@@ -718,7 +719,7 @@ loop_metrics_outbox_fn(uint64_t seq, const void *val, size_t len, void *arg)
 	struct effect e;
 
 	(void)seq;
-	if (m->outbox++ == 0 && engine_effect_decode(val, len, &e, NULL) == 0) {
+	if (m->outbox++ == 0 && codec_effect_decode(val, len, &e, NULL) == 0) {
 		/* seq order is decision order: the first entry is the oldest */
 		m->outbox_oldest = e.created_at;
 		effect_free(&e);
@@ -1200,8 +1201,8 @@ loop_job_again(struct job *j, const char *why, int park)
 	/* The rewritten entry is committed with the step. */
 	copy->l = l;
 	copy->seq = j->seq;
-	enc = engine_effect_encode(&j->e);
-	engine_effect_decode(enc, strlen(enc), &copy->e, NULL);
+	enc = codec_effect_encode(&j->e);
+	codec_effect_decode(enc, strlen(enc), &copy->e, NULL);
 	free(enc);
 	l->updated = xreallocarray(l->updated, l->nupdated + 1, sizeof(*l->updated));
 	l->updated[l->nupdated++] = copy;
@@ -1515,7 +1516,7 @@ loop_commit_outbox(struct store_txn *txn, struct commit_ctx *cc)
 
 	for (size_t i = 0; i < l->nresults; i++) {
 		for (size_t k = 0; k < l->results[i].neffects; k++, idx++) {
-			char *enc = engine_effect_encode(loop_new_effect(cc, i, k, idx));
+			char *enc = codec_effect_encode(loop_new_effect(cc, i, k, idx));
 
 			store_outbox_add(txn, enc, strlen(enc), &cc->seqs[idx]);
 			free(enc);
@@ -1524,7 +1525,7 @@ loop_commit_outbox(struct store_txn *txn, struct commit_ctx *cc)
 	for (size_t i = 0; i < l->ndone; i++)
 		store_outbox_del(txn, l->done_seqs[i]);
 	for (size_t i = 0; i < l->nupdated; i++) {
-		char *enc = engine_effect_encode(&l->updated[i]->e);
+		char *enc = codec_effect_encode(&l->updated[i]->e);
 		store_outbox_put(txn, l->updated[i]->seq, enc, strlen(enc));
 		free(enc);
 	}
@@ -1534,7 +1535,7 @@ loop_commit_outbox(struct store_txn *txn, struct commit_ctx *cc)
 
 		if (j->e.kind != EFFECT_PATCH)
 			continue;
-		enc = engine_effect_encode(&j->e);
+		enc = codec_effect_encode(&j->e);
 		store_outbox_put(txn, j->seq, enc, strlen(enc));
 		free(enc);
 		for (size_t k = 0; k < j->ngone; k++)
@@ -1585,9 +1586,9 @@ loop_pick_read(struct loop *l, struct store_txn *txn, struct job *j, const char 
 	 * (a 429 undoes its attempt's count: no read-back is due). */
 	for (size_t i = l->nupdated; i-- > 0;) {
 		if (l->updated[i]->seq == j->seq) {
-			char *enc = engine_effect_encode(&l->updated[i]->e);
+			char *enc = codec_effect_encode(&l->updated[i]->e);
 
-			rc = engine_effect_decode(enc, strlen(enc), &j->e, &cause);
+			rc = codec_effect_decode(enc, strlen(enc), &j->e, &cause);
 			free(enc);
 			if (rc == 0)
 				return 0;
@@ -1595,7 +1596,7 @@ loop_pick_read(struct loop *l, struct store_txn *txn, struct job *j, const char 
 		}
 	}
 	if ((rc = store_outbox_get(txn, j->seq, b)) == 0 &&
-	    (rc = engine_effect_decode(b->data, b->len, &j->e, &cause)) == 0)
+	    (rc = codec_effect_decode(b->data, b->len, &j->e, &cause)) == 0)
 		return 0;
 	log_kv(LOG_LVL_ERR, "outbox entry unreadable: skipped", "ticket", key,
 	    "error", cause ? cause : store_strerror(rc), NULL);
@@ -1647,7 +1648,7 @@ loop_pick_merge(struct loop *l, struct store_txn *txn, struct job *j, const char
 
 	while ((next = outq_next_same(l->oq, key, next, now)) != 0) {
 		if (store_outbox_get(txn, next, b) != 0 ||
-		    engine_effect_decode(b->data, b->len, &e, NULL) != 0)
+		    codec_effect_decode(b->data, b->len, &e, NULL) != 0)
 			return;
 		/* a resolve goes alone: it is read back first, and may be withdrawn */
 		merged = e.kind == EFFECT_PATCH && !loop_patch_resolves(&e) &&
@@ -1812,7 +1813,7 @@ loop_outq_scan(uint64_t seq, const void *val, size_t len, void *arg)
 	struct effect e;
 	char *key, *cause = NULL;
 
-	if (engine_effect_decode(val, len, &e, &cause) < 0) {
+	if (codec_effect_decode(val, len, &e, &cause) < 0) {
 		log_kv(LOG_LVL_ERR, "outbox entry unreadable: skipped", "error", cause, NULL);
 		free(cause);
 		return 0;
@@ -2066,7 +2067,7 @@ loop_unpark_scan(uint64_t seq, const void *val, size_t len, void *arg)
 
 	if (u->seq != 0 && seq != u->seq)
 		return 0;
-	if (engine_effect_decode(val, len, &e, NULL) < 0)
+	if (codec_effect_decode(val, len, &e, NULL) < 0)
 		return 0;
 	if (e.not_before == LOOP_PARKED || u->seq != 0) {
 		e.not_before = 0;
@@ -2077,7 +2078,7 @@ loop_unpark_scan(uint64_t seq, const void *val, size_t len, void *arg)
 		u->keys = xreallocarray(u->keys, u->n + 1, sizeof(*u->keys));
 		u->seqs[u->n] = seq;
 		u->keys[u->n] = loop_key(e.table, e.sys_id);
-		u->encs[u->n++] = engine_effect_encode(&e);
+		u->encs[u->n++] = codec_effect_encode(&e);
 	}
 	effect_free(&e);
 	return 0;

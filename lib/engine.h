@@ -48,6 +48,8 @@ enum tstate {
 };
 const char *engine_state_name(enum tstate s);	/* "link_ready" */
 int engine_state_parse(const char *s, enum tstate *out);
+/* The names of the states, indexed by enum tstate. */
+extern const char *const engine_state_names[TS__COUNT];
 
 #define ENGINE_HISTORY_MAX 32
 
@@ -102,23 +104,15 @@ struct ticket {
 /* A fresh ticket in TS_UNTRACKED, generation 0 (table may be NULL). */
 void ticket_init(struct ticket *t, const char *table, const char *sys_id);
 void ticket_free(struct ticket *t);
-/* JSON for the store, {"v":1,...}.  Decode overwrites t without freeing
- * it; on failure t holds nothing (ticket_free is harmless) and *cause
- * (when cause is not NULL; caller frees) names the field: "ticket:
- * generation: expected an integer".  -EPROTO for a newer schema version,
- * -EINVAL for anything else; no input crashes it. */
-char *engine_ticket_encode(const struct ticket *t);
-int engine_ticket_decode(const char *json, size_t len, struct ticket *t, char **cause);
-/* Only the state of an encoded ticket, without decoding the rest (the
- * daemon counts a whole store by state at start); -EINVAL if absent. */
-int engine_ticket_peek_state(const void *json, size_t len, enum tstate *out);
 
 enum effect_kind {
 	EFFECT_CREATE,		/* imper.ai create (idempotent by key) */
 	EFFECT_CANCEL,		/* imper.ai cancel of request_id */
 	EFFECT_PATCH,		/* ServiceNow PATCH: field + work note (+ state) in one request */
 };
+#define EFFECT__KINDS	(EFFECT_PATCH + 1)
 const char *engine_effect_name(enum effect_kind k);
+extern const char *const engine_effect_names[EFFECT__KINDS];
 
 struct effect {
 	enum effect_kind kind;
@@ -140,10 +134,6 @@ struct effect {
 /* not_before of an entry parked after repeated failures (imperai-snowctl retry). */
 #define EFFECT_PARKED INT64_C(253402300799)
 void effect_free(struct effect *e);
-/* Same contract as the ticket's; kind decides what is required (CANCEL:
- * request_id, PATCH: patch_json, CREATE: create.idempotency_key). */
-char *engine_effect_encode(const struct effect *e);
-int engine_effect_decode(const char *json, size_t len, struct effect *e, char **cause);
 
 /* One log/audit event produced by a decision. */
 struct engine_event {

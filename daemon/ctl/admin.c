@@ -10,6 +10,7 @@
 #include <json-c/json.h>
 
 #include "ctl.h"
+#include "codec.h"
 #include "engine.h"
 #include "requests.h"
 #include "store.h"
@@ -132,7 +133,7 @@ admin_parked_one(uint64_t seq, const void *val, size_t len, void *arg)
 	memset(&e, 0, sizeof(e));
 	if (ps->want && seq == ps->want)
 		ps->found = 1;
-	if (engine_effect_decode(val, len, &e, &cause) == 0 && e.not_before == ADMIN_PARKED)
+	if (codec_effect_decode(val, len, &e, &cause) == 0 && e.not_before == ADMIN_PARKED)
 		ps->parked++;
 	free(cause);
 	effect_free(&e);

@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "ctl.h"
+#include "codec.h"
 #include "engine.h"
 #include "imperai.h"
 #include "log.h"
@@ -116,7 +117,7 @@ list_one(const char *id, const void *val, size_t len, void *arg)
 	memset(&t, 0, sizeof(t));	/* decode initialises it */
 	if (store_ticket_get(lc->txn, r.table, r.sys_id, &b) != 0)
 		r.state = xstrdup("forgotten");	/* no longer tracked */
-	else if (engine_ticket_decode(b.data, b.len, &t, &cause) != 0) {
+	else if (codec_ticket_decode(b.data, b.len, &t, &cause) != 0) {
 		r.state = xstrdup("unreadable");
 		lc->unreadable++;
 		free(cause);

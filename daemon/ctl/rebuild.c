@@ -24,6 +24,7 @@
 
 #include "config.h"
 #include "ctl.h"
+#include "codec.h"
 #include "engine.h"
 #include "flows.h"
 #include "imperai.h"
@@ -234,7 +235,7 @@ static void
 rb_put_ticket(struct store_txn *txn, struct rb *rb, const struct ticket *t,
     const struct engine_result *res)
 {
-	char *enc = engine_ticket_encode(t);
+	char *enc = codec_ticket_encode(t);
 	size_t end, first = rb_verifs_of(rb, t->table, t->sys_id, &end);
 	uint64_t seq;
 	int indexed = 0;
@@ -242,7 +243,7 @@ rb_put_ticket(struct store_txn *txn, struct rb *rb, const struct ticket *t,
 	store_ticket_put(txn, t->table, t->sys_id, t->number ? t->number : "", enc, strlen(enc));
 	free(enc);
 	for (size_t k = 0; k < res->neffects; k++) {
-		enc = engine_effect_encode(&res->effects[k]);
+		enc = codec_effect_encode(&res->effects[k]);
 		store_outbox_add(txn, enc, strlen(enc), &seq);
 		free(enc);
 	}

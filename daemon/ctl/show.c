@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "ctl.h"
+#include "codec.h"
 #include "engine.h"
 #include "flows.h"
 #include "imperai.h"
@@ -84,7 +85,7 @@ show_write_one(uint64_t seq, const void *val, size_t len, void *arg)
 	char *cause = NULL;
 
 	memset(&e, 0, sizeof(e));
-	if (engine_effect_decode(val, len, &e, &cause) != 0) {
+	if (codec_effect_decode(val, len, &e, &cause) != 0) {
 		free(cause);
 		return 0;
 	}
@@ -111,7 +112,7 @@ show_load(struct ctl *c, struct store_txn *txn, const char *arg, struct show *s)
 	if (rc == 0 && (rc = store_ticket_get(txn, table, sys_id, &b)) == 0) {
 		memset(&s->t, 0, sizeof(s->t));	/* decode initialises it */
 		s->loaded = 1;
-		if ((rc = engine_ticket_decode(b.data, b.len, &s->t, &cause)) != 0) {
+		if ((rc = codec_ticket_decode(b.data, b.len, &s->t, &cause)) != 0) {
 			fprintf(stderr, "imperai-snowctl: the stored record of %s cannot be read: %s\n",
 			    arg, cause ? cause : "unknown format");
 			rc = -EBADMSG;

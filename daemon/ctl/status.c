@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "ctl.h"
+#include "codec.h"
 #include "engine.h"
 #include "store.h"
 #include "util.h"
@@ -82,7 +83,7 @@ status_ticket_one(const char *table, const char *sys_id, const void *val, size_t
 	char *cause = NULL;
 
 	memset(&t, 0, sizeof(t));	/* decode initialises it */
-	if (engine_ticket_decode(val, len, &t, &cause) == 0 && (size_t)t.state < TS__COUNT) {
+	if (codec_ticket_decode(val, len, &t, &cause) == 0 && (size_t)t.state < TS__COUNT) {
 		sc->s->by_state[t.state]++;
 		sc->s->tickets++;
 	} else
@@ -107,7 +108,7 @@ status_effect_time(struct store_txn *txn, const struct effect *e)
 	buf_init(&b);
 	memset(&t, 0, sizeof(t));
 	if (store_ticket_get(txn, e->table, e->sys_id, &b) == 0 &&
-	    engine_ticket_decode(b.data, b.len, &t, &cause) == 0)
+	    codec_ticket_decode(b.data, b.len, &t, &cause) == 0)
 		at = t.state_since;
 	free(cause);
 	ticket_free(&t);
@@ -126,7 +127,7 @@ status_outbox_one(uint64_t seq, const void *val, size_t len, void *arg)
 	(void)seq;
 	memset(&e, 0, sizeof(e));
 	sc->s->outbox++;
-	if (engine_effect_decode(val, len, &e, &cause) != 0) {
+	if (codec_effect_decode(val, len, &e, &cause) != 0) {
 		sc->s->unreadable++;
 		free(cause);
 		return 0;

@@ -4,7 +4,7 @@
  *
  * Writes N tracked tickets (table incident, state link_sent, a realistic
  * verification snapshot and history) into the daemon's store in DIR,
- * through engine_ticket_encode() and store_ticket_put(), BATCH (default
+ * through codec_ticket_encode() and store_ticket_put(), BATCH (default
  * 20000) per write transaction.  sys_ids are pseudo-random, as real ones
  * are, so the B-tree sees random inserts.  The daemon must be stopped.
  * Prints "tickets N used_bytes B" on success.  Exit 0 done, 1 error,
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "engine.h"
 #include "store.h"
 #include "util.h"
@@ -92,7 +93,7 @@ fill_batch(struct store_txn *txn, void *arg)
 		char *enc;
 
 		fill_ticket(&t, i, &rng);
-		enc = engine_ticket_encode(&t);
+		enc = codec_ticket_encode(&t);
 		store_ticket_put(txn, t.table, t.sys_id, t.number, enc, strlen(enc));
 		free(enc);
 		ticket_free(&t);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "engine.h"
 #include "fuzz.h"
 
@@ -16,15 +17,15 @@ fuzz_ticket(const char *json, size_t len)
 
 	memset(&t, 0, sizeof(t));
 	memset(&t2, 0, sizeof(t2));
-	if (engine_ticket_decode(json, len, &t, &cause) != 0) {
+	if (codec_ticket_decode(json, len, &t, &cause) != 0) {
 		if (cause == NULL)
-			fuzz_fail("engine_ticket_decode failed without a cause", NULL);
+			fuzz_fail("codec_ticket_decode failed without a cause", NULL);
 		goto out;
 	}
-	enc = engine_ticket_encode(&t);
-	if (engine_ticket_decode(enc, strlen(enc), &t2, &cause) != 0)
+	enc = codec_ticket_encode(&t);
+	if (codec_ticket_decode(enc, strlen(enc), &t2, &cause) != 0)
 		fuzz_fail("a ticket's own encoding does not decode", enc);
-	enc2 = engine_ticket_encode(&t2);
+	enc2 = codec_ticket_encode(&t2);
 	if (strcmp(enc, enc2) != 0)
 		fuzz_fail("ticket encode -> decode -> encode differs", enc2);
 out:
@@ -43,15 +44,15 @@ fuzz_effect(const char *json, size_t len)
 
 	memset(&e, 0, sizeof(e));
 	memset(&e2, 0, sizeof(e2));
-	if (engine_effect_decode(json, len, &e, &cause) != 0) {
+	if (codec_effect_decode(json, len, &e, &cause) != 0) {
 		if (cause == NULL)
-			fuzz_fail("engine_effect_decode failed without a cause", NULL);
+			fuzz_fail("codec_effect_decode failed without a cause", NULL);
 		goto out;
 	}
-	enc = engine_effect_encode(&e);
-	if (engine_effect_decode(enc, strlen(enc), &e2, &cause) != 0)
+	enc = codec_effect_encode(&e);
+	if (codec_effect_decode(enc, strlen(enc), &e2, &cause) != 0)
 		fuzz_fail("an effect's own encoding does not decode", enc);
-	enc2 = engine_effect_encode(&e2);
+	enc2 = codec_effect_encode(&e2);
 	if (strcmp(enc, enc2) != 0)
 		fuzz_fail("effect encode -> decode -> encode differs", enc2);
 out:

@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "config.h"
+#include "codec.h"
 #include "engine.h"
 #include "flows.h"
 #include "imperai.h"
@@ -1759,8 +1760,8 @@ test_hostile_verification_still_round_trips_through_the_store(void **state)
 	assert_kinds(h, "patch");
 	assert_int_equal(h->t.v.risk_score, -1);
 	assert_true(util_utf8_valid(h->t.v.recommendation, strlen(h->t.v.recommendation)));
-	enc = engine_ticket_encode(&h->t);
-	assert_int_equal(engine_ticket_decode(enc, strlen(enc), &back, &cause), 0);
+	enc = codec_ticket_encode(&h->t);
+	assert_int_equal(codec_ticket_decode(enc, strlen(enc), &back, &cause), 0);
 	assert_null(cause);
 	free(enc);
 	ticket_free(&back);
@@ -1846,11 +1847,11 @@ test_ticket_round_trips_through_json(void **state)
 	to_passed(h, 8);
 	h->t.last_error = xstrdup("503: \"unavailable\"\n");
 	h->t.v.analysis_summary = xstrdup("caf\xc3\xa9");
-	a = engine_ticket_encode(&h->t);
+	a = codec_ticket_encode(&h->t);
 	assert_non_null(strstr(a, "\"v\":1"));
-	assert_int_equal(engine_ticket_decode(a, strlen(a), &back, &cause), 0);
+	assert_int_equal(codec_ticket_decode(a, strlen(a), &back, &cause), 0);
 	assert_null(cause);
-	b = engine_ticket_encode(&back);
+	b = codec_ticket_encode(&back);
 	assert_string_equal(a, b);
 	assert_int_equal(back.state, TS_PASSED);
 	assert_string_equal(back.sys_id, SYS1);
@@ -1875,9 +1876,9 @@ test_fresh_ticket_round_trips(void **state)
 
 	(void)state;
 	ticket_init(&t, "incident", SYS1);
-	a = engine_ticket_encode(&t);
-	assert_int_equal(engine_ticket_decode(a, strlen(a), &back, NULL), 0);
-	b = engine_ticket_encode(&back);
+	a = codec_ticket_encode(&t);
+	assert_int_equal(codec_ticket_decode(a, strlen(a), &back, NULL), 0);
+	b = codec_ticket_encode(&back);
 	assert_string_equal(a, b);
 	assert_int_equal(back.seen_mod_count, -1);
 	assert_int_equal(back.v.risk_score, -1);
@@ -1945,7 +1946,7 @@ test_ticket_decode_names_the_bad_field(void **state)
 	(void)state;
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		cause = NULL;
-		if (engine_ticket_decode(cases[i].json, strlen(cases[i].json), &t, &cause) !=
+		if (codec_ticket_decode(cases[i].json, strlen(cases[i].json), &t, &cause) !=
 		    cases[i].err || cause == NULL || strstr(cause, cases[i].cause) == NULL)
 			fail_msg("case %zu: %s: got \"%s\"", i, cases[i].json, cause ? cause : "");
 		assert_null(t.table);
@@ -1953,11 +1954,11 @@ test_ticket_decode_names_the_bad_field(void **state)
 		ticket_free(&t);
 	}
 	cause = NULL;
-	assert_int_equal(engine_ticket_decode("{\"v\":1}\0", 8, &t, &cause), -EINVAL);
+	assert_int_equal(codec_ticket_decode("{\"v\":1}\0", 8, &t, &cause), -EINVAL);
 	assert_non_null(strstr(cause, "NUL"));
 	free(cause);
-	assert_int_equal(engine_ticket_decode("", 0, &t, NULL), -EINVAL);
-	assert_int_equal(engine_ticket_decode(NULL, 0, &t, NULL), -EINVAL);
+	assert_int_equal(codec_ticket_decode("", 0, &t, NULL), -EINVAL);
+	assert_int_equal(codec_ticket_decode(NULL, 0, &t, NULL), -EINVAL);
 }
 
 /* A deterministic generator for the corruption test. */
@@ -1977,11 +1978,11 @@ decode_any(const char *buf, size_t len, int effect)
 	int rc;
 
 	if (effect) {
-		rc = engine_effect_decode(buf, len, &e, &cause);
+		rc = codec_effect_decode(buf, len, &e, &cause);
 		if (rc == 0)
 			effect_free(&e);
 	} else {
-		rc = engine_ticket_decode(buf, len, &t, &cause);
+		rc = codec_ticket_decode(buf, len, &t, &cause);
 		if (rc == 0)
 			ticket_free(&t);
 	}
@@ -2020,18 +2021,18 @@ test_decoders_survive_corrupt_input(void **state)
 	char *enc;
 
 	to_passed(h, 1);
-	enc = engine_ticket_encode(&h->t);
+	enc = codec_ticket_encode(&h->t);
 	corrupt_and_decode(enc, 0);
 	free(enc);
 	assert_int_equal(action_done(h, 1), 0);
-	enc = engine_effect_encode(effect(h, 0));
+	enc = codec_effect_encode(effect(h, 0));
 	corrupt_and_decode(enc, 1);
 	free(enc);
 	restart(h);
 	to_passed(h, 1);
 	h->caller = CALLER2;
 	assert_int_equal(observe(h), 0);
-	enc = engine_effect_encode(effect(h, 2));
+	enc = codec_effect_encode(effect(h, 2));
 	corrupt_and_decode(enc, 1);
 	free(enc);
 	doc = "{\"v\":1,\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]"
@@ -2043,11 +2044,11 @@ static void
 assert_effect_round_trip(const struct effect *e)
 {
 	struct effect back;
-	char *a = engine_effect_encode(e), *b, *cause = NULL;
+	char *a = codec_effect_encode(e), *b, *cause = NULL;
 
-	assert_int_equal(engine_effect_decode(a, strlen(a), &back, &cause), 0);
+	assert_int_equal(codec_effect_decode(a, strlen(a), &back, &cause), 0);
 	assert_null(cause);
-	b = engine_effect_encode(&back);
+	b = codec_effect_encode(&back);
 	assert_string_equal(a, b);
 	assert_int_equal(back.kind, e->kind);
 	assert_int_equal(back.generation, e->generation);
@@ -2105,7 +2106,7 @@ test_effect_decode_requires_what_each_kind_needs(void **state)
 	(void)state;
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		cause = NULL;
-		if (engine_effect_decode(cases[i].json, strlen(cases[i].json), &e, &cause) !=
+		if (codec_effect_decode(cases[i].json, strlen(cases[i].json), &e, &cause) !=
 		    -EINVAL || cause == NULL || strstr(cause, cases[i].cause) == NULL)
 			fail_msg("case %zu: got \"%s\"", i, cause ? cause : "");
 		assert_null(e.table);

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "codec.h"
 #include "metrics.h"
 #include "util.h"
 
@@ -251,11 +252,11 @@ test_peek_state_reads_the_state_not_a_lookalike_in_the_text(void **state)
 	t.number = xstrdup("INC1\",\"state\":\"closed");
 	t.short_description = xstrdup("\"state\":\"resolved\"");
 	t.state = TS_LINK_SENT;
-	enc = engine_ticket_encode(&t);
-	assert_int_equal(engine_ticket_peek_state(enc, strlen(enc), &s), 0);
+	enc = codec_ticket_encode(&t);
+	assert_int_equal(codec_ticket_peek_state(enc, strlen(enc), &s), 0);
 	assert_int_equal(s, TS_LINK_SENT);
-	assert_int_equal(engine_ticket_peek_state("{\"v\":1}", 7, &s), -EINVAL);
-	assert_int_equal(engine_ticket_peek_state("{\"state\":\"bogus\"}", 17, &s), -EINVAL);
+	assert_int_equal(codec_ticket_peek_state("{\"v\":1}", 7, &s), -EINVAL);
+	assert_int_equal(codec_ticket_peek_state("{\"state\":\"bogus\"}", 17, &s), -EINVAL);
 	free(enc);
 	ticket_free(&t);
 }
