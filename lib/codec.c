@@ -1,4 +1,4 @@
-/* codec: tickets and outbox effects to and from the JSON the store keeps.
+/* codec: tickets, outbox effects and outbox entries to and from the JSON the store keeps.
  * Strict on the way in: every member is checked for type and range, and a
  * failure names the member ("ticket: history[2].to: unknown value"). */
 
@@ -603,11 +603,10 @@ enc_create(const struct imperai_create *c)
 	return o;
 }
 
-char *
-codec_effect_encode(const struct effect *e)
+static struct json_object *
+enc_effect(const struct effect *e)
 {
 	struct json_object *o = json_object_new_object();
-	char *s;
 
 	enc_int(o, "v", CODEC_SCHEMA);
 	enc_str(o, "kind", engine_effect_name(e->kind));
@@ -621,11 +620,31 @@ codec_effect_encode(const struct effect *e)
 	if (e->kind == EFFECT_CREATE)
 		json_object_object_add(o, "create", enc_create(&e->create));
 	enc_str(o, "patch_json", e->patch_json);
-	enc_int(o, "attempts", e->attempts);
-	enc_int(o, "not_before", e->not_before);
-	enc_int(o, "sent_at", e->sent_at);
 	enc_int(o, "created_at", e->created_at);
-	enc_str(o, "last_error", e->last_error);
+	return o;
+}
+
+char *
+codec_effect_encode(const struct effect *e)
+{
+	struct json_object *o = enc_effect(e);
+	char *s = codec_json_string(o);
+
+	json_object_put(o);
+	return s;
+}
+
+/* The phase is not stored: it follows from these members (see codec.h). */
+char *
+codec_entry_encode(const struct outbox_entry *en)
+{
+	struct json_object *o = enc_effect(&en->e);
+	char *s;
+
+	enc_int(o, "attempts", en->attempts);
+	enc_int(o, "not_before", en->phase == OUTBOX_PARKED ? OUTBOX_PARKED_AT : en->not_before);
+	enc_int(o, "sent_at", en->sent_at);
+	enc_str(o, "last_error", en->last_error);
 	s = codec_json_string(o);
 	json_object_put(o);
 	return s;
@@ -669,11 +688,21 @@ dec_effect(struct codec_dec *d, struct json_object *o, struct effect *e)
 	if (kind == EFFECT_CREATE)
 		dec_create(d, o, &e->create);
 	dec_str(d, o, "", "patch_json", &e->patch_json, CODEC_MAX_PATCH, kind == EFFECT_PATCH);
-	dec_int32(d, o, "", "attempts", &e->attempts, 0, INT32_MAX);
-	dec_int(d, o, "", "not_before", &e->not_before, 0, CODEC_TIME_MAX);
-	dec_time(d, o, "", "sent_at", &e->sent_at);
 	dec_time(d, o, "", "created_at", &e->created_at);
-	dec_str(d, o, "", "last_error", &e->last_error, CODEC_MAX_STRING, 0);
+}
+
+static void
+dec_entry(struct codec_dec *d, struct json_object *o, struct outbox_entry *en)
+{
+	dec_effect(d, o, &en->e);
+	dec_int32(d, o, "", "attempts", &en->attempts, 0, INT32_MAX);
+	dec_int(d, o, "", "not_before", &en->not_before, 0, CODEC_TIME_MAX);
+	dec_time(d, o, "", "sent_at", &en->sent_at);
+	dec_str(d, o, "", "last_error", &en->last_error, CODEC_MAX_STRING, 0);
+	if (en->not_before == OUTBOX_PARKED_AT)
+		en->phase = OUTBOX_PARKED;
+	else
+		en->phase = en->attempts > 0 ? OUTBOX_SENT : OUTBOX_QUEUED;
 }
 
 int
@@ -689,4 +718,27 @@ codec_effect_decode(const char *json, size_t len, struct effect *e, char **cause
 	if (d.err)
 		effect_free(e);
 	return dec_finish(&d, cause);
+}
+
+int
+codec_entry_decode(const char *json, size_t len, struct outbox_entry *en, char **cause)
+{
+	struct codec_dec d = { .what = "effect" };
+	struct json_object *o;
+
+	memset(en, 0, sizeof(*en));
+	if ((o = codec_parse(&d, json, len)) != NULL)
+		dec_entry(&d, o, en);
+	json_object_put(o);
+	if (d.err)
+		outbox_entry_free(en);
+	return dec_finish(&d, cause);
+}
+
+void
+outbox_entry_free(struct outbox_entry *en)
+{
+	effect_free(&en->e);
+	free(en->last_error);
+	en->last_error = NULL;
 }

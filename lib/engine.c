@@ -345,7 +345,6 @@ effect_free(struct effect *e)
 	free(e->request_id);
 	engine_create_clear(&e->create);
 	free(e->patch_json);
-	free(e->last_error);
 	memset(e, 0, sizeof(*e));
 }
 

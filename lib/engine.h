@@ -125,14 +125,8 @@ struct effect {
 	char		*request_id;	/* CANCEL */
 	struct imperai_create create;	/* CREATE */
 	char		*patch_json;	/* PATCH body: {"<field>": html, "work_notes": text, ...} */
-	int		 attempts;	/* shell bookkeeping, persisted */
-	int64_t		 not_before;	/* shell bookkeeping: retry time */
-	int64_t		 sent_at;	/* shell bookkeeping: when last attempted (wall) */
-	char		*last_error;
 	int64_t		 created_at;	/* when decided (now); 0 if unknown: outbox age */
 };
-/* not_before of an entry parked after repeated failures (imperai-snowctl retry). */
-#define EFFECT_PARKED INT64_C(253402300799)
 void effect_free(struct effect *e);
 
 /* One log/audit event produced by a decision. */

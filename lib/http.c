@@ -301,6 +301,12 @@ http_pending(const struct http_client *c)
 	return c->pending;
 }
 
+int
+http_status_permanent(long status)
+{
+	return status >= 400 && status < 500 && status != 401 && status != 429;
+}
+
 int64_t
 http_backoff_ms(int attempt, int base_ms, int max_ms, double rnd)
 {

@@ -171,5 +171,8 @@ int http_parse_retry_after(const char *v, int64_t now, int64_t *out);
 char *http_link_next(const char *link);
 /* 1 if the body looks like HTML rather than JSON (hibernating instance). */
 int http_is_html(const char *content_type, const char *body, size_t len);
+/* 1 if a request answered with status will not heal by asking again: a
+ * 4xx other than 401 (credentials refresh) and 429 (rate limit). */
+int http_status_permanent(long status);
 
 #endif

@@ -16,7 +16,6 @@
 #include "store.h"
 #include "util.h"
 
-#define ADMIN_PARKED EFFECT_PARKED
 
 /* Only the shared options and --help; the rest are positional. */
 static int
@@ -127,16 +126,15 @@ static int
 admin_parked_one(uint64_t seq, const void *val, size_t len, void *arg)
 {
 	struct parked_scan *ps = arg;
-	struct effect e;
+	struct outbox_entry en;
 	char *cause = NULL;
 
-	memset(&e, 0, sizeof(e));
 	if (ps->want && seq == ps->want)
 		ps->found = 1;
-	if (codec_effect_decode(val, len, &e, &cause) == 0 && e.not_before == ADMIN_PARKED)
+	if (codec_entry_decode(val, len, &en, &cause) == 0 && en.phase == OUTBOX_PARKED)
 		ps->parked++;
 	free(cause);
-	effect_free(&e);
+	outbox_entry_free(&en);
 	return 0;
 }
 

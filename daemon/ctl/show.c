@@ -19,12 +19,10 @@
 #include "store.h"
 #include "util.h"
 
-#define SHOW_PARKED EFFECT_PARKED
-
 /* One outbox entry of the ticket. */
 struct show_write {
-	uint64_t	 seq;
-	struct effect	 e;
+	uint64_t		 seq;
+	struct outbox_entry	 en;
 };
 
 struct show {
@@ -81,21 +79,20 @@ static int
 show_write_one(uint64_t seq, const void *val, size_t len, void *arg)
 {
 	struct show_scan *sc = arg;
-	struct effect e;
+	struct outbox_entry en;
 	char *cause = NULL;
 
-	memset(&e, 0, sizeof(e));
-	if (codec_effect_decode(val, len, &e, &cause) != 0) {
+	if (codec_entry_decode(val, len, &en, &cause) != 0) {
 		free(cause);
 		return 0;
 	}
-	if (!str_eq(e.table, sc->table) || strcmp(e.sys_id, sc->sys_id) != 0) {
-		effect_free(&e);
+	if (!str_eq(en.e.table, sc->table) || strcmp(en.e.sys_id, sc->sys_id) != 0) {
+		outbox_entry_free(&en);
 		return 0;
 	}
 	sc->s->w = xreallocarray(sc->s->w, sc->s->nw + 1, sizeof(*sc->s->w));
 	sc->s->w[sc->s->nw].seq = seq;
-	sc->s->w[sc->s->nw++].e = e;
+	sc->s->w[sc->s->nw++].en = en;
 	return 0;
 }
 
@@ -161,7 +158,7 @@ show_free(struct show *s)
 	if (s->loaded)
 		ticket_free(&s->t);
 	for (size_t i = 0; i < s->nw; i++)
-		effect_free(&s->w[i].e);
+		outbox_entry_free(&s->w[i].en);
 	free(s->w);
 	free(s->asked_id);
 	free(s->action);
@@ -295,16 +292,17 @@ show_text_writes(const struct show *s)
 
 	printf("Pending writes:%s\n", s->nw == 0 ? "    none" : "");
 	for (size_t i = 0; i < s->nw; i++) {
-		const struct effect *e = &s->w[i].e;
-		char *err = ctl_printable(e->last_error);
+		const struct outbox_entry *en = &s->w[i].en;
+		const struct effect *e = &en->e;
+		char *err = ctl_printable(en->last_error);
 
-		if (e->not_before == SHOW_PARKED)
+		if (en->phase == OUTBOX_PARKED)
 			snprintf(when, sizeof(when), "parked");
 		else
-			ctl_format_second(e->not_before, when);
+			ctl_format_second(en->not_before, when);
 		printf("  #%" PRIu64 " %s %s, %d attempt%s, next: %s%s%s\n", s->w[i].seq,
-		    engine_effect_name(e->kind), e->tag ? e->tag : "", e->attempts,
-		    e->attempts == 1 ? "" : "s", e->not_before ? when : "now",
+		    engine_effect_name(e->kind), e->tag ? e->tag : "", en->attempts,
+		    en->attempts == 1 ? "" : "s", en->not_before ? when : "now",
 		    *err ? ", last error: " : "", err);
 		free(err);
 	}
@@ -395,17 +393,18 @@ show_json_writes(const struct show *s)
 	json_object *a = json_object_new_array();
 
 	for (size_t i = 0; i < s->nw; i++) {
-		const struct effect *e = &s->w[i].e;
+		const struct outbox_entry *en = &s->w[i].en;
+		const struct effect *e = &en->e;
 		json_object *w = json_object_new_object();
-		int parked = e->not_before == SHOW_PARKED;
+		int parked = en->phase == OUTBOX_PARKED;
 
 		json_object_object_add(w, "seq", json_object_new_int64((int64_t)s->w[i].seq));
 		json_object_object_add(w, "kind", json_object_new_string(engine_effect_name(e->kind)));
 		json_object_object_add(w, "tag", ctl_json_str(e->tag));
-		json_object_object_add(w, "attempts", json_object_new_int(e->attempts));
+		json_object_object_add(w, "attempts", json_object_new_int(en->attempts));
 		json_object_object_add(w, "parked", json_object_new_boolean(parked));
-		json_object_object_add(w, "not_before", parked ? NULL : ctl_json_time(e->not_before));
-		json_object_object_add(w, "last_error", ctl_json_str(e->last_error));
+		json_object_object_add(w, "not_before", parked ? NULL : ctl_json_time(en->not_before));
+		json_object_object_add(w, "last_error", ctl_json_str(en->last_error));
 		json_object_array_add(a, w);
 	}
 	return a;

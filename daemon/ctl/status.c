@@ -20,7 +20,6 @@
 
 #define STATUS_STALE		30	/* seconds without a status write: not running */
 #define STATUS_OUTBOX_OLD	600	/* seconds: a write this old needs attention */
-#define STATUS_PARKED		EFFECT_PARKED
 
 struct status {
 	json_object	*daemon;	/* meta daemon/status, NULL if never written */
@@ -120,24 +119,23 @@ static int
 status_outbox_one(uint64_t seq, const void *val, size_t len, void *arg)
 {
 	struct status_scan *sc = arg;
-	struct effect e;
+	struct outbox_entry en;
 	char *cause = NULL;
 	int64_t at;
 
 	(void)seq;
-	memset(&e, 0, sizeof(e));
 	sc->s->outbox++;
-	if (codec_effect_decode(val, len, &e, &cause) != 0) {
+	if (codec_entry_decode(val, len, &en, &cause) != 0) {
 		sc->s->unreadable++;
 		free(cause);
 		return 0;
 	}
-	if (e.not_before == STATUS_PARKED)
+	if (en.phase == OUTBOX_PARKED)
 		sc->s->parked++;
-	at = status_effect_time(sc->txn, &e);
+	at = status_effect_time(sc->txn, &en.e);
 	if (at > 0 && (sc->s->oldest == 0 || at < sc->s->oldest))
 		sc->s->oldest = at;
-	effect_free(&e);
+	outbox_entry_free(&en);
 	return 0;
 }
 
