@@ -76,7 +76,7 @@ budget_due(const struct loop *l)
 {
 	const char *key;
 
-	if (l->outq_reload_ms != 0)
+	if (l->outbox_reload_ms != 0)
 		return 0;
 	for (int i = 0; i < BUDGET_POOLS; i++) {
 		struct http_pool *p = budget_pool(l, i, &key);

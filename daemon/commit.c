@@ -392,7 +392,7 @@ commit_void(struct loop *l, struct outbox_batch *b, int rc)
 	memset(&l->m_step, 0, sizeof(l->m_step));
 	outbox_batch_free(l, b, 1);
 	commit_pending_clear(l);
-	l->outq_reload_ms = loop_now_ms() + 1000;
+	l->outbox_reload_ms = loop_now_ms() + 1000;
 	l->epoch++;
 	poll_load_positions(l);
 }
@@ -406,15 +406,15 @@ commit_step(struct loop *l, int start)
 	int rc, wrote = 0;
 
 	/* what a failed commit did not delete runs again, as a replay */
-	if (l->outq_reload_ms != 0 && loop_now_ms() >= l->outq_reload_ms) {
-		l->outq_reload_ms = 0;
+	if (l->outbox_reload_ms != 0 && loop_now_ms() >= l->outbox_reload_ms) {
+		l->outbox_reload_ms = 0;
 		outbox_load(l);
 	}
 	memset(&b, 0, sizeof(b));
 	l->outbox_dirty = 0;
 	/* After a failed commit nothing starts until the outbox is reloaded:
 	 * marking writes against a full disk would only fail again, at once. */
-	outbox_pick(l, &b, start && l->outq_reload_ms == 0);
+	outbox_pick(l, &b, start && l->outbox_reload_ms == 0);
 	if (commit_has_pending(l) || b.marks) {
 		if ((rc = store_write(l->st, commit_fn, &cc)) < 0) {
 			commit_void(l, &b, rc);

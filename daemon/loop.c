@@ -75,9 +75,9 @@ loop_idle_ms(const struct loop *l, int64_t now, int64_t until)
 
 	if (l->requests_ms < next)
 		next = l->requests_ms;
-	if (l->outq_reload_ms != 0 && l->outq_reload_ms < next)
-		next = l->outq_reload_ms;
-	if (due != INT64_MAX && l->outq_reload_ms == 0 && now + (due - loop_wall()) * 1000 < next)
+	if (l->outbox_reload_ms != 0 && l->outbox_reload_ms < next)
+		next = l->outbox_reload_ms;
+	if (due != INT64_MAX && l->outbox_reload_ms == 0 && now + (due - loop_wall()) * 1000 < next)
 		next = now + (due - loop_wall()) * 1000;
 	return next - now;
 }

@@ -1,8 +1,9 @@
 /* loop: the daemon's work, one step at a time.  Each step polls ServiceNow
  * and the imper.ai change feed when their intervals are due, runs the
  * engine on what it saw, commits the new states and their effects in one
- * LMDB transaction, and drains the outbox with bounded concurrency.  This
- * is the only module that knows both the network and the store. */
+ * LMDB transaction, and drains the outbox with bounded concurrency.  The
+ * step is told in loop.c; its rooms (loopd.h) are the only code that
+ * knows both the network and the store. */
 #ifndef IMPERAI_LOOP_H
 #define IMPERAI_LOOP_H
 

@@ -119,7 +119,7 @@ struct loop {
 	int			 meta_dirty;
 	int			 budget_final;	/* shutdown: store budget use without a reserve */
 	int			 outbox_dirty;	/* entries added or finished: start more */
-	int64_t			 outq_reload_ms;	/* after a failed commit: rebuild the index then */
+	int64_t			 outbox_reload_ms;	/* after a failed commit: rebuild the index then */
 
 	/* outbox execution */
 	struct outbox_index	*oq;		/* which entry to start next */

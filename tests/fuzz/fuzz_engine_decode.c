@@ -1,4 +1,4 @@
-/* Fuzzes the store's record decoders (tickets and outbox effects): any
+/* Fuzzes the store's record decoders (tickets, outbox effects and entries): any
  * bytes must be refused or decoded, and whatever decodes must encode to a
  * text that decodes and encodes to the very same text. */
 #include <stdint.h>
