@@ -4,7 +4,7 @@
  *
  * imper.ai's change feed is replayed from its beginning: the newest
  * snapshot of every verification, and the cursor.  Each watched table is
- * read for the tickets whose verification field is set; engine_rebuild()
+ * read for the tickets whose verification field is set; rebuild_ticket()
  * turns each field (its "imperai-snow ref G.R" and the picture it shows)
  * and the ticket's verification into the ticket the daemon had, and the
  * writes it had not done yet.  Active tickets a flow selects whose field
@@ -28,6 +28,7 @@
 #include "engine.h"
 #include "flows.h"
 #include "imperai.h"
+#include "rebuild.h"
 #include "render.h"
 #include "snow.h"
 #include "store.h"
@@ -338,7 +339,7 @@ rb_fielded(struct rb *rb, struct rb_table *tb, const struct snow_record *r, stru
 
 	ticket_init(&t, tb->name, r->sys_id);
 	engine_result_init(&res);
-	rc = engine_rebuild(&rb->pol, &t, tb->name, r, v ? &v->v : NULL, rb->now, &res);
+	rc = rebuild_ticket(&rb->pol, &t, tb->name, r, v ? &v->v : NULL, rb->now, &res);
 	if (rc < 0) {
 		fprintf(stderr, "imperai-snowctl rebuild: %s %s skipped: its %s was not written by "
 		    "imperai-snowd (%s)\n", tb->name, snow_record_get(r, "number") ?
