@@ -11,6 +11,7 @@
 
 struct config_table;
 struct flow;
+struct snow_obs;
 struct snow_record;
 
 /* Caps on what is stored or sent: ServiceNow's own limits are smaller. */
@@ -30,33 +31,12 @@ struct engine_ctx {
 	struct engine_result		*out;
 };
 
-/* What the engine reads of a ServiceNow record. */
-struct engine_obs {
-	const char	*number;
-	const char	*state;
-	const char	*active;
-	const char	*category;
-	const char	*subcategory;
-	const char	*short_description;
-	const char	*description;
-	const char	*requester;	/* NULL: the record does not carry the field */
-	const char	*requester_name;
-	const char	*requester_email;
-	const char	*requester_user_name;
-	const char	*assigned_agent;
-	const char	*field;
-	int		 ended;
-	int		 closed;	/* ended, and not merely resolved */
-};
-
 /* Checks the arguments of a decision on record r of ticket t (the same
  * record) and sets up its context. */
 int engine_begin(struct engine_ctx *c, const struct engine_policy *p, const struct ticket *t,
     const char *table, const struct snow_record *r, int64_t now, struct engine_result *out);
-void engine_obs_read(const struct engine_ctx *c, const char *table, const struct snow_record *r,
-    struct engine_obs *o);
 /* Stores what was observed of the ticket (never the requester). */
-void engine_remember(struct ticket *t, const struct snow_record *r, const struct engine_obs *o);
+void engine_remember(struct ticket *t, const struct snow_record *r, const struct snow_obs *o);
 /* *dst = a repaired copy of s capped at max (NULL stays NULL). */
 void engine_set_text(char **dst, const char *s, size_t max);
 /* The snapshot the engine keeps of src, in n (zeroed by the caller). */
@@ -69,9 +49,9 @@ int engine_state_final(enum tstate s);
 int engine_ref_matches(const struct ticket *t, const struct imperai_verification *v);
 /* Appends the CREATE of t's current generation. */
 void engine_create(struct engine_ctx *c, const struct ticket *t, const struct flow *f,
-    const struct engine_obs *o);
+    const struct snow_obs *o);
 /* A change by someone else to a tracked ticket. */
 void engine_decide(struct engine_ctx *c, struct ticket *t, const struct flow *f,
-    const struct engine_obs *o);
+    const struct snow_obs *o);
 
 #endif

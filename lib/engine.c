@@ -1,7 +1,7 @@
 /* engine: the decisions (ARCHITECTURE.md section 4).  Pure: no I/O, no
  * clock, no globals; it links against util.c, record.c, render.c, the pure
- * name functions of imperai.c and json-c only (flows are matched through
- * engine_policy.match). */
+ * name functions of imperai.c, snow.c's observation parser (snow_obs_parse)
+ * and json-c only (flows are matched through engine_policy.match). */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -22,7 +22,6 @@
 #include "snow.h"
 #include "util.h"
 
-#define DEFAULT_FIELD		"u_imperai_verification"
 #define DEFAULT_ON_FAIL_NOTE	"High risk detected - Reject this request"
 /* What the store accepts back: anything the engine keeps fits. */
 #define ENGINE_MAX_STRING	(1u << 20)
@@ -481,18 +480,6 @@ engine_table(const struct config *cfg, const char *name)
 	return NULL;
 }
 
-static const char *
-engine_requester_field(const struct config_table *tc)
-{
-	if (tc->requester_field != NULL && *tc->requester_field != '\0')
-		return tc->requester_field;
-	if (str_eq(tc->name, "sc_req_item"))
-		return "requested_for";
-	if (str_eq(tc->name, "sc_task"))
-		return "request_item.requested_for";
-	return "caller_id";
-}
-
 static int
 engine_ctx_init(struct engine_ctx *c, const struct engine_policy *p, const char *table,
     int64_t now, struct engine_result *out)
@@ -505,7 +492,7 @@ engine_ctx_init(struct engine_ctx *c, const struct engine_policy *p, const char 
 	c->out = out;
 	if ((c->tc = engine_table(p->cfg, table)) == NULL)
 		return -ENOENT;
-	c->field = c->tc->field && *c->tc->field ? c->tc->field : DEFAULT_FIELD;
+	c->field = snow_verification_field(c->tc);
 	render_ctx_from_config(&c->rc, p->cfg);
 	return 0;
 }
@@ -523,79 +510,15 @@ engine_flow(const struct engine_ctx *c, const char *name)
 }
 
 static int
-engine_state_in(const char *state, const char *const *set)
-{
-	for (; state != NULL && *set != NULL; set++)
-		if (strcmp(state, *set) == 0)
-			return 1;
-	return 0;
-}
-
-static int
 engine_is_task_table(const char *table)
 {
 	return str_eq(table, "sc_req_item") || str_eq(table, "sc_task");
 }
 
-/* Inactive, or in a resolved, closed or canceled state of its table. */
-static void
-engine_obs_ended(const char *table, struct engine_obs *o)
-{
-	static const char *const inc_closed[] = { "7", "8", NULL };
-	static const char *const task_closed[] = { "3", "4", "7", NULL };
-
-	if (str_eq(table, "incident"))
-		o->closed = engine_state_in(o->state, inc_closed);
-	else if (engine_is_task_table(table))
-		o->closed = engine_state_in(o->state, task_closed);
-	o->closed = o->closed || str_eq(o->active, "false");
-	o->ended = o->closed || (str_eq(table, "incident") && str_eq(o->state, "6"));
-}
-
-/* <base>.<suffix> of the record, NULL when absent or the name is too long. */
-static const char *
-engine_get_walk(const struct snow_record *r, const char *base, const char *suffix)
-{
-	char name[256];
-
-	if ((size_t)snprintf(name, sizeof(name), "%s.%s", base, suffix) >= sizeof(name))
-		return NULL;
-	return snow_record_get(r, name);
-}
-
-static const char *
-engine_first(const char *a, const char *b)
-{
-	return a != NULL && *a != '\0' ? a : b;
-}
-
-void
-engine_obs_read(const struct engine_ctx *c, const char *table, const struct snow_record *r,
-    struct engine_obs *o)
-{
-	const char *rf = engine_requester_field(c->tc);
-
-	memset(o, 0, sizeof(*o));
-	o->number = snow_record_get(r, "number");
-	o->state = snow_record_get(r, "state");
-	o->active = snow_record_get(r, "active");
-	o->category = snow_record_get(r, "category");
-	o->subcategory = snow_record_get(r, "subcategory");
-	o->short_description = snow_record_get(r, "short_description");
-	o->description = snow_record_get(r, "description");
-	o->requester = snow_record_get(r, rf);
-	o->requester_email = engine_get_walk(r, rf, "email");
-	o->requester_user_name = engine_get_walk(r, rf, "user_name");
-	o->requester_name = engine_first(engine_get_walk(r, rf, "name"), o->requester_user_name);
-	o->assigned_agent = snow_record_get(r, "assigned_to.name");
-	o->field = snow_record_get(r, c->field);
-	engine_obs_ended(table, o);
-}
-
 /* Stores what was observed of the ticket (never the requester: that is
  * the one the current request was made for). */
 void
-engine_remember(struct ticket *t, const struct snow_record *r, const struct engine_obs *o)
+engine_remember(struct ticket *t, const struct snow_record *r, const struct snow_obs *o)
 {
 	if (o->number != NULL)
 		engine_set_text(&t->number, o->number, MAX_NUMBER);
@@ -649,7 +572,7 @@ engine_ticket_url(const struct config *cfg, const struct ticket *t)
 
 void
 engine_create(struct engine_ctx *c, const struct ticket *t, const struct flow *f,
-    const struct engine_obs *o)
+    const struct snow_obs *o)
 {
 	struct effect *e = engine_effect_new(c, t, EFFECT_CREATE, engine_nz(t->gen_reason));
 	struct imperai_create *q = &e->create;
@@ -693,7 +616,7 @@ engine_reset_request(struct ticket *t)
  * re-verification a PATCH saying so. */
 static void
 engine_start_generation(struct engine_ctx *c, struct ticket *t, const struct flow *f,
-    const struct engine_obs *o, const char *reason)
+    const struct snow_obs *o, const char *reason)
 {
 	t->generation++;
 	engine_reset_request(t);
@@ -714,7 +637,7 @@ engine_start_generation(struct engine_ctx *c, struct ticket *t, const struct flo
 /* Cancels the live request and starts over (requester or flow changed). */
 static void
 engine_supersede(struct engine_ctx *c, struct ticket *t, const struct flow *f,
-    const struct engine_obs *o, const char *reason)
+    const struct snow_obs *o, const char *reason)
 {
 	if (t->request_id != NULL) {
 		engine_cancel(c, t, t->request_id, t->generation, reason);
@@ -727,7 +650,7 @@ engine_supersede(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 
 /* The ticket was resolved, closed or canceled by someone else. */
 static void
-engine_on_ended(struct engine_ctx *c, struct ticket *t, const struct engine_obs *o)
+engine_on_ended(struct engine_ctx *c, struct ticket *t, const struct snow_obs *o)
 {
 	if (engine_state_live(t->state) && !engine_state_final(t->state)) {
 		if (t->request_id != NULL)
@@ -760,7 +683,7 @@ engine_untrack(struct engine_ctx *c, struct ticket *t)
 }
 
 static int
-engine_requester_changed(const struct ticket *t, const struct engine_obs *o)
+engine_requester_changed(const struct ticket *t, const struct snow_obs *o)
 {
 	return o->requester != NULL && strcmp(o->requester, engine_nz(t->requester)) != 0;
 }
@@ -768,7 +691,7 @@ engine_requester_changed(const struct ticket *t, const struct engine_obs *o)
 /* Untracked after leaving, or canceled: a flow matching again starts anew. */
 static void
 engine_maybe_restart(struct engine_ctx *c, struct ticket *t, const struct flow *f,
-    const struct engine_obs *o)
+    const struct snow_obs *o)
 {
 	if (f == NULL)
 		return;
@@ -810,7 +733,7 @@ engine_withdraw_resolve(struct engine_ctx *c, struct ticket *t)
 /* A change by someone else to a tracked ticket. */
 void
 engine_decide(struct engine_ctx *c, struct ticket *t, const struct flow *f,
-    const struct engine_obs *o)
+    const struct snow_obs *o)
 {
 	if (engine_resolve_unlanded(t) && (o->ended || f == NULL ||
 	    engine_requester_changed(t, o) || !str_eq(f->name, t->flow)))
@@ -837,7 +760,7 @@ engine_decide(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 
 static int
 engine_observe_new(struct engine_ctx *c, struct ticket *t, const struct flow *f,
-    const struct snow_record *r, const struct engine_obs *o)
+    const struct snow_record *r, const struct snow_obs *o)
 {
 	if (f == NULL || o->ended) {
 		c->out->forget = 1;
@@ -871,7 +794,7 @@ engine_observe(const struct engine_policy *p, struct ticket *t, const char *tabl
     const struct snow_record *r, int64_t now, struct engine_result *out)
 {
 	struct engine_ctx c;
-	struct engine_obs o;
+	struct snow_obs o;
 	const struct flow *f;
 	int rc;
 
@@ -879,7 +802,7 @@ engine_observe(const struct engine_policy *p, struct ticket *t, const char *tabl
 		return rc;
 	if (t->generation > 0 && r->mod_count <= t->seen_mod_count)
 		return 0;
-	engine_obs_read(&c, table, r, &o);
+	snow_obs_parse(c.tc, r, &o);
 	f = p->match(p->flows, table, r);
 	if (t->generation == 0)
 		return engine_observe_new(&c, t, f, r, &o);
@@ -1321,20 +1244,12 @@ engine_resolve_failed(struct engine_ctx *c, struct ticket *t, const char *why)
 	buf_free(&extra);
 }
 
-/* Carries the fields the engine reads (a PATCH answer may not). */
-static int
-engine_record_complete(const struct engine_ctx *c, const struct snow_record *r)
-{
-	return snow_record_get(r, "number") != NULL && snow_record_get(r, "state") != NULL &&
-	    snow_record_get(r, engine_requester_field(c->tc)) != NULL;
-}
-
 int
 engine_patched(const struct engine_policy *p, struct ticket *t, uint32_t revision,
     const struct snow_record *r, int64_t now, struct engine_result *out)
 {
 	struct engine_ctx c;
-	struct engine_obs o;
+	struct snow_obs o;
 	int64_t known;
 	int rc;
 
@@ -1347,12 +1262,12 @@ engine_patched(const struct engine_policy *p, struct ticket *t, uint32_t revisio
 	if (revision > t->landed_revision && revision <= t->revision)
 		t->landed_revision = revision;
 	out->changed = 1;
-	if (!engine_record_complete(&c, r)) {
+	snow_obs_parse(c.tc, r, &o);
+	if (!o.complete) {
 		if (r->mod_count > t->seen_mod_count)
 			t->seen_mod_count = r->mod_count;
 		return 0;
 	}
-	engine_obs_read(&c, t->table, r, &o);
 	if (revision == t->resolve_revision && !o.ended &&
 	    (t->state == TS_RESOLVED || t->state == TS_CLOSED))
 		engine_resolve_failed(&c, t, "the ticket is still open after the update "

@@ -10,8 +10,9 @@
  *   -> passed | failed | timed_out | not_enough_questions
  *   -> action_done -> resolved -> closed; plus canceled and superseded.
  *
- * The engine links against util.c, record.c, render.c and json-c only:
- * flows are matched through engine_policy.match, and the config table,
+ * The engine links against util.c, record.c, render.c, snow.c's
+ * observation parser (a record is read through snow_obs_parse) and json-c
+ * only: flows are matched through engine_policy.match, and the config table,
  * the flow by name, status names and close-notes templates are looked up
  * locally.  Library code: it never logs; what happened is in the result's
  * events, which carry no raw email, phone or secret. */
@@ -184,10 +185,11 @@ engine_policy_init(struct engine_policy *p, const struct config *cfg, const stru
 
 /* A ServiceNow record of table was observed (poll, resync, read-back).
  * t is the stored ticket, or a fresh ticket_init()ed one in TS_UNTRACKED;
- * r must carry the fields the engine reads: number, state, active,
- * category, subcategory, short_description, description, the requester
- * field with its .name/.email/.user_name, assigned_to.name and the
- * verification field. */
+ * r must carry the fields snow_obs_fields() lists for the table (number,
+ * state, active, category, subcategory, short_description, description,
+ * the requester field with its .name/.email/.user_name, assigned_to.name
+ * and the verification field); the engine reads them through
+ * snow_obs_parse(). */
 int engine_observe(const struct engine_policy *p, struct ticket *t, const char *table,
     const struct snow_record *r, int64_t now, struct engine_result *out);
 /* Our create for generation returned v.  A stale generation, or a ticket

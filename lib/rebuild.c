@@ -48,7 +48,7 @@ rebuild_id(struct ticket *t, const struct render_shown *s)
 
 static void
 rebuild_fill(struct engine_ctx *c, struct ticket *t, const struct snow_record *r,
-    const struct engine_obs *o, const struct render_shown *s, const struct flow *f,
+    const struct snow_obs *o, const struct render_shown *s, const struct flow *f,
     const struct imperai_verification *v)
 {
 	engine_remember(t, r, o);
@@ -82,7 +82,7 @@ rebuild_fill(struct engine_ctx *c, struct ticket *t, const struct snow_record *r
  * record shows that the field does not (ended, recategorized...). */
 static void
 rebuild_resume(struct engine_ctx *c, struct ticket *t, const struct flow *f,
-    const struct engine_obs *o, const struct imperai_verification *v)
+    const struct snow_obs *o, const struct imperai_verification *v)
 {
 	if (v != NULL && str_eq(t->request_id, v->id) && t->state != TS_AWAITING_REQUEST &&
 	    (engine_state_live(t->state) || engine_state_final(t->state)))
@@ -101,7 +101,7 @@ rebuild_ticket(const struct engine_policy *p, struct ticket *t, const char *tabl
     struct engine_result *out)
 {
 	struct engine_ctx c;
-	struct engine_obs o;
+	struct snow_obs o;
 	struct render_shown s;
 	const struct flow *f;
 	int rc;
@@ -110,7 +110,7 @@ rebuild_ticket(const struct engine_policy *p, struct ticket *t, const char *tabl
 		return rc;
 	if (t->generation != 0)
 		return -EINVAL;
-	engine_obs_read(&c, table, r, &o);
+	snow_obs_parse(c.tc, r, &o);
 	if ((rc = render_parse_field(o.field, v ? v->action.type : NULL, &s)) < 0) {
 		render_shown_free(&s);
 		return rc;
