@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <lmdb.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1115,6 +1116,30 @@ store_json_object(const void *p, size_t len)
 	return o;
 }
 
+/* EVP_Digest fails only when libcrypto cannot allocate: abort, as x*alloc do. */
+void
+store_sha256(const void *data, size_t len, uint8_t out[32])
+{
+	unsigned int n = 0;
+
+	if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != 32)
+		abort();
+}
+
+void
+store_sha256_hex(const void *data, size_t len, char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t md[32];
+
+	store_sha256(data, len, md);
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 0xf];
+	}
+	out[64] = '\0';
+}
+
 int
 store_audit_last(struct store_txn *t, uint64_t *seq, char hash[65])
 {
@@ -1125,7 +1150,7 @@ store_audit_last(struct store_txn *t, uint64_t *seq, char hash[65])
 		return rc;
 	if (store_seq_of(&k, seq) != 0)
 		return store_fail(t, -EBADMSG);
-	sha256_hex(v.mv_data, v.mv_size, hash);
+	store_sha256_hex(v.mv_data, v.mv_size, hash);
 	return 0;
 }
 
@@ -1137,7 +1162,7 @@ store_audit_set_head(struct store_txn *t, uint64_t seq, const struct buf *entry)
 	char hash[65], head[96];
 	int n;
 
-	sha256_hex(entry->data, entry->len, hash);
+	store_sha256_hex(entry->data, entry->len, hash);
 	n = snprintf(head, sizeof(head), "%" PRIu64 " %s", seq, hash);
 	return store_put(t, DB_META, STORE_AUDIT_HEAD, strlen(STORE_AUDIT_HEAD), head, (size_t)n, 0);
 }
@@ -1232,7 +1257,7 @@ store_audit_walk_one(const MDB_val *k, const MDB_val *v, void *arg)
 		    "(altered, or its predecessor was): compare with a backup", seq, w->dir);
 		return -EBADMSG;
 	}
-	sha256_hex(v->mv_data, v->mv_size, w->prev);
+	store_sha256_hex(v->mv_data, v->mv_size, w->prev);
 	w->expect++;
 	w->checked++;
 	return 0;
