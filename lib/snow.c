@@ -39,31 +39,10 @@ snow_is_table(const char *s)
 	return n > 0 && n <= 80 && s[n] == '\0';
 }
 
-char *
-snow_urlencode(const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	struct buf b;
-
-	buf_init(&b);
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
-			buf_addc(&b, (char)c);
-		else {
-			buf_addc(&b, '%');
-			buf_addc(&b, hex[c >> 4]);
-			buf_addc(&b, hex[c & 15]);
-		}
-	}
-	return buf_detach(&b);
-}
-
 static void
 snow_add_param(struct buf *b, const char *name, const char *value)
 {
-	char *v = snow_urlencode(value);
+	char *v = util_urlencode(value);
 
 	buf_addf(b, "%c%s=%s", strchr(b->data, '?') ? '&' : '?', name, v);
 	free(v);
@@ -89,7 +68,7 @@ static void
 snow_table_path(struct buf *b, const char *instance, const char *table, const char *sys_id)
 {
 	size_t n = strlen(instance);
-	char *t = snow_urlencode(table);
+	char *t = util_urlencode(table);
 
 	while (n > 0 && instance[n - 1] == '/')
 		n--;
@@ -98,7 +77,7 @@ snow_table_path(struct buf *b, const char *instance, const char *table, const ch
 	buf_addf(b, "/api/now/table/%s", t);
 	free(t);
 	if (sys_id != NULL) {
-		t = snow_urlencode(sys_id);
+		t = util_urlencode(sys_id);
 		buf_addf(b, "/%s", t);
 		free(t);
 	}
@@ -156,7 +135,7 @@ snow_record_url(const char *instance, const char *table, const char *sys_id,
 static void
 snow_form_add(struct buf *b, const char *name, const char *value)
 {
-	char *v = snow_urlencode(value ? value : "");
+	char *v = util_urlencode(value ? value : "");
 
 	buf_addf(b, "%s%s=%s", b->len ? "&" : "", name, v);
 	explicit_bzero(v, strlen(v));

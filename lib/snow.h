@@ -150,8 +150,6 @@ char *snow_oauth_body(const struct config *c, const char *refresh_token);
  * memory: release them with secret_free(). */
 int snow_parse_oauth(const char *body, size_t len, char **access, char **refresh,
     int64_t *expires_in, char **cause);
-/* Percent-encodes all but RFC 3986 unreserved characters. */
-char *snow_urlencode(const char *s);
 
 /* The client. */
 struct snow_client;

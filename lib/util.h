@@ -68,9 +68,16 @@ int util_utf8_valid(const char *s, size_t len);
 int util_token_ok(const char *s, const char *extra);
 /* True when host is loopback (localhost, 127.0.0.0/8, ::1). */
 int util_host_is_loopback(const char *host);
-/* Splits an http(s) URL; scheme/host/port out-params may be NULL.  The
- * port is the explicit one or the scheme's default. */
+/* Splits an http(s) URL with libcurl's URL API; the out-params may be
+ * NULL.  The scheme must be written http:// or https://; user info, an
+ * empty host or port and a port outside 1..65535 are refused (-EINVAL).
+ * The host comes lower-cased (IPv6 in brackets), the port is the explicit
+ * one or the scheme's default, the path keeps the query and fragment
+ * ("/" when none). */
 int util_url_split(const char *url, char **scheme, char **host, int *port, char **path);
+/* Percent-encodes all but RFC 3986 unreserved characters (A-Z a-z 0-9
+ * - . _ ~), with curl_easy_escape. */
+char *util_urlencode(const char *s);
 
 /* Secret memory: excluded from core dumps (MADV_DONTDUMP) and wiped on
  * free.  Returns NULL-terminated copy of s, len bytes. */

@@ -517,20 +517,6 @@ test_poll_query_refuses_nq_orderby_eq_and_empty_terms(void **state)
 }
 
 static void
-test_urlencode_keeps_only_unreserved_characters(void **state)
-{
-	char *e;
-
-	(void)state;
-	e = snow_urlencode("aZ09-._~ ^=>,&?/%+#\xc3\xa9");
-	assert_string_equal(e, "aZ09-._~%20%5E%3D%3E%2C%26%3F%2F%25%2B%23%C3%A9");
-	free(e);
-	e = snow_urlencode("");
-	assert_string_equal(e, "");
-	free(e);
-}
-
-static void
 test_list_url_encodes_every_parameter(void **state)
 {
 	const char *fields[] = { "sys_id", "number", "caller_id.email" };
@@ -1403,7 +1389,6 @@ main(void)
 		cmocka_unit_test(test_poll_query_with_an_or_filter_keeps_its_meaning),
 		cmocka_unit_test(test_poll_query_drops_a_trailing_eq),
 		cmocka_unit_test(test_poll_query_refuses_nq_orderby_eq_and_empty_terms),
-		cmocka_unit_test(test_urlencode_keeps_only_unreserved_characters),
 		cmocka_unit_test(test_list_url_encodes_every_parameter),
 		cmocka_unit_test(test_record_url_names_the_record_and_fields),
 		cmocka_unit_test(test_obs_fields_list_what_every_read_of_a_ticket_asks_for),
