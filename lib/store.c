@@ -1098,24 +1098,6 @@ store_request_each(struct store_txn *t,
 	return store_seq_each(t, DB_REQUESTS, 0, fn, arg);
 }
 
-/* Parses exactly len bytes as one strict JSON object (NULL otherwise). */
-static json_object *
-store_json_object(const void *p, size_t len)
-{
-	struct json_tokener *tok = json_tokener_new();
-	json_object *o;
-
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	o = len <= INT32_MAX ? json_tokener_parse_ex(tok, p, (int)len) : NULL;
-	if (o != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object))) {
-		json_object_put(o);
-		o = NULL;
-	}
-	json_tokener_free(tok);
-	return o;
-}
-
 /* EVP_Digest fails only when libcrypto cannot allocate: abort, as x*alloc do. */
 void
 store_sha256(const void *data, size_t len, uint8_t out[32])
@@ -1170,7 +1152,7 @@ store_audit_set_head(struct store_txn *t, uint64_t seq, const struct buf *entry)
 int
 store_audit_append(struct store_txn *t, int64_t now, const char *event_json, uint64_t *seq)
 {
-	json_object *ev = event_json ? store_json_object(event_json, strlen(event_json)) : NULL;
+	json_object *ev = event_json ? util_json_object(event_json, strlen(event_json)) : NULL;
 	char prev[65];
 	uint64_t last;
 	uint8_t key[8];
@@ -1221,7 +1203,7 @@ struct store_audit_walk {
 static int
 store_audit_entry_ok(const MDB_val *v, uint64_t seq, const char *prev)
 {
-	json_object *o = store_json_object(v->mv_data, v->mv_size), *jseq, *jprev, *jev;
+	json_object *o = util_json_object(v->mv_data, v->mv_size), *jseq, *jprev, *jev;
 	int ok;
 
 	ok = o != NULL && json_object_object_get_ex(o, "seq", &jseq) &&

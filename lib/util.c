@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <json-c/json.h>
 
 #include "util.h"
 
@@ -569,6 +570,87 @@ util_url_split(const char *url, char **scheme, char **host, int *port, char **pa
 		*path = util_url_path(u);
 	curl_url_cleanup(u);
 	return 0;
+}
+
+/* The size cap as the messages say it ("1 MiB"). */
+static char *
+util_size_text(size_t n)
+{
+	if (n % (1024 * 1024) == 0)
+		return xprintf("%zu MiB", n / (1024 * 1024));
+	if (n % 1024 == 0)
+		return xprintf("%zu KiB", n / 1024);
+	return xprintf("%zu bytes", n);
+}
+
+/* -errno, saved before xprintf may change it. */
+static int
+util_read_error(char **cause)
+{
+	int err = errno;
+
+	*cause = xprintf("cannot read: %s", strerror(err));
+	return -err;
+}
+
+static int
+util_read_fd(int fd, size_t max, char **text, size_t *len, char **cause)
+{
+	struct stat st;
+	ssize_t n;
+	char *cap;
+
+	if (fstat(fd, &st) < 0)
+		return util_read_error(cause);
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+		cap = util_size_text(max);
+		*cause = xprintf("not a regular file of at most %s", cap);
+		free(cap);
+		return S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
+	}
+	*text = xmalloc((size_t)st.st_size + 1);
+	if ((n = read(fd, *text, (size_t)st.st_size)) < 0)
+		return util_read_error(cause);
+	(*text)[n] = '\0';
+	*len = (size_t)n;
+	return 0;
+}
+
+int
+util_read_file(const char *path, size_t max, char **text, size_t *len, char **cause)
+{
+	int fd, rc;
+
+	*text = NULL;
+	*len = 0;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return util_read_error(cause);
+	if ((rc = util_read_fd(fd, max, text, len, cause)) < 0) {
+		free(*text);
+		*text = NULL;
+		*len = 0;
+	}
+	close(fd);
+	return rc;
+}
+
+struct json_object *
+util_json_object(const void *p, size_t len)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *o;
+
+	if (tok == NULL)
+		util_oom(sizeof(*tok));
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = len <= INT32_MAX ? json_tokener_parse_ex(tok, p, (int)len) : NULL;
+	if (o != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object))) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	return o;
 }
 
 /* Secrets live in their own mapping, so they can be kept out of core files
