@@ -11,7 +11,8 @@
 #include <yaml.h>
 
 #include "flows.h"
-#include "snow.h"
+#include "query.h"
+#include "record.h"
 #include "util.h"
 
 #define FLOWS_MAX_SIZE		(1024 * 1024)

@@ -16,7 +16,8 @@
 #include <cmocka.h>
 
 #include "flows.h"
-#include "snow.h"
+#include "query.h"
+#include "record.h"
 #include "util.h"
 
 /* A record of name, value pairs ended by NULL; free with rec_free. */
