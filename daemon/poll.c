@@ -339,54 +339,12 @@ poll_next_ms(const struct loop *l, int64_t until)
 
 /* --- fields asked for ------------------------------------------------------------------ */
 
-static void
-poll_add_field(char ***v, size_t *n, const char *name)
-{
-	for (size_t i = 0; i < *n; i++)
-		if (strcmp((*v)[i], name) == 0)
-			return;
-	*v = xreallocarray(*v, *n + 1, sizeof(**v));
-	(*v)[(*n)++] = xstrdup(name);
-}
-
-/* The requester field and the dot-walked fields the engine reads of it. */
-static void
-poll_requester_fields(struct tpoll *p, const char *requester)
-{
-	static const char *const sub[] = { "name", "email", "user_name" };
-
-	poll_add_field(&p->fields, &p->nfields, requester);
-	for (size_t i = 0; i < ARRAY_SIZE(sub); i++) {
-		char *s = xprintf("%s.%s", requester, sub[i]);
-
-		poll_add_field(&p->fields, &p->nfields, s);
-		free(s);
-	}
-}
-
 /* Only the fields the engine and the policy look at. */
 static void
 poll_table_fields(struct loop *l, struct tpoll *p)
 {
-	const struct config_table *ct = config_table(l->cfg, p->table);
-	static const char *base[] = { "sys_id", "number", "sys_mod_count", "sys_updated_on",
-	    "state", "active", "category", "subcategory", "short_description", "description",
-	    "assigned_to.name" };
-	char **extra = NULL;
-	size_t nextra = 0;
-
-	for (size_t i = 0; i < ARRAY_SIZE(base); i++)
-		poll_add_field(&p->fields, &p->nfields, base[i]);
-	if (ct) {
-		poll_add_field(&p->fields, &p->nfields, ct->field);
-		poll_requester_fields(p, ct->requester_field);
-	}
-	flows_fields(l->flows, p->table, &extra, &nextra);
-	for (size_t i = 0; i < nextra; i++) {
-		poll_add_field(&p->fields, &p->nfields, extra[i]);
-		free(extra[i]);
-	}
-	free(extra);
+	snow_obs_fields(config_table(l->cfg, p->table), &p->fields, &p->nfields);
+	flows_fields(l->flows, p->table, &p->fields, &p->nfields);
 }
 
 const char *const *

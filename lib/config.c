@@ -1200,42 +1200,22 @@ out:
 static int
 cfg_read_text(const char *path, char **text, struct errlist *errs)
 {
-	struct stat st;
-	char *buf = NULL;
-	ssize_t n;
-	int fd, rc = 0;
+	char *cause = NULL;
+	size_t len;
+	int rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		rc = -errno;
-		errlist_add(errs, "%s: cannot read: %s", path, strerror(errno));
-		goto out;
+	if ((rc = util_read_file(path, CONFIG_MAX_SIZE, text, &len, &cause)) < 0) {
+		errlist_add(errs, "%s: %s", path, cause);
+		free(cause);
+		return rc;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_MAX_SIZE) {
-		rc = -EFBIG;
-		errlist_add(errs, "%s: not a regular file of at most 1 MiB", path);
-		goto out;
-	}
-	buf = xmalloc((size_t)st.st_size + 1);
-	n = read(fd, buf, (size_t)st.st_size);
-	if (n < 0) {
-		rc = -errno;
-		errlist_add(errs, "%s: cannot read: %s", path, strerror(errno));
-		goto out;
-	}
-	buf[n] = '\0';
-	if (strlen(buf) != (size_t)n) {
-		rc = -EINVAL;
+	if (strlen(*text) != len) {
 		errlist_add(errs, "%s: contains a NUL byte; is it a text file?", path);
-		goto out;
+		free(*text);
+		*text = NULL;
+		return -EINVAL;
 	}
-	*text = buf;
-	buf = NULL;
-out:
-	free(buf);
-	if (fd >= 0)
-		close(fd);
-	return rc;
+	return 0;
 }
 
 /* The absolute directory of path, against which relative paths resolve. */

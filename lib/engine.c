@@ -1,7 +1,7 @@
 /* engine: the decisions (ARCHITECTURE.md section 4).  Pure: no I/O, no
  * clock, no globals; it links against util.c, record.c, render.c, the pure
- * name functions of imperai.c and json-c only (flows are matched through
- * engine_policy.match). */
+ * name functions of imperai.c, snow.c's observation parser (snow_obs_parse)
+ * and json-c only (flows are matched through engine_policy.match). */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "engine.h"
+#include "engine-int.h"
 #include "flows.h"
 #include "imperai.h"
 #include "log.h"
@@ -21,46 +22,10 @@
 #include "snow.h"
 #include "util.h"
 
-#define DEFAULT_FIELD		"u_imperai_verification"
 #define DEFAULT_ON_FAIL_NOTE	"High risk detected - Reject this request"
-/* Caps on what is stored or sent: ServiceNow's own limits are smaller. */
-#define MAX_NUMBER		64
-#define MAX_SHORT		1024
-#define MAX_DESCRIPTION		16384
-#define MAX_NAME		256
-#define MAX_ERROR		512
 /* What the store accepts back: anything the engine keeps fits. */
 #define ENGINE_MAX_STRING	(1u << 20)
 #define ENGINE_TIME_MAX		INT64_C(253402300799)	/* 9999-12-31 23:59:59 */
-
-/* Everything one decision needs besides the ticket. */
-struct engine_ctx {
-	const struct engine_policy	*p;
-	const struct config_table	*tc;
-	const char			*field;		/* the verification field's name */
-	struct render_ctx		 rc;
-	int64_t				 now;
-	struct engine_result		*out;
-};
-
-/* What the engine reads of a ServiceNow record. */
-struct engine_obs {
-	const char	*number;
-	const char	*state;
-	const char	*active;
-	const char	*category;
-	const char	*subcategory;
-	const char	*short_description;
-	const char	*description;
-	const char	*requester;	/* NULL: the record does not carry the field */
-	const char	*requester_name;
-	const char	*requester_email;
-	const char	*requester_user_name;
-	const char	*assigned_agent;
-	const char	*field;
-	int		 ended;
-	int		 closed;	/* ended, and not merely resolved */
-};
 
 const char *const engine_state_names[TS__COUNT] = {
 	[TS_UNTRACKED] = "untracked",
@@ -147,14 +112,14 @@ engine_action_known(enum imperai_action_status s)
 }
 
 /* States in which the verification has reached its final outcome. */
-static int
+int
 engine_state_final(enum tstate s)
 {
 	return s >= TS_PASSED && s <= TS_CLOSED;
 }
 
 /* States in which a request is (being) made and may still change. */
-static int
+int
 engine_state_live(enum tstate s)
 {
 	return s >= TS_AWAITING_REQUEST && s <= TS_ACTION_DONE;
@@ -167,7 +132,7 @@ engine_text(const char *s, size_t max)
 	return s ? render_plain(s, max) : NULL;
 }
 
-static void
+void
 engine_set_text(char **dst, const char *s, size_t max)
 {
 	char *v = engine_text(s, max);
@@ -243,7 +208,7 @@ engine_verif_clear(struct imperai_verification *v)
 
 /* The snapshot the engine keeps of src, in n (zeroed by the caller): only
  * the fields the engine uses, repaired so the store can read it back. */
-static void
+void
 engine_snapshot(struct imperai_verification *n, const struct imperai_verification *src)
 {
 	n->id = engine_dup_wire(src->id);
@@ -269,7 +234,7 @@ engine_snapshot(struct imperai_verification *n, const struct imperai_verificatio
 }
 
 /* Replaces what dst held by the snapshot in n (which dst now owns). */
-static void
+void
 engine_verif_move(struct imperai_verification *dst, struct imperai_verification *n)
 {
 	engine_verif_clear(dst);
@@ -514,18 +479,6 @@ engine_table(const struct config *cfg, const char *name)
 	return NULL;
 }
 
-static const char *
-engine_requester_field(const struct config_table *tc)
-{
-	if (tc->requester_field != NULL && *tc->requester_field != '\0')
-		return tc->requester_field;
-	if (str_eq(tc->name, "sc_req_item"))
-		return "requested_for";
-	if (str_eq(tc->name, "sc_task"))
-		return "request_item.requested_for";
-	return "caller_id";
-}
-
 static int
 engine_ctx_init(struct engine_ctx *c, const struct engine_policy *p, const char *table,
     int64_t now, struct engine_result *out)
@@ -538,7 +491,7 @@ engine_ctx_init(struct engine_ctx *c, const struct engine_policy *p, const char 
 	c->out = out;
 	if ((c->tc = engine_table(p->cfg, table)) == NULL)
 		return -ENOENT;
-	c->field = c->tc->field && *c->tc->field ? c->tc->field : DEFAULT_FIELD;
+	c->field = snow_verification_field(c->tc);
 	render_ctx_from_config(&c->rc, p->cfg);
 	return 0;
 }
@@ -556,79 +509,15 @@ engine_flow(const struct engine_ctx *c, const char *name)
 }
 
 static int
-engine_state_in(const char *state, const char *const *set)
-{
-	for (; state != NULL && *set != NULL; set++)
-		if (strcmp(state, *set) == 0)
-			return 1;
-	return 0;
-}
-
-static int
 engine_is_task_table(const char *table)
 {
 	return str_eq(table, "sc_req_item") || str_eq(table, "sc_task");
 }
 
-/* Inactive, or in a resolved, closed or canceled state of its table. */
-static void
-engine_obs_ended(const char *table, struct engine_obs *o)
-{
-	static const char *const inc_closed[] = { "7", "8", NULL };
-	static const char *const task_closed[] = { "3", "4", "7", NULL };
-
-	if (str_eq(table, "incident"))
-		o->closed = engine_state_in(o->state, inc_closed);
-	else if (engine_is_task_table(table))
-		o->closed = engine_state_in(o->state, task_closed);
-	o->closed = o->closed || str_eq(o->active, "false");
-	o->ended = o->closed || (str_eq(table, "incident") && str_eq(o->state, "6"));
-}
-
-/* <base>.<suffix> of the record, NULL when absent or the name is too long. */
-static const char *
-engine_get_walk(const struct snow_record *r, const char *base, const char *suffix)
-{
-	char name[256];
-
-	if ((size_t)snprintf(name, sizeof(name), "%s.%s", base, suffix) >= sizeof(name))
-		return NULL;
-	return snow_record_get(r, name);
-}
-
-static const char *
-engine_first(const char *a, const char *b)
-{
-	return a != NULL && *a != '\0' ? a : b;
-}
-
-static void
-engine_obs_read(const struct engine_ctx *c, const char *table, const struct snow_record *r,
-    struct engine_obs *o)
-{
-	const char *rf = engine_requester_field(c->tc);
-
-	memset(o, 0, sizeof(*o));
-	o->number = snow_record_get(r, "number");
-	o->state = snow_record_get(r, "state");
-	o->active = snow_record_get(r, "active");
-	o->category = snow_record_get(r, "category");
-	o->subcategory = snow_record_get(r, "subcategory");
-	o->short_description = snow_record_get(r, "short_description");
-	o->description = snow_record_get(r, "description");
-	o->requester = snow_record_get(r, rf);
-	o->requester_email = engine_get_walk(r, rf, "email");
-	o->requester_user_name = engine_get_walk(r, rf, "user_name");
-	o->requester_name = engine_first(engine_get_walk(r, rf, "name"), o->requester_user_name);
-	o->assigned_agent = snow_record_get(r, "assigned_to.name");
-	o->field = snow_record_get(r, c->field);
-	engine_obs_ended(table, o);
-}
-
 /* Stores what was observed of the ticket (never the requester: that is
  * the one the current request was made for). */
-static void
-engine_remember(struct ticket *t, const struct snow_record *r, const struct engine_obs *o)
+void
+engine_remember(struct ticket *t, const struct snow_record *r, const struct snow_obs *o)
 {
 	if (o->number != NULL)
 		engine_set_text(&t->number, o->number, MAX_NUMBER);
@@ -680,9 +569,9 @@ engine_ticket_url(const struct config *cfg, const struct ticket *t)
 	return xprintf("%.*s/%s.do?sys_id=%s", (int)n, base, t->table, t->sys_id);
 }
 
-static void
+void
 engine_create(struct engine_ctx *c, const struct ticket *t, const struct flow *f,
-    const struct engine_obs *o)
+    const struct snow_obs *o)
 {
 	struct effect *e = engine_effect_new(c, t, EFFECT_CREATE, engine_nz(t->gen_reason));
 	struct imperai_create *q = &e->create;
@@ -726,7 +615,7 @@ engine_reset_request(struct ticket *t)
  * re-verification a PATCH saying so. */
 static void
 engine_start_generation(struct engine_ctx *c, struct ticket *t, const struct flow *f,
-    const struct engine_obs *o, const char *reason)
+    const struct snow_obs *o, const char *reason)
 {
 	t->generation++;
 	engine_reset_request(t);
@@ -747,7 +636,7 @@ engine_start_generation(struct engine_ctx *c, struct ticket *t, const struct flo
 /* Cancels the live request and starts over (requester or flow changed). */
 static void
 engine_supersede(struct engine_ctx *c, struct ticket *t, const struct flow *f,
-    const struct engine_obs *o, const char *reason)
+    const struct snow_obs *o, const char *reason)
 {
 	if (t->request_id != NULL) {
 		engine_cancel(c, t, t->request_id, t->generation, reason);
@@ -760,7 +649,7 @@ engine_supersede(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 
 /* The ticket was resolved, closed or canceled by someone else. */
 static void
-engine_on_ended(struct engine_ctx *c, struct ticket *t, const struct engine_obs *o)
+engine_on_ended(struct engine_ctx *c, struct ticket *t, const struct snow_obs *o)
 {
 	if (engine_state_live(t->state) && !engine_state_final(t->state)) {
 		if (t->request_id != NULL)
@@ -793,7 +682,7 @@ engine_untrack(struct engine_ctx *c, struct ticket *t)
 }
 
 static int
-engine_requester_changed(const struct ticket *t, const struct engine_obs *o)
+engine_requester_changed(const struct ticket *t, const struct snow_obs *o)
 {
 	return o->requester != NULL && strcmp(o->requester, engine_nz(t->requester)) != 0;
 }
@@ -801,7 +690,7 @@ engine_requester_changed(const struct ticket *t, const struct engine_obs *o)
 /* Untracked after leaving, or canceled: a flow matching again starts anew. */
 static void
 engine_maybe_restart(struct engine_ctx *c, struct ticket *t, const struct flow *f,
-    const struct engine_obs *o)
+    const struct snow_obs *o)
 {
 	if (f == NULL)
 		return;
@@ -841,9 +730,9 @@ engine_withdraw_resolve(struct engine_ctx *c, struct ticket *t)
 }
 
 /* A change by someone else to a tracked ticket. */
-static void
+void
 engine_decide(struct engine_ctx *c, struct ticket *t, const struct flow *f,
-    const struct engine_obs *o)
+    const struct snow_obs *o)
 {
 	if (engine_resolve_unlanded(t) && (o->ended || f == NULL ||
 	    engine_requester_changed(t, o) || !str_eq(f->name, t->flow)))
@@ -870,7 +759,7 @@ engine_decide(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 
 static int
 engine_observe_new(struct engine_ctx *c, struct ticket *t, const struct flow *f,
-    const struct snow_record *r, const struct engine_obs *o)
+    const struct snow_record *r, const struct snow_obs *o)
 {
 	if (f == NULL || o->ended) {
 		c->out->forget = 1;
@@ -884,7 +773,7 @@ engine_observe_new(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 
 /* Checks the arguments of a decision on record r of ticket t, which must
  * be the same record, and sets up its context. */
-static int
+int
 engine_begin(struct engine_ctx *c, const struct engine_policy *p, const struct ticket *t,
     const char *table, const struct snow_record *r, int64_t now, struct engine_result *out)
 {
@@ -904,7 +793,7 @@ engine_observe(const struct engine_policy *p, struct ticket *t, const char *tabl
     const struct snow_record *r, int64_t now, struct engine_result *out)
 {
 	struct engine_ctx c;
-	struct engine_obs o;
+	struct snow_obs o;
 	const struct flow *f;
 	int rc;
 
@@ -912,7 +801,7 @@ engine_observe(const struct engine_policy *p, struct ticket *t, const char *tabl
 		return rc;
 	if (t->generation > 0 && r->mod_count <= t->seen_mod_count)
 		return 0;
-	engine_obs_read(&c, table, r, &o);
+	snow_obs_parse(c.tc, r, &o);
 	f = p->match(p->flows, table, r);
 	if (t->generation == 0)
 		return engine_observe_new(&c, t, f, r, &o);
@@ -924,7 +813,7 @@ engine_observe(const struct engine_policy *p, struct ticket *t, const char *tabl
 	return 0;
 }
 
-static int
+int
 engine_ref_matches(const struct ticket *t, const struct imperai_verification *v)
 {
 	return str_eq(v->ticket.table, t->table) && str_eq(v->ticket.sys_id, t->sys_id);
@@ -1354,20 +1243,12 @@ engine_resolve_failed(struct engine_ctx *c, struct ticket *t, const char *why)
 	buf_free(&extra);
 }
 
-/* Carries the fields the engine reads (a PATCH answer may not). */
-static int
-engine_record_complete(const struct engine_ctx *c, const struct snow_record *r)
-{
-	return snow_record_get(r, "number") != NULL && snow_record_get(r, "state") != NULL &&
-	    snow_record_get(r, engine_requester_field(c->tc)) != NULL;
-}
-
 int
 engine_patched(const struct engine_policy *p, struct ticket *t, uint32_t revision,
     const struct snow_record *r, int64_t now, struct engine_result *out)
 {
 	struct engine_ctx c;
-	struct engine_obs o;
+	struct snow_obs o;
 	int64_t known;
 	int rc;
 
@@ -1380,12 +1261,12 @@ engine_patched(const struct engine_policy *p, struct ticket *t, uint32_t revisio
 	if (revision > t->landed_revision && revision <= t->revision)
 		t->landed_revision = revision;
 	out->changed = 1;
-	if (!engine_record_complete(&c, r)) {
+	snow_obs_parse(c.tc, r, &o);
+	if (!o.complete) {
 		if (r->mod_count > t->seen_mod_count)
 			t->seen_mod_count = r->mod_count;
 		return 0;
 	}
-	engine_obs_read(&c, t->table, r, &o);
 	if (revision == t->resolve_revision && !o.ended &&
 	    (t->state == TS_RESOLVED || t->state == TS_CLOSED))
 		engine_resolve_failed(&c, t, "the ticket is still open after the update "
@@ -1420,118 +1301,6 @@ engine_effect_failed(const struct engine_policy *p, struct ticket *t,
 	if (e->kind == EFFECT_PATCH && e->revision != 0 && e->revision == t->resolve_revision &&
 	    (t->state == TS_RESOLVED || t->state == TS_CLOSED))
 		engine_resolve_failed(&c, t, t->last_error);
-	return 0;
-}
-
-/* --- rebuild: the state directory was lost (imperai-snowctl rebuild) ------ */
-
-/* The verification as the field shows it: v's details with the status
- * (and, once final, the action) the field shows, so that whatever imper.ai
- * reported beyond it is a change that engine_verification() writes. */
-static void
-engine_rebuild_verif(struct ticket *t, const struct render_shown *s,
-    const struct imperai_verification *v)
-{
-	struct imperai_verification n = { .risk_score = -1 };
-
-	engine_snapshot(&n, v);
-	if (s->status >= 0)
-		n.status = (enum imperai_status)s->status;
-	if (imperai_status_is_final(n.status))
-		n.action.status = (enum imperai_action_status)s->action;
-	engine_verif_move(&t->v, &n);
-	str_replace(&t->request_id, v->id);
-}
-
-/* Only the id is known (imper.ai's feed no longer has the request). */
-static void
-engine_rebuild_id(struct ticket *t, const struct render_shown *s)
-{
-	str_replace(&t->request_id, s->verification_id);
-	str_replace(&t->v.id, s->verification_id);
-	t->v.status = s->status >= 0 ? (enum imperai_status)s->status : IMPERAI_PENDING;
-	t->v.action.status = (enum imperai_action_status)s->action;
-	str_replace(&t->v.ticket.table, t->table);
-	str_replace(&t->v.ticket.sys_id, t->sys_id);
-}
-
-static void
-engine_rebuild_ticket(struct engine_ctx *c, struct ticket *t, const struct snow_record *r,
-    const struct engine_obs *o, const struct render_shown *s, const struct flow *f,
-    const struct imperai_verification *v)
-{
-	engine_remember(t, r, o);
-	t->generation = s->generation;
-	t->revision = s->revision;
-	t->landed_revision = s->revision;
-	t->own_mod_count = -1;
-	str_replace(&t->flow, s->state == TS_UNTRACKED || f == NULL ? NULL : f->name);
-	engine_set_text(&t->requester, o->requester, MAX_NAME);
-	engine_set_text(&t->requester_name, o->requester_name, MAX_NAME);
-	engine_set_text(&t->requester_email, o->requester_email, MAX_NAME);
-	str_replace(&t->gen_reason, s->gen_reason ? s->gen_reason : "new");
-	t->created_at = c->now;
-	if (v != NULL)
-		engine_rebuild_verif(t, s, v);
-	else if (s->verification_id != NULL)
-		engine_rebuild_id(t, s);
-	t->sent_at = s->sent_at;
-	t->resolved_at = s->resolved_at;
-	t->on_fail_applied = s->status == IMPERAI_FAILED || s->risk_high;
-	t->untracked_noted = s->state == TS_UNTRACKED;
-	engine_enter_state(t, (enum tstate)s->state, s->closed_first ? "ticket_ended" : "rebuilt",
-	    c->now, c->out);
-	/* closed before the end: an open record now means it was reopened */
-	t->ended = s->closed_first || o->ended;
-	c->out->changed = 1;
-}
-
-/* What the daemon would have done next: the change imper.ai reported
- * beyond the field, the request the field waits for, and whatever the
- * record shows that the field does not (ended, recategorized...). */
-static void
-engine_rebuild_resume(struct engine_ctx *c, struct ticket *t, const struct flow *f,
-    const struct engine_obs *o, const struct imperai_verification *v)
-{
-	if (v != NULL && str_eq(t->request_id, v->id) && t->state != TS_AWAITING_REQUEST &&
-	    (engine_state_live(t->state) || engine_state_final(t->state)))
-		engine_verification(c->p, t, v, c->now, c->out);
-	if (t->state == TS_AWAITING_REQUEST && f != NULL && !o->ended &&
-	    str_eq(f->name, t->flow))
-		engine_create(c, t, f, o);
-	else
-		engine_decide(c, t, f, o);
-	t->ended = o->ended;
-}
-
-int
-engine_rebuild(const struct engine_policy *p, struct ticket *t, const char *table,
-    const struct snow_record *r, const struct imperai_verification *v, int64_t now,
-    struct engine_result *out)
-{
-	struct engine_ctx c;
-	struct engine_obs o;
-	struct render_shown s;
-	const struct flow *f;
-	int rc;
-
-	if ((rc = engine_begin(&c, p, t, table, r, now, out)) < 0)
-		return rc;
-	if (t->generation != 0)
-		return -EINVAL;
-	engine_obs_read(&c, table, r, &o);
-	if ((rc = render_parse_field(o.field, v ? v->action.type : NULL, &s)) < 0) {
-		render_shown_free(&s);
-		return rc;
-	}
-	if (v != NULL && (!engine_ref_matches(t, v) || s.state == TS_AWAITING_REQUEST ||
-	    s.state == TS_UNTRACKED ||
-	    (s.verification_id != NULL && !str_eq(s.verification_id, v->id))))
-		v = NULL;	/* not the request the field shows */
-	f = p->match(p->flows, table, r);
-	engine_rebuild_ticket(&c, t, r, &o, &s, f, v);
-	render_shown_free(&s);
-	engine_rebuild_resume(&c, t, f, &o, v);
 	return 0;
 }
 

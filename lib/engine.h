@@ -10,8 +10,9 @@
  *   -> passed | failed | timed_out | not_enough_questions
  *   -> action_done -> resolved -> closed; plus canceled and superseded.
  *
- * The engine links against util.c, record.c, render.c and json-c only:
- * flows are matched through engine_policy.match, and the config table,
+ * The engine links against util.c, record.c, render.c, snow.c's
+ * observation parser (a record is read through snow_obs_parse) and json-c
+ * only: flows are matched through engine_policy.match, and the config table,
  * the flow by name, status names and close-notes templates are looked up
  * locally.  Library code: it never logs; what happened is in the result's
  * events, which carry no raw email, phone or secret. */
@@ -178,10 +179,11 @@ engine_policy_init(struct engine_policy *p, const struct config *cfg, const stru
 
 /* A ServiceNow record of table was observed (poll, resync, read-back).
  * t is the stored ticket, or a fresh ticket_init()ed one in TS_UNTRACKED;
- * r must carry the fields the engine reads: number, state, active,
- * category, subcategory, short_description, description, the requester
- * field with its .name/.email/.user_name, assigned_to.name and the
- * verification field. */
+ * r must carry the fields snow_obs_fields() lists for the table (number,
+ * state, active, category, subcategory, short_description, description,
+ * the requester field with its .name/.email/.user_name, assigned_to.name
+ * and the verification field); the engine reads them through
+ * snow_obs_parse(). */
 int engine_observe(const struct engine_policy *p, struct ticket *t, const char *table,
     const struct snow_record *r, int64_t now, struct engine_result *out);
 /* Our create for generation returned v.  A stale generation, or a ticket
@@ -209,25 +211,6 @@ int engine_effect_failed(const struct engine_policy *p, struct ticket *t,
  * is not NULL) an event "state changed ticket=N from=a to=b why=w".
  * Entering the current state does nothing. */
 void engine_enter_state(struct ticket *t, enum tstate to, const char *why, int64_t now,
-    struct engine_result *out);
-
-/* Rebuilds a ticket the daemon wrote to from ServiceNow and imper.ai
- * alone, after its state directory was lost (imperai-snowctl rebuild).
- * t is a fresh ticket_init()ed ticket of table/r->sys_id; r the record as
- * the poll reads it, whose verification field ends with the revision tag
- * "imperai-snow ref G.R"; v the newest verification imper.ai holds for the
- * ticket (NULL if none; ignored when the field names another).  t gets
- * generation G and revision R (so the next PATCH writes R+1 and no note is
- * repeated), the request id, the state and verification the field shows,
- * the requester and seen_mod_count of r.  out gets what the daemon would
- * have done next: the PATCH of a change imper.ai reported beyond the
- * field, the CREATE of a request the field still waits for (same
- * Idempotency-Key, so imper.ai answers with the existing request), and
- * the decisions the record itself calls for (ended, left its flow).
- * -ENOENT when the field has no revision tag, -EINVAL when its text is not
- * one the daemon writes (or for unusable arguments). */
-int engine_rebuild(const struct engine_policy *p, struct ticket *t, const char *table,
-    const struct snow_record *r, const struct imperai_verification *v, int64_t now,
     struct engine_result *out);
 
 /* Does the field text show revision rev (or later) of generation gen?

@@ -4,17 +4,15 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <yaml.h>
 
 #include "flows.h"
-#include "snow.h"
+#include "query.h"
+#include "record.h"
 #include "util.h"
 
 #define FLOWS_MAX_SIZE		(1024 * 1024)
@@ -717,36 +715,18 @@ out:
 	return rc;
 }
 
+/* A file refused for its kind or size is placed at 1:1, like a parse error. */
 static int
 flows_read(const char *path, char **text, size_t *len, struct errlist *errs)
 {
-	struct stat st;
-	ssize_t n;
-	int fd, rc = 0;
+	char *cause = NULL;
+	int rc;
 
-	*text = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		rc = -errno;
-		errlist_add(errs, "%s: cannot read: %s", path, strerror(errno));
-		goto out;
+	if ((rc = util_read_file(path, FLOWS_MAX_SIZE, text, len, &cause)) < 0) {
+		errlist_add(errs, "%s%s: %s", path, rc == -EFBIG || rc == -EINVAL ? ":1:1" : "",
+		    cause);
+		free(cause);
 	}
-	if (!S_ISREG(st.st_mode) || st.st_size > FLOWS_MAX_SIZE) {
-		rc = S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
-		errlist_add(errs, "%s:1:1: not a regular file of at most 1 MiB", path);
-		goto out;
-	}
-	*text = xmalloc((size_t)st.st_size + 1);
-	n = read(fd, *text, (size_t)st.st_size);
-	if (n < 0) {
-		rc = -errno;
-		errlist_add(errs, "%s: cannot read: %s", path, strerror(errno));
-		goto out;
-	}
-	*len = (size_t)n;
-out:
-	if (fd >= 0)
-		close(fd);
 	return rc;
 }
 

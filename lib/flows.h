@@ -78,12 +78,4 @@ void flows_fields(const struct flows *f, const char *table, char ***names, size_
 char *flows_expand(const char *tmpl, const char *number, const char *requester,
     const char *verification_id, const char *action);
 
-/* Encoded queries evaluated locally (the subset of operators of
- * SERVICENOW.md: = != < <= > >= IN NOT IN LIKE NOT LIKE STARTSWITH
- * ENDSWITH ISEMPTY ISNOTEMPTY, ^ ^OR ^NQ). */
-int query_compile(const char *q, struct query **out, char **cause);
-int query_eval(const struct query *q, const struct snow_record *r);
-void query_fields(const struct query *q, char ***names, size_t *n);
-void query_free(struct query *q);
-
 #endif

@@ -1234,18 +1234,13 @@ imperai_submit_verification(struct imperai_client *ic, struct http_request *r, c
 	http_submit(ic->pool, r, imperai_verification_done, call);
 }
 
-/* Percent-encodes everything but RFC 3986 unreserved characters. */
 static void
-imperai_urlencode(struct buf *b, const char *s)
+imperai_add_encoded(struct buf *b, const char *s)
 {
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '_' || c == '.' || c == '~')
-			buf_addc(b, (char)c);
-		else
-			buf_addf(b, "%%%02X", c);
-	}
+	char *e = util_urlencode(s);
+
+	buf_adds(b, e);
+	free(e);
 }
 
 /* "<base>/v1/verification-requests/<id><suffix>", the id encoded so that
@@ -1257,7 +1252,7 @@ imperai_id_url(const struct imperai_client *ic, const char *id, const char *suff
 
 	buf_init(&b);
 	buf_addf(&b, "%s/v1/verification-requests/", ic->base);
-	imperai_urlencode(&b, id != NULL ? id : "");
+	imperai_add_encoded(&b, id != NULL ? id : "");
 	buf_adds(&b, suffix);
 	return buf_detach(&b);
 }
@@ -1334,7 +1329,7 @@ imperai_changes(struct imperai_client *ic, const char *cursor, int limit,
 	buf_addf(&url, "%s/v1/verification-requests/changes?limit=%d", ic->base, limit);
 	if (cursor != NULL && *cursor != '\0') {
 		buf_adds(&url, "&cursor=");
-		imperai_urlencode(&url, cursor);
+		imperai_add_encoded(&url, cursor);
 	}
 	imperai_request(ic, &r, "GET", buf_detach(&url));
 	call = xcalloc(1, sizeof *call);

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "flows.h"
-#include "snow.h"
+#include "query.h"
+#include "record.h"
 #include "util.h"
 
 enum qop {

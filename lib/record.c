@@ -1,9 +1,9 @@
-/* record: the in-memory ServiceNow record (declared in snow.h), shared by the
- * parser, the policy and the engine. */
+/* record: the in-memory ServiceNow record, shared by the parser, the policy
+ * and the engine. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "snow.h"
+#include "record.h"
 #include "util.h"
 
 const char *

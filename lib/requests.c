@@ -81,28 +81,10 @@ requests_fill(json_object *o, struct req *out, char **cause)
 	return rc;
 }
 
-/* Exactly len bytes of one JSON object, nothing after it; NULL otherwise. */
-static json_object *
-requests_object(const char *json, size_t len)
-{
-	struct json_tokener *tok = json_tokener_new();
-	json_object *o = NULL;
-
-	if (len <= INT32_MAX)
-		o = json_tokener_parse_ex(tok, json, (int)len);
-	if (o != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object))) {
-		json_object_put(o);
-		o = NULL;
-	}
-	json_tokener_free(tok);
-	return o;
-}
-
 int
 requests_parse(const char *json, size_t len, struct req *out, char **cause)
 {
-	json_object *o = requests_object(json, len);
+	json_object *o = util_json_object(json, len);
 	int rc;
 
 	memset(out, 0, sizeof(*out));

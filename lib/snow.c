@@ -39,31 +39,10 @@ snow_is_table(const char *s)
 	return n > 0 && n <= 80 && s[n] == '\0';
 }
 
-char *
-snow_urlencode(const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	struct buf b;
-
-	buf_init(&b);
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
-			buf_addc(&b, (char)c);
-		else {
-			buf_addc(&b, '%');
-			buf_addc(&b, hex[c >> 4]);
-			buf_addc(&b, hex[c & 15]);
-		}
-	}
-	return buf_detach(&b);
-}
-
 static void
 snow_add_param(struct buf *b, const char *name, const char *value)
 {
-	char *v = snow_urlencode(value);
+	char *v = util_urlencode(value);
 
 	buf_addf(b, "%c%s=%s", strchr(b->data, '?') ? '&' : '?', name, v);
 	free(v);
@@ -89,7 +68,7 @@ static void
 snow_table_path(struct buf *b, const char *instance, const char *table, const char *sys_id)
 {
 	size_t n = strlen(instance);
-	char *t = snow_urlencode(table);
+	char *t = util_urlencode(table);
 
 	while (n > 0 && instance[n - 1] == '/')
 		n--;
@@ -98,7 +77,7 @@ snow_table_path(struct buf *b, const char *instance, const char *table, const ch
 	buf_addf(b, "/api/now/table/%s", t);
 	free(t);
 	if (sys_id != NULL) {
-		t = snow_urlencode(sys_id);
+		t = util_urlencode(sys_id);
 		buf_addf(b, "/%s", t);
 		free(t);
 	}
@@ -156,7 +135,7 @@ snow_record_url(const char *instance, const char *table, const char *sys_id,
 static void
 snow_form_add(struct buf *b, const char *name, const char *value)
 {
-	char *v = snow_urlencode(value ? value : "");
+	char *v = util_urlencode(value ? value : "");
 
 	buf_addf(b, "%s%s=%s", b->len ? "&" : "", name, v);
 	explicit_bzero(v, strlen(v));
@@ -184,6 +163,122 @@ snow_oauth_body(const struct config *c, const char *refresh_token)
 		snow_form_add(&b, "password", c->snow.password);
 	}
 	return buf_detach(&b);
+}
+
+#define SNOW_DEFAULT_FIELD	"u_imperai_verification"
+
+const char *
+snow_requester_field(const struct config_table *tc)
+{
+	if (tc->requester_field != NULL && *tc->requester_field != '\0')
+		return tc->requester_field;
+	if (str_eq(tc->name, "sc_req_item"))
+		return "requested_for";
+	if (str_eq(tc->name, "sc_task"))
+		return "request_item.requested_for";
+	return "caller_id";
+}
+
+const char *
+snow_verification_field(const struct config_table *tc)
+{
+	return tc->field != NULL && *tc->field != '\0' ? tc->field : SNOW_DEFAULT_FIELD;
+}
+
+static void
+snow_add_name(char ***names, size_t *n, const char *name)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*names)[i], name) == 0)
+			return;
+	*names = xreallocarray(*names, *n + 1, sizeof(**names));
+	(*names)[(*n)++] = xstrdup(name);
+}
+
+void
+snow_obs_fields(const struct config_table *tc, char ***names, size_t *n)
+{
+	static const char *const base[] = { "sys_id", "number", "sys_mod_count",
+	    "sys_updated_on", "state", "active", "category", "subcategory",
+	    "short_description", "description", "assigned_to.name" };
+	static const char *const walks[] = { "", ".name", ".email", ".user_name" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(base); i++)
+		snow_add_name(names, n, base[i]);
+	if (tc == NULL)
+		return;
+	snow_add_name(names, n, snow_verification_field(tc));
+	for (size_t i = 0; i < ARRAY_SIZE(walks); i++) {
+		char *s = xprintf("%s%s", snow_requester_field(tc), walks[i]);
+
+		snow_add_name(names, n, s);
+		free(s);
+	}
+}
+
+static int
+snow_state_in(const char *state, const char *const *set)
+{
+	for (; state != NULL && *set != NULL; set++)
+		if (strcmp(state, *set) == 0)
+			return 1;
+	return 0;
+}
+
+/* Inactive, or in a resolved, closed or canceled state of its table. */
+static void
+snow_obs_ended(const char *table, struct snow_obs *o)
+{
+	static const char *const inc_closed[] = { "7", "8", NULL };
+	static const char *const task_closed[] = { "3", "4", "7", NULL };
+
+	if (str_eq(table, "incident"))
+		o->closed = snow_state_in(o->state, inc_closed);
+	else if (str_eq(table, "sc_req_item") || str_eq(table, "sc_task"))
+		o->closed = snow_state_in(o->state, task_closed);
+	o->closed = o->closed || str_eq(o->active, "false");
+	o->ended = o->closed || (str_eq(table, "incident") && str_eq(o->state, "6"));
+}
+
+/* <base>.<suffix> of the record, NULL when absent or the name is too long. */
+static const char *
+snow_get_walk(const struct snow_record *r, const char *base, const char *suffix)
+{
+	char name[256];
+
+	if ((size_t)snprintf(name, sizeof(name), "%s.%s", base, suffix) >= sizeof(name))
+		return NULL;
+	return snow_record_get(r, name);
+}
+
+static const char *
+snow_first(const char *a, const char *b)
+{
+	return a != NULL && *a != '\0' ? a : b;
+}
+
+void
+snow_obs_parse(const struct config_table *tc, const struct snow_record *r,
+    struct snow_obs *o)
+{
+	const char *rf = snow_requester_field(tc);
+
+	memset(o, 0, sizeof(*o));
+	o->number = snow_record_get(r, "number");
+	o->state = snow_record_get(r, "state");
+	o->active = snow_record_get(r, "active");
+	o->category = snow_record_get(r, "category");
+	o->subcategory = snow_record_get(r, "subcategory");
+	o->short_description = snow_record_get(r, "short_description");
+	o->description = snow_record_get(r, "description");
+	o->requester = snow_record_get(r, rf);
+	o->requester_email = snow_get_walk(r, rf, "email");
+	o->requester_user_name = snow_get_walk(r, rf, "user_name");
+	o->requester_name = snow_first(snow_get_walk(r, rf, "name"), o->requester_user_name);
+	o->assigned_agent = snow_record_get(r, "assigned_to.name");
+	o->field = snow_record_get(r, snow_verification_field(tc));
+	o->complete = o->number != NULL && o->state != NULL && o->requester != NULL;
+	snow_obs_ended(tc->name, o);
 }
 
 /* Parses a whole JSON document, refusing bad UTF-8, NUL, deep nesting and

@@ -10,40 +10,51 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "record.h"
 #include "util.h"
 
 struct config;
+struct config_table;
 struct http_client;
 
-/* One field of a record, as strings (the Table API's own representation). */
-struct snow_field {
-	char	*name;
-	char	*value;		/* "" for empty; references flattened to the sys_id */
-	char	*display;	/* display value when asked for, else NULL */
+/* What the engine reads of a record of a watched table: listed once
+ * (snow_obs_fields, the fields every read of a ticket asks for) and parsed
+ * once (snow_obs_parse).  The strings point into the record. */
+struct snow_obs {
+	const char	*number;
+	const char	*state;
+	const char	*active;
+	const char	*category;
+	const char	*subcategory;
+	const char	*short_description;
+	const char	*description;
+	const char	*requester;	/* NULL: the record does not carry the field */
+	const char	*requester_name;	/* .name, else .user_name */
+	const char	*requester_email;
+	const char	*requester_user_name;
+	const char	*assigned_agent;	/* assigned_to.name */
+	const char	*field;		/* the verification field */
+	int		 complete;	/* number, state and requester present (a PATCH
+					 * answer may lack them) */
+	int		 ended;		/* inactive, or resolved, closed or canceled */
+	int		 closed;	/* ended, and not merely resolved */
 };
 
-struct snow_record {
-	char		 sys_id[33];
-	int64_t		 mod_count;	/* sys_mod_count */
-	int64_t		 updated_on;	/* sys_updated_on, UNIX seconds */
-	struct snow_field *fields;
-	size_t		 nfields;
-};
-
-struct snow_list {
-	struct snow_record *v;
-	size_t		 n;
-	int64_t		 total;	/* X-Total-Count: rows the query matched, those
-				 * ACLs hid included; -1 when not sent */
-};
-
-/* NULL when the field is absent. */
-const char *snow_record_get(const struct snow_record *r, const char *name);
-void snow_record_free(struct snow_record *r);
-void snow_list_free(struct snow_list *l);
-int snow_record_copy(struct snow_record *dst, const struct snow_record *src);
-/* Sets (or adds) a field; parsers and tests build records with it. */
-void snow_record_set(struct snow_record *r, const char *name, const char *value);
+/* The table's requester field: requester_field, else the table's default
+ * (caller_id; requested_for for sc_req_item; request_item.requested_for
+ * for sc_task). */
+const char *snow_requester_field(const struct config_table *tc);
+/* The table's verification field (default u_imperai_verification). */
+const char *snow_verification_field(const struct config_table *tc);
+/* Appends to *names (each name once, new strings) the fields to ask for
+ * when reading a ticket of tc: sys_id, number, the system and text fields,
+ * assigned_to.name, the verification field and the requester field with
+ * its .name, .email and .user_name.  tc NULL: the fixed ones only.  The
+ * flows add theirs with flows_fields(). */
+void snow_obs_fields(const struct config_table *tc, char ***names, size_t *n);
+/* Reads the observation of r, a record of tc's table. */
+void snow_obs_parse(const struct config_table *tc, const struct snow_record *r,
+    struct snow_obs *o);
 
 /* Error body {"error":{"message","detail"},"status":"failure"}: formats
  * "message: detail" or NULL if the body is not one. */
@@ -110,8 +121,6 @@ char *snow_oauth_body(const struct config *c, const char *refresh_token);
  * memory: release them with secret_free(). */
 int snow_parse_oauth(const char *body, size_t len, char **access, char **refresh,
     int64_t *expires_in, char **cause);
-/* Percent-encodes all but RFC 3986 unreserved characters. */
-char *snow_urlencode(const char *s);
 
 /* The client. */
 struct snow_client;

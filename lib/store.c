@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <lmdb.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1097,22 +1098,28 @@ store_request_each(struct store_txn *t,
 	return store_seq_each(t, DB_REQUESTS, 0, fn, arg);
 }
 
-/* Parses exactly len bytes as one strict JSON object (NULL otherwise). */
-static json_object *
-store_json_object(const void *p, size_t len)
+/* EVP_Digest fails only when libcrypto cannot allocate: abort, as x*alloc do. */
+void
+store_sha256(const void *data, size_t len, uint8_t out[32])
 {
-	struct json_tokener *tok = json_tokener_new();
-	json_object *o;
+	unsigned int n = 0;
 
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	o = len <= INT32_MAX ? json_tokener_parse_ex(tok, p, (int)len) : NULL;
-	if (o != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
-	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object))) {
-		json_object_put(o);
-		o = NULL;
+	if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != 32)
+		abort();
+}
+
+void
+store_sha256_hex(const void *data, size_t len, char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t md[32];
+
+	store_sha256(data, len, md);
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 0xf];
 	}
-	json_tokener_free(tok);
-	return o;
+	out[64] = '\0';
 }
 
 int
@@ -1125,7 +1132,7 @@ store_audit_last(struct store_txn *t, uint64_t *seq, char hash[65])
 		return rc;
 	if (store_seq_of(&k, seq) != 0)
 		return store_fail(t, -EBADMSG);
-	sha256_hex(v.mv_data, v.mv_size, hash);
+	store_sha256_hex(v.mv_data, v.mv_size, hash);
 	return 0;
 }
 
@@ -1137,7 +1144,7 @@ store_audit_set_head(struct store_txn *t, uint64_t seq, const struct buf *entry)
 	char hash[65], head[96];
 	int n;
 
-	sha256_hex(entry->data, entry->len, hash);
+	store_sha256_hex(entry->data, entry->len, hash);
 	n = snprintf(head, sizeof(head), "%" PRIu64 " %s", seq, hash);
 	return store_put(t, DB_META, STORE_AUDIT_HEAD, strlen(STORE_AUDIT_HEAD), head, (size_t)n, 0);
 }
@@ -1145,7 +1152,7 @@ store_audit_set_head(struct store_txn *t, uint64_t seq, const struct buf *entry)
 int
 store_audit_append(struct store_txn *t, int64_t now, const char *event_json, uint64_t *seq)
 {
-	json_object *ev = event_json ? store_json_object(event_json, strlen(event_json)) : NULL;
+	json_object *ev = event_json ? util_json_object(event_json, strlen(event_json)) : NULL;
 	char prev[65];
 	uint64_t last;
 	uint8_t key[8];
@@ -1196,7 +1203,7 @@ struct store_audit_walk {
 static int
 store_audit_entry_ok(const MDB_val *v, uint64_t seq, const char *prev)
 {
-	json_object *o = store_json_object(v->mv_data, v->mv_size), *jseq, *jprev, *jev;
+	json_object *o = util_json_object(v->mv_data, v->mv_size), *jseq, *jprev, *jev;
 	int ok;
 
 	ok = o != NULL && json_object_object_get_ex(o, "seq", &jseq) &&
@@ -1232,7 +1239,7 @@ store_audit_walk_one(const MDB_val *k, const MDB_val *v, void *arg)
 		    "(altered, or its predecessor was): compare with a backup", seq, w->dir);
 		return -EBADMSG;
 	}
-	sha256_hex(v->mv_data, v->mv_size, w->prev);
+	store_sha256_hex(v->mv_data, v->mv_size, w->prev);
 	w->expect++;
 	w->checked++;
 	return 0;

@@ -125,8 +125,9 @@ int store_audit_verify(struct store *s, uint64_t *checked, uint64_t *bad_seq, ch
 /* Human text for a store error code. */
 const char *store_strerror(int err);
 
-/* SHA-256, for the audit chain. */
-void sha256(const void *data, size_t len, uint8_t out[32]);
-void sha256_hex(const void *data, size_t len, char out[65]);
+/* SHA-256 (libcrypto), for the audit chain; out as raw bytes or lower-case
+ * hex.  Aborts only when libcrypto cannot allocate. */
+void store_sha256(const void *data, size_t len, uint8_t out[32]);
+void store_sha256_hex(const void *data, size_t len, char out[65]);
 
 #endif

@@ -1,4 +1,5 @@
-/* util: allocation wrappers, buffers, error lists, time formats, secrets. */
+/* util: allocation wrappers, buffers, error lists, time formats, URLs
+ * (through libcurl), secrets. */
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -11,6 +12,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <curl/curl.h>
+#include <json-c/json.h>
 
 #include "util.h"
 
@@ -445,55 +449,208 @@ util_host_is_loopback(const char *host)
 	return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
 }
 
+char *
+util_urlencode(const char *s)
+{
+	/* curl_easy_escape ignores its handle (7.82) or uses it only on EBCDIC hosts */
+	char *e = curl_easy_escape(NULL, s, 0), *out;
+
+	if (e == NULL)
+		util_oom(strlen(s) * 3 + 1);
+	out = xstrdup(e);
+	curl_free(e);
+	return out;
+}
+
+/* What libcurl accepts and the settings never did: an empty host
+ * ("https:///x") or an empty port ("https://h:/"). */
+static int
+util_url_authority_ok(const char *url)
+{
+	const char *a = strstr(url, "://");
+	size_t n;
+
+	if (a == NULL)
+		return 0;
+	a += 3;
+	n = strcspn(a, "/?#");
+	return n > 0 && a[n - 1] != ':';
+}
+
+/* A part of u, or NULL when absent (CURLUE_NO_*). */
+static char *
+util_url_part(CURLU *u, CURLUPart what, unsigned flags)
+{
+	char *v = NULL, *out;
+
+	if (curl_url_get(u, what, &v, flags) != CURLUE_OK)
+		return NULL;
+	out = xstrdup(v);
+	curl_free(v);
+	return out;
+}
+
+/* The path with the query and fragment, as the URL has them. */
+static char *
+util_url_path(CURLU *u)
+{
+	char *path = util_url_part(u, CURLUPART_PATH, 0);
+	char *query = util_url_part(u, CURLUPART_QUERY, 0);
+	char *frag = util_url_part(u, CURLUPART_FRAGMENT, 0);
+	char *out = xprintf("%s%s%s%s%s", path ? path : "/", query ? "?" : "",
+	    query ? query : "", frag ? "#" : "", frag ? frag : "");
+
+	free(path);
+	free(query);
+	free(frag);
+	return out;
+}
+
+/* The port of url parsed into u (explicit or the scheme's), -1 when curl
+ * refuses the URL or it carries user info. */
+static long
+util_url_port(CURLU *u, const char *url)
+{
+	char *p;
+	long v;
+
+	if (curl_url_set(u, CURLUPART_URL, url, CURLU_PATH_AS_IS) != CURLUE_OK)
+		return -1;
+	if ((p = util_url_part(u, CURLUPART_USER, 0)) != NULL) {
+		free(p);
+		return -1;
+	}
+	if ((p = util_url_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT)) == NULL)
+		return -1;
+	v = strtol(p, NULL, 10);
+	free(p);
+	return v;
+}
+
+/* Parses url with libcurl: http(s) as written, a host, no user info, a
+ * port in 1..65535. */
+static int
+util_url_parse(const char *url, CURLU **out, int *port)
+{
+	CURLU *u;
+	long v;
+
+	if ((strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0) ||
+	    !util_url_authority_ok(url))
+		return -EINVAL;
+	if ((u = curl_url()) == NULL)
+		util_oom(sizeof(void *));
+	if ((v = util_url_port(u, url)) < 1 || v > 65535) {
+		curl_url_cleanup(u);
+		return -EINVAL;
+	}
+	*port = (int)v;
+	*out = u;
+	return 0;
+}
+
 int
 util_url_split(const char *url, char **scheme, char **host, int *port, char **path)
 {
-	const char *p, *h, *hend, *pend;
-	int defport, prt;
+	CURLU *u;
+	int prt;
 
-	if (strncmp(url, "https://", 8) == 0) {
-		defport = 443;
-		p = url + 8;
-	} else if (strncmp(url, "http://", 7) == 0) {
-		defport = 80;
-		p = url + 7;
-	} else
-		return -EINVAL;
-	h = p;
-	if (*h == '[') {
-		hend = strchr(h, ']');
-		if (hend == NULL)
-			return -EINVAL;
-		hend++;
-	} else
-		hend = h + strcspn(h, ":/?#");
-	if (hend == h || memchr(h, '@', (size_t)(hend - h)) != NULL)
-		return -EINVAL;
-	prt = defport;
-	pend = hend;
-	if (*hend == ':') {
-		char *end;
-		long v = strtol(hend + 1, &end, 10);
-		if (!isdigit((unsigned char)hend[1]) || v < 1 || v > 65535)
-			return -EINVAL;
-		prt = (int)v;
-		pend = end;
-	}
-	/* Whatever follows the authority must start the path, query or fragment. */
-	if (*pend != '\0' && strchr("/?#", *pend) == NULL)
+	if (util_url_parse(url, &u, &prt) < 0)
 		return -EINVAL;
 	if (scheme)
-		*scheme = xstrndup(url, (size_t)(defport == 443 ? 5 : 4));
+		*scheme = xstrdup(url[4] == 's' ? "https" : "http");
 	if (host) {
-		*host = xstrndup(h, (size_t)(hend - h));
+		*host = util_url_part(u, CURLUPART_HOST, 0);
 		for (char *c = *host; *c; c++)
 			*c = (char)tolower((unsigned char)*c);
 	}
 	if (port)
 		*port = prt;
 	if (path)
-		*path = xstrdup(*pend ? pend : "/");
+		*path = util_url_path(u);
+	curl_url_cleanup(u);
 	return 0;
+}
+
+/* The size cap as the messages say it ("1 MiB"). */
+static char *
+util_size_text(size_t n)
+{
+	if (n % (1024 * 1024) == 0)
+		return xprintf("%zu MiB", n / (1024 * 1024));
+	if (n % 1024 == 0)
+		return xprintf("%zu KiB", n / 1024);
+	return xprintf("%zu bytes", n);
+}
+
+/* -errno, saved before xprintf may change it. */
+static int
+util_read_error(char **cause)
+{
+	int err = errno;
+
+	*cause = xprintf("cannot read: %s", strerror(err));
+	return -err;
+}
+
+static int
+util_read_fd(int fd, size_t max, char **text, size_t *len, char **cause)
+{
+	struct stat st;
+	ssize_t n;
+	char *cap;
+
+	if (fstat(fd, &st) < 0)
+		return util_read_error(cause);
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+		cap = util_size_text(max);
+		*cause = xprintf("not a regular file of at most %s", cap);
+		free(cap);
+		return S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
+	}
+	*text = xmalloc((size_t)st.st_size + 1);
+	if ((n = read(fd, *text, (size_t)st.st_size)) < 0)
+		return util_read_error(cause);
+	(*text)[n] = '\0';
+	*len = (size_t)n;
+	return 0;
+}
+
+int
+util_read_file(const char *path, size_t max, char **text, size_t *len, char **cause)
+{
+	int fd, rc;
+
+	*text = NULL;
+	*len = 0;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return util_read_error(cause);
+	if ((rc = util_read_fd(fd, max, text, len, cause)) < 0) {
+		free(*text);
+		*text = NULL;
+		*len = 0;
+	}
+	close(fd);
+	return rc;
+}
+
+struct json_object *
+util_json_object(const void *p, size_t len)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *o;
+
+	if (tok == NULL)
+		util_oom(sizeof(*tok));
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	o = len <= INT32_MAX ? json_tokener_parse_ex(tok, p, (int)len) : NULL;
+	if (o != NULL && (json_tokener_get_error(tok) != json_tokener_success ||
+	    json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object))) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	return o;
 }
 
 /* Secrets live in their own mapping, so they can be kept out of core files

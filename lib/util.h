@@ -1,5 +1,6 @@
 /* util: allocation wrappers, growable buffers, error lists, time formats,
- * secret memory.  Allocation failures abort: out of memory is not a
+ * URLs (libcurl), small files, strict JSON objects (json-c), secret
+ * memory.  Allocation failures abort: out of memory is not a
  * recoverable condition for this daemon. */
 #ifndef IMPERAI_UTIL_H
 #define IMPERAI_UTIL_H
@@ -7,6 +8,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct json_object;
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -68,9 +71,26 @@ int util_utf8_valid(const char *s, size_t len);
 int util_token_ok(const char *s, const char *extra);
 /* True when host is loopback (localhost, 127.0.0.0/8, ::1). */
 int util_host_is_loopback(const char *host);
-/* Splits an http(s) URL; scheme/host/port out-params may be NULL.  The
- * port is the explicit one or the scheme's default. */
+/* Splits an http(s) URL with libcurl's URL API; the out-params may be
+ * NULL.  The scheme must be written http:// or https://; user info, an
+ * empty host or port and a port outside 1..65535 are refused (-EINVAL).
+ * The host comes lower-cased (IPv6 in brackets), the port is the explicit
+ * one or the scheme's default, the path keeps the query and fragment
+ * ("/" when none). */
 int util_url_split(const char *url, char **scheme, char **host, int *port, char **path);
+/* Percent-encodes all but RFC 3986 unreserved characters (A-Z a-z 0-9
+ * - . _ ~), with curl_easy_escape. */
+char *util_urlencode(const char *s);
+
+/* Reads the regular file path of at most max bytes into *text (NUL
+ * added; *len bytes, which may hold a NUL); caller frees.  -errno, or
+ * -EINVAL (not a regular file) / -EFBIG (larger than max), with *cause
+ * (caller frees) saying "cannot read: ..." or "not a regular file of at
+ * most 1 MiB"; the caller adds the path. */
+int util_read_file(const char *path, size_t max, char **text, size_t *len, char **cause);
+/* Exactly len bytes of one strict JSON object (json-c's
+ * JSON_TOKENER_STRICT), nothing after it; NULL otherwise.  Caller puts. */
+struct json_object *util_json_object(const void *p, size_t len);
 
 /* Secret memory: excluded from core dumps (MADV_DONTDUMP) and wiped on
  * free.  Returns NULL-terminated copy of s, len bytes. */

@@ -9,7 +9,7 @@ set -eu
 profile=${1:-test}
 
 pkgs="build-essential autoconf automake libtool pkg-config make
-libcurl4-openssl-dev libjson-c-dev liblmdb-dev libconfig-dev libyaml-dev
+libcurl4-openssl-dev libssl-dev libjson-c-dev liblmdb-dev libconfig-dev libyaml-dev
 libsystemd-dev libcmocka-dev ca-certificates"
 case $profile in
 build) ;;

@@ -4,7 +4,7 @@
  *
  * imper.ai's change feed is replayed from its beginning: the newest
  * snapshot of every verification, and the cursor.  Each watched table is
- * read for the tickets whose verification field is set; engine_rebuild()
+ * read for the tickets whose verification field is set; rebuild_ticket()
  * turns each field (its "imperai-snow ref G.R" and the picture it shows)
  * and the ticket's verification into the ticket the daemon had, and the
  * writes it had not done yet.  Active tickets a flow selects whose field
@@ -28,6 +28,7 @@
 #include "engine.h"
 #include "flows.h"
 #include "imperai.h"
+#include "rebuild.h"
 #include "render.h"
 #include "snow.h"
 #include "store.h"
@@ -338,7 +339,7 @@ rb_fielded(struct rb *rb, struct rb_table *tb, const struct snow_record *r, stru
 
 	ticket_init(&t, tb->name, r->sys_id);
 	engine_result_init(&res);
-	rc = engine_rebuild(&rb->pol, &t, tb->name, r, v ? &v->v : NULL, rb->now, &res);
+	rc = rebuild_ticket(&rb->pol, &t, tb->name, r, v ? &v->v : NULL, rb->now, &res);
 	if (rc < 0) {
 		fprintf(stderr, "imperai-snowctl rebuild: %s %s skipped: its %s was not written by "
 		    "imperai-snowd (%s)\n", tb->name, snow_record_get(r, "number") ?
@@ -479,50 +480,21 @@ rb_table(struct rb *rb, struct rb_table *tb)
 	return rc;
 }
 
-/* --- the fields a poll reads (as daemon/loop.c asks for them) ------------------ */
-
-static void
-rb_add_field(struct rb_table *tb, const char *name)
-{
-	for (size_t i = 0; i < tb->nfields; i++)
-		if (strcmp(tb->fields[i], name) == 0)
-			return;
-	tb->fields = xreallocarray(tb->fields, tb->nfields + 1, sizeof(*tb->fields));
-	tb->fields[tb->nfields++] = xstrdup(name);
-}
+/* --- the fields a poll reads (as the daemon asks for them) -------------------- */
 
 static void
 rb_tables_init(struct rb *rb)
 {
-	static const char *const base[] = { "sys_id", "number", "sys_mod_count", "sys_updated_on",
-	    "state", "active", "category", "subcategory", "short_description", "description",
-	    "assigned_to.name" };
-	static const char *const walks[] = { "", ".name", ".email", ".user_name" };
-
 	rb->ntables = rb->cfg->snow.ntables;
 	rb->tables = xcalloc(rb->ntables ? rb->ntables : 1, sizeof(*rb->tables));
 	for (size_t i = 0; i < rb->ntables; i++) {
 		const struct config_table *ct = &rb->cfg->snow.tables[i];
 		struct rb_table *tb = &rb->tables[i];
-		char **extra = NULL, *s;
-		size_t nextra = 0;
 
 		tb->name = ct->name;
 		tb->field = ct->field;
-		for (size_t k = 0; k < ARRAY_SIZE(base); k++)
-			rb_add_field(tb, base[k]);
-		rb_add_field(tb, ct->field);
-		for (size_t k = 0; k < ARRAY_SIZE(walks); k++) {
-			s = xprintf("%s%s", ct->requester_field, walks[k]);
-			rb_add_field(tb, s);
-			free(s);
-		}
-		flows_fields(rb->flows, tb->name, &extra, &nextra);
-		for (size_t k = 0; k < nextra; k++) {
-			rb_add_field(tb, extra[k]);
-			free(extra[k]);
-		}
-		free(extra);
+		snow_obs_fields(ct, &tb->fields, &tb->nfields);
+		flows_fields(rb->flows, tb->name, &tb->fields, &tb->nfields);
 	}
 }
 

@@ -7,7 +7,8 @@
 
 #include "flows.h"
 #include "fuzz.h"
-#include "snow.h"
+#include "query.h"
+#include "record.h"
 
 static const char *const records[][2 * 6] = {
 	{ "category", "password_reset", "subcategory", "account", "priority", "2",

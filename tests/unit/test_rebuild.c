@@ -1,4 +1,4 @@
-/* Tests for engine_rebuild() and render_parse_field(): a ticket driven
+/* Tests for rebuild_ticket() and render_parse_field(): a ticket driven
  * through the real engine (a small loop that lands every PATCH) is
  * rebuilt from the field its last PATCH wrote and the newest verification,
  * and must come back with the same generation, revision, request and
@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "flows.h"
 #include "imperai.h"
+#include "rebuild.h"
 #include "render.h"
 #include "snow.h"
 #include "util.h"
@@ -245,7 +246,7 @@ rebuild(struct sim *s, const struct imperai_verification *v, struct ticket *t,
 	record(s, &r);
 	ticket_init(t, "incident", SYS1);
 	engine_result_init(res);
-	rc = engine_rebuild(&pol, t, "incident", &r, v, s->now + 5, res);
+	rc = rebuild_ticket(&pol, t, "incident", &r, v, s->now + 5, res);
 	snow_record_free(&r);
 	return rc;
 }

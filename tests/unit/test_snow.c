@@ -517,20 +517,6 @@ test_poll_query_refuses_nq_orderby_eq_and_empty_terms(void **state)
 }
 
 static void
-test_urlencode_keeps_only_unreserved_characters(void **state)
-{
-	char *e;
-
-	(void)state;
-	e = snow_urlencode("aZ09-._~ ^=>,&?/%+#\xc3\xa9");
-	assert_string_equal(e, "aZ09-._~%20%5E%3D%3E%2C%26%3F%2F%25%2B%23%C3%A9");
-	free(e);
-	e = snow_urlencode("");
-	assert_string_equal(e, "");
-	free(e);
-}
-
-static void
 test_list_url_encodes_every_parameter(void **state)
 {
 	const char *fields[] = { "sys_id", "number", "caller_id.email" };
@@ -564,6 +550,73 @@ test_record_url_names_the_record_and_fields(void **state)
 	    "?sysparm_fields=sys_mod_count%2Cu_imperai_verification"
 	    "&sysparm_display_value=false&sysparm_exclude_reference_link=true");
 	free(u);
+}
+
+static void
+free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static void
+test_obs_fields_list_what_every_read_of_a_ticket_asks_for(void **state)
+{
+	struct config_table tc = { .name = "sc_task", .field = "u_check" };
+	static const char *const want[] = { "sys_id", "number", "sys_mod_count",
+	    "sys_updated_on", "state", "active", "category", "subcategory",
+	    "short_description", "description", "assigned_to.name", "u_check",
+	    "request_item.requested_for", "request_item.requested_for.name",
+	    "request_item.requested_for.email", "request_item.requested_for.user_name" };
+	char **names = NULL;
+	size_t n = 0;
+
+	(void)state;
+	snow_obs_fields(&tc, &names, &n);
+	snow_obs_fields(&tc, &names, &n);	/* each name once */
+	assert_int_equal(n, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(names[i], want[i]);
+	free_names(names, n);
+	names = NULL;
+	n = 0;
+	snow_obs_fields(NULL, &names, &n);
+	assert_int_equal(n, 11);
+	free_names(names, n);
+}
+
+static void
+test_obs_parse_reads_the_requester_walks_and_whether_it_ended(void **state)
+{
+	struct config_table tc = { .name = "incident", .requester_field = "caller_id" };
+	struct snow_record r = { .mod_count = 3 };
+	struct snow_obs o;
+
+	(void)state;
+	snow_record_set(&r, "number", "INC0010001");
+	snow_record_set(&r, "state", "6");
+	snow_record_set(&r, "caller_id", "c0ffee");
+	snow_record_set(&r, "caller_id.name", "");
+	snow_record_set(&r, "caller_id.user_name", "abel.tuter");
+	snow_record_set(&r, "u_imperai_verification", "<p>x</p>");
+	snow_obs_parse(&tc, &r, &o);
+	assert_true(o.complete);
+	assert_string_equal(o.requester, "c0ffee");
+	assert_string_equal(o.requester_name, "abel.tuter");
+	assert_null(o.requester_email);
+	assert_string_equal(o.field, "<p>x</p>");
+	assert_true(o.ended);
+	assert_false(o.closed);
+	snow_record_set(&r, "state", "2");
+	snow_record_set(&r, "active", "false");
+	snow_obs_parse(&tc, &r, &o);
+	assert_true(o.ended && o.closed);
+	tc.requester_field = "opened_by";
+	snow_obs_parse(&tc, &r, &o);
+	assert_false(o.complete);
+	assert_null(o.requester);
+	snow_record_free(&r);
 }
 
 static struct config *
@@ -1336,9 +1389,10 @@ main(void)
 		cmocka_unit_test(test_poll_query_with_an_or_filter_keeps_its_meaning),
 		cmocka_unit_test(test_poll_query_drops_a_trailing_eq),
 		cmocka_unit_test(test_poll_query_refuses_nq_orderby_eq_and_empty_terms),
-		cmocka_unit_test(test_urlencode_keeps_only_unreserved_characters),
 		cmocka_unit_test(test_list_url_encodes_every_parameter),
 		cmocka_unit_test(test_record_url_names_the_record_and_fields),
+		cmocka_unit_test(test_obs_fields_list_what_every_read_of_a_ticket_asks_for),
+		cmocka_unit_test(test_obs_parse_reads_the_requester_walks_and_whether_it_ended),
 		cmocka_unit_test(test_oauth_bodies_for_each_grant_are_form_encoded),
 		cmocka_unit_test(test_oauth_token_answer_is_parsed),
 		cmocka_unit_test(test_oauth_refusals_and_bad_answers_say_why),

@@ -1,4 +1,4 @@
-/* Unit tests for lib/store.c and lib/sha256.c. */
+/* Unit tests for lib/store.c. */
 
 #include <errno.h>
 #include <inttypes.h>
@@ -775,7 +775,7 @@ check_link(uint64_t seq, const void *val, size_t len, void *arg)
 	assert_true(len > strlen(head));
 	assert_memory_equal(val, head, strlen(head));
 	free(head);
-	sha256_hex(val, len, c->prev);
+	store_sha256_hex(val, len, c->prev);
 	return 0;
 }
 
@@ -805,6 +805,25 @@ test_audit_entries_chain_by_sha256_and_verify(void **state)
 	assert_int_equal(store_audit_verify(f->s, &checked, &bad, &cause), 0);
 	assert_null(cause);
 	assert_int_equal(checked, 7);
+}
+
+/* The chain's digests are those earlier builds stored (the hand-written
+ * SHA-256 before libcrypto's): an existing state directory still verifies. */
+static void
+test_audit_chain_head_is_the_one_earlier_builds_wrote(void **state)
+{
+	struct fix *f = *state;
+	struct store_txn *t;
+	uint64_t last = 0;
+	char hash[65];
+
+	f->s = open_store(f->dir, 0, 0);
+	append_events(f->s, 5);
+	t = begin(f->s, 1);
+	assert_int_equal(store_audit_last(t, &last, hash), 0);
+	store_abort(t);
+	assert_int_equal(last, 5);
+	assert_string_equal(hash, "25b179c17b9c4d07f96c0881c0118184dacb2805e327cc56b605dde3526b43e3");
 }
 
 static void
@@ -983,7 +1002,7 @@ assert_sha256(const void *data, size_t len, const char *want)
 {
 	char hex[65];
 
-	sha256_hex(data, len, hex);
+	store_sha256_hex(data, len, hex);
 	assert_string_equal(hex, want);
 }
 
@@ -1005,7 +1024,7 @@ test_sha256_matches_fips_vectors(void **state)
 	assert_sha256(million, 55, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
 	assert_sha256(million, 56, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a");
 	assert_sha256(million, 64, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
-	sha256("abc", 3, raw);
+	store_sha256("abc", 3, raw);
 	assert_int_equal(raw[0], 0xba);
 	assert_int_equal(raw[31], 0xad);
 	free(million);
@@ -1038,6 +1057,7 @@ main(void)
 		T(test_meta_put_get_del),
 		T(test_verifications_put_get_each),
 		T(test_audit_entries_chain_by_sha256_and_verify),
+		T(test_audit_chain_head_is_the_one_earlier_builds_wrote),
 		T(test_audit_append_refuses_an_event_that_is_not_a_json_object),
 		T(test_audit_altered_entry_breaks_the_next_link),
 		T(test_audit_entry_not_matching_its_key_is_reported_itself),

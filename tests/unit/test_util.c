@@ -284,6 +284,20 @@ test_url_split_refuses_userinfo_bad_ports_and_schemes(void **state)
 }
 
 static void
+test_urlencode_keeps_only_unreserved_characters(void **state)
+{
+	char *e;
+
+	(void)state;
+	e = util_urlencode("aZ09-._~ ^=>,&?/%+#\xc3\xa9");
+	assert_string_equal(e, "aZ09-._~%20%5E%3D%3E%2C%26%3F%2F%25%2B%23%C3%A9");
+	free(e);
+	e = util_urlencode("");
+	assert_string_equal(e, "");
+	free(e);
+}
+
+static void
 test_token_is_lowercase_digits_underscore_or_an_extra_character(void **state)
 {
 	(void)state;
@@ -460,6 +474,7 @@ main(void)
 		cmocka_unit_test(test_utf8_rejects_overlongs_surrogates_truncation_and_nul),
 		cmocka_unit_test(test_url_split_schemes_ports_paths),
 		cmocka_unit_test(test_url_split_refuses_userinfo_bad_ports_and_schemes),
+		cmocka_unit_test(test_urlencode_keeps_only_unreserved_characters),
 		cmocka_unit_test(test_token_is_lowercase_digits_underscore_or_an_extra_character),
 		cmocka_unit_test(test_loopback_detection),
 		cmocka_unit_test_setup_teardown(test_secret_file_0600_read_and_newline_stripped,
