@@ -90,7 +90,8 @@ class KeptAliveTest(unittest.TestCase):
     exactly one work note."""
 
     def test_a_write_lost_on_a_kept_alive_connection_is_read_back_not_repeated(self):
-        stack = Stack(self, log_level="info", tls=True)
+        # one connection to ServiceNow: the PATCH goes on the polls' one
+        stack = Stack(self, log_level="info", tls=True, snow_extra="  concurrency = 1;\n")
         stack.start_sims()
         stack.snow.control.ok("POST", "/sim/faults", {
             "apply_then_drop_rate": 1.0, "methods": ["PATCH"], "path_prefix": "/api/"})
