@@ -38,6 +38,7 @@ struct http_xfer {
 	CURL			*easy;
 	struct curl_slist	*hdrs;
 	struct buf		 body;
+	size_t			 body_off;	/* of req.body handed to libcurl */
 	struct http_response	 resp;
 	int64_t			 submitted;
 	int64_t			 wake_at;
@@ -181,6 +182,18 @@ http_opts_check(const struct http_pool_opts *o, char **cause)
 	return -EINVAL;
 }
 
+/* The multi handle's connection cache holds every pool's connections
+ * (libcurl's default, 4 per handle in use, closes some as a burst ends). */
+static void
+http_keep_connections(struct http_client *c)
+{
+	long n = 0;
+
+	for (size_t i = 0; i < c->npools; i++)
+		n += c->pools[i]->o.concurrency;
+	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, n);
+}
+
 struct http_pool *
 http_pool_new(struct http_client *c, const struct http_pool_opts *o, char **cause)
 {
@@ -208,10 +221,14 @@ http_pool_new(struct http_client *c, const struct http_pool_opts *o, char **caus
 	if (p->share == NULL)
 		abort();
 	curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+	/* one TLS session cache for the pool's handles: a new connection
+	 * resumes (one round trip, no certificate work) */
+	curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	TAILQ_INIT(&p->queue);
 	TAILQ_INIT(&p->inflight);
 	c->pools = xreallocarray(c->pools, c->npools + 1, sizeof(*c->pools));
 	c->pools[c->npools++] = p;
+	http_keep_connections(c);
 	return p;
 }
 
@@ -544,6 +561,38 @@ http_on_body(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* The body goes to libcurl through a read callback, never as
+ * CURLOPT_POSTFIELDS, so that libcurl cannot re-send it unasked. */
+static size_t
+http_on_read(char *dst, size_t size, size_t n, void *arg)
+{
+	struct http_xfer *x = arg;
+	size_t len = size * n, left = x->req.body_len - x->body_off;
+
+	if (len > left)
+		len = left;
+	if (len > 0)
+		memcpy(dst, x->req.body + x->body_off, len);
+	x->body_off += len;
+	return len;
+}
+
+/* libcurl rewinds a body only to re-send the request on a new connection
+ * when the reused one died before any answer (Curl_retry_request, 7.88).
+ * Allowed for a retry_safe request; for any other, the request may have
+ * been applied, so the refusal ends the transfer with
+ * CURLE_SEND_FAIL_REWIND, reported as a lost answer. */
+static int
+http_on_seek(void *arg, curl_off_t off, int origin)
+{
+	struct http_xfer *x = arg;
+
+	if (!x->req.retry_safe || origin != SEEK_SET || off < 0 || (size_t)off > x->req.body_len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	x->body_off = (size_t)off;
+	return CURL_SEEKFUNC_OK;
+}
+
 static struct curl_slist *
 http_header_list(const struct http_request *r)
 {
@@ -602,21 +651,23 @@ http_easy_request(CURL *e, struct http_xfer *x)
 	bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, x) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x) != CURLE_OK;
 	if (r->body != NULL || strcmp(r->method, "GET") != 0) {
+		x->body_off = 0;
+		bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL) != CURLE_OK;
+		bad |= curl_easy_setopt(e, CURLOPT_POST, 1L) != CURLE_OK;
 		bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len) != CURLE_OK;
-		bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "") != CURLE_OK;
+		bad |= curl_easy_setopt(e, CURLOPT_READDATA, x) != CURLE_OK;
+		bad |= curl_easy_setopt(e, CURLOPT_SEEKDATA, x) != CURLE_OK;
 	} else
 		bad |= curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, custom ? r->method : NULL) != CURLE_OK;
 	x->hdrs = http_header_list(r);
 	bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_USERPWD, r->userpwd) != CURLE_OK;
-	/* libcurl re-sends on a fresh connection when a reused one dies
-	 * before the answer; only a new connection rules that out. */
-#if LIBCURL_VERSION_NUM >= 0x081000
-	bad |= curl_easy_setopt(e, CURLOPT_FORBID_RETRY_ON_REUSE, r->retry_safe ? 0L : 1L) != CURLE_OK;
-#else
-	bad |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, r->retry_safe ? 0L : 1L) != CURLE_OK;
-#endif
+	/* Without a body byte sent, libcurl re-sends on a new connection
+	 * without rewinding (http_on_seek never hears of it): harmless when a
+	 * body was still due, but a request without one was complete. */
+	bad |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT,
+	    !r->retry_safe && r->body_len == 0 ? 1L : 0L) != CURLE_OK;
 	return bad;
 }
 
@@ -635,6 +686,8 @@ http_easy_new(struct http_pool *p)
 	bad |= curl_easy_setopt(e, CURLOPT_COOKIEFILE, "") != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_on_body) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_on_header) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_READFUNCTION, http_on_read) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, http_on_seek) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC) != CURLE_OK;
 	if (bad) {
 		curl_easy_cleanup(e);
@@ -835,6 +888,7 @@ http_map_error(const struct http_xfer *x, CURLcode rc)
 	case CURLE_RECV_ERROR:
 	case CURLE_GOT_NOTHING:
 	case CURLE_PARTIAL_FILE:
+	case CURLE_SEND_FAIL_REWIND:	/* see http_on_seek */
 		return HTTP_E_CONNECT;
 	case CURLE_FILESIZE_EXCEEDED:
 		return HTTP_E_TOOBIG;
@@ -866,6 +920,9 @@ http_detach(struct http_xfer *x, CURLcode rc)
 		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
 	else if (x->resp.error == HTTP_E_TOOBIG)
 		x->resp.errmsg = xprintf("answer larger than %zu bytes", p->o.max_body);
+	else if (rc == CURLE_SEND_FAIL_REWIND)
+		x->resp.errmsg = xstrdup("connection lost after the request was sent, before any "
+		    "answer: it may have been applied");
 	else
 		x->resp.errmsg = xstrdup(x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
 	x->resp.status = status;

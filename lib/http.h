@@ -8,9 +8,11 @@
  * back so the caller can refresh credentials.  Redirects are not followed
  * (credentials must never reach another host).  TLS peer and host
  * verification are always on.  Cookies are kept in memory per pool, so
- * sessions are reused.  Non-retry_safe requests always open a fresh
- * connection, because libcurl silently re-sends a request whose reused
- * connection died before the answer (a PATCH could land twice).
+ * sessions are reused.  Connections are kept alive and reused by every
+ * request of the client, and a pool's TLS sessions are resumed.  A request
+ * that is not retry_safe is sent at most once: libcurl re-sends a request
+ * whose reused connection died before any answer, and for such a request
+ * that becomes HTTP_E_CONNECT ("it may have been applied") instead.
  *
  * Completion callbacks run from http_perform(), http_cancel_all() or
  * http_pool_cancel(), never re-entrantly from http_submit().  A callback may
@@ -44,7 +46,8 @@ struct http_pool_opts {
 /* Transport-level outcomes, in http_response.error (0 = a status arrived). */
 enum http_error {
 	HTTP_OK = 0,
-	HTTP_E_CONNECT = 1,	/* refused, DNS, reset before an answer */
+	HTTP_E_CONNECT = 1,	/* refused, DNS, reset or closed before an answer
+				 * (a request sent may have been applied) */
 	HTTP_E_TIMEOUT = 2,
 	HTTP_E_TLS = 3,
 	HTTP_E_TOOBIG = 4,

@@ -10,10 +10,15 @@ directory, through tests/integration/harness.py):
 
   sims     the simulators' own ceiling: C client threads with keep-alive
            connections send the daemon's kinds of requests, at latency L
-           and at 0 (how fast the Python simulators can answer at all)
+           and at 0 (how fast the Python simulators can answer at all),
+           the PATCH also over TLS
   burst    N new tickets already waiting (default 5000), L on both
-           simulators: time until every field is written, tickets/s and
-           the ratio to the C/L limit; daemon CPU per ticket; peak RSS
+           simulators, over plain HTTP and then over TLS (both simulators
+           on HTTPS, the daemon verifying through ca_file): time until
+           every field is written, tickets/s and the ratio to the C/L
+           limit; daemon CPU per ticket; TLS handshakes per ticket (full
+           and resumed, counted by the simulators); duplicate work notes;
+           TLS against plain; peak RSS
   steady   tickets created at R per second for T seconds, poll interval P:
            field written - ticket created, from the simulator's own
            timestamps (/sim/writes at_ms): p50, p95, p99, max
@@ -34,8 +39,10 @@ import json
 import os
 import platform
 import shutil
+import ssl
 import subprocess
 import sys
+from collections import Counter
 import tempfile
 import threading
 import time
@@ -146,12 +153,12 @@ def percentile(sorted_values, p):
 
 # ---------------------------------------------------------------- the stack
 
-def make_stack(args, poll=1, flows=None):
+def make_stack(args, poll=1, flows=None, tls=False):
     st = harness.Stack(None, categories=("password_reset",), poll=poll, log_level="info",
                          snow_extra="  concurrency = %d;\n  page_size = %d;\n"
                          % (args.concurrency, args.page_size),
                          imperai_extra="  concurrency = %d;\n" % args.concurrency,
-                         flows=flows, imperai_args=("--no-fsync", "--in-memory"))
+                         flows=flows, imperai_args=("--no-fsync", "--in-memory"), tls=tls)
     if os.environ.get("BENCH_STATE_DIR"):  # diagnostics: the store on another disk (tmpfs)
         st.state = tempfile.mkdtemp(dir=os.environ["BENCH_STATE_DIR"])
     return st
@@ -164,6 +171,27 @@ def set_latency(stack, ms):
 
 def sim_stats(sim):
     return sim.control.ok("GET", "/sim/stats")
+
+
+def count_control_calls(sim):
+    """Counts the bench's own control requests in sim.calls: each is one
+    connection (and over TLS one full handshake) the simulator counts too."""
+    call = sim.control.call
+    sim.calls = 0
+
+    def counted(*a, **kw):
+        sim.calls += 1
+        return call(*a, **kw)
+    sim.control.call = counted
+
+
+def daemon_connections(sim, before, after):
+    """(connections, full TLS handshakes, resumed ones) the daemon opened to
+    sim between two snapshots (stats, sim.calls after taking them)."""
+    (s0, n0), (s1, n1) = before, after
+    ours = n1 - n0  # our requests after the first snapshot, the second included
+    d = lambda k: s1.get(k, 0) - s0.get(k, 0)  # noqa: E731
+    return d("connections") - ours, d("tls_full") - (ours if sim.tls else 0), d("tls_resumed")
 
 
 def reset_stats(stack):
@@ -235,17 +263,23 @@ def stop_stack(stack):
 
 # ---------------------------------------------------------------- sims: their own ceiling
 
-def _client_run(base, reqs, nthreads, total, fresh=False):
+def _client_run(base, reqs, nthreads, total, fresh=False, ca_file=None):
     """nthreads keep-alive clients share total requests; reqs(i) gives
     (method, path, body, headers) of request i; fresh: a new connection
-    for each request (as the daemon sends a PATCH).
+    for each request; an https base is verified against ca_file.
     Returns (seconds, errors)."""
     host, port = base.split("//")[1].split(":")
     lock = threading.Lock()
     state = {"next": 0, "errors": 0}
+    if base.startswith("https:"):
+        ctx = ssl.create_default_context(cafile=ca_file)
+        new_conn = lambda: http.client.HTTPSConnection(  # noqa: E731
+            host, int(port), timeout=30, context=ctx)
+    else:
+        new_conn = lambda: http.client.HTTPConnection(host, int(port), timeout=30)  # noqa: E731
 
     def worker():
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn = new_conn()
         while True:
             with lock:
                 i = state["next"]
@@ -255,7 +289,7 @@ def _client_run(base, reqs, nthreads, total, fresh=False):
             method, path, body, headers = reqs(i)
             if fresh:
                 conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                conn = new_conn()
             try:
                 conn.request(method, path, body=body, headers=headers)
                 r = conn.getresponse()
@@ -267,7 +301,7 @@ def _client_run(base, reqs, nthreads, total, fresh=False):
                 with lock:
                     state["errors"] += 1
                 conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                conn = new_conn()
         conn.close()
 
     threads = [threading.Thread(target=worker) for _ in range(nthreads)]
@@ -280,7 +314,12 @@ def _client_run(base, reqs, nthreads, total, fresh=False):
 
 
 def scenario_sims(args, out):
-    stack = make_stack(args)
+    for tls in (False, True):
+        sims_one(args, out, tls)
+
+
+def sims_one(args, out, tls):
+    stack = make_stack(args, tls=tls)
     try:
         stack.start_sims()
         tickets = create_tickets(stack, 200)
@@ -315,17 +354,18 @@ def scenario_sims(args, out):
         c, lat = args.concurrency, args.latency
         n_lat = max(4 * c, int(args.sims_seconds * c * 1000 / max(lat, 1)))
         n_raw = max(20, int(args.sims_seconds * 400))
-        for name, sim, reqs, fresh in (
-                ("servicenow PATCH, new connection each", stack.snow, snow_patch, True),
-                ("imper.ai create", stack.imperai, imp_create, False)):
+        runs = [("servicenow PATCH over TLS, kept alive", stack.snow, snow_patch)] if tls else [
+            ("servicenow PATCH, kept alive", stack.snow, snow_patch),
+            ("imper.ai create", stack.imperai, imp_create)]
+        for name, sim, reqs in runs:
             set_latency(stack, lat)
-            secs, errs = _client_run(sim.url, reqs, c, n_lat, fresh)
+            secs, errs = _client_run(sim.url, reqs, c, n_lat, False, stack.ca_file)
             limit = c * 1000.0 / lat if lat else float("inf")
             out.append(("sims", "%s, C=%d, L=%d ms" % (name, c, lat), "%.0f req/s" % (n_lat / secs),
                         "C/L = %.0f req/s" % limit, n_lat / secs / limit,
                         "%d errors" % errs if errs else ""))
             set_latency(stack, 0)
-            secs, errs = _client_run(sim.url, reqs, c, n_raw, fresh)
+            secs, errs = _client_run(sim.url, reqs, c, n_raw, False, stack.ca_file)
             out.append(("sims", "%s, C=%d, L=0 (sim CPU ceiling)" % (name, c),
                         "%.0f req/s" % (n_raw / secs), "", None,
                         "%d errors" % errs if errs else ""))
@@ -335,58 +375,114 @@ def scenario_sims(args, out):
 
 # ---------------------------------------------------------------- burst
 
-def scenario_burst(args, out, figures):
+def duplicate_notes(stack, sys_ids):
+    """(work notes written more than once, tickets without one)."""
+    dump = stack.snow.control.ok("GET", "/sim/dump")
+    notes = Counter(j["element_id"] for j in dump["journal"]
+                    if j["element"] == "work_notes" and j["element_id"] in sys_ids)
+    return sum(c - 1 for c in notes.values()), len(sys_ids) - len(notes)
+
+
+def burst_one(args, tls):
+    """One burst; returns its figures."""
     n = args.tickets
-    stack = make_stack(args)
+    stack = make_stack(args, tls=tls)
     try:
         stack.start_sims()
+        sims = (stack.snow, stack.imperai)
+        for sim in sims:
+            count_control_calls(sim)
         set_latency(stack, args.latency)
         made = create_tickets(stack, n)
         stack.write_config()
+        before = [(sim_stats(sim), sim.calls) for sim in sims]
         t0 = time.time() * 1000.0
         stack.start_daemon()
         pid = stack.daemon.proc.pid
 
-        sims0 = (cpu_seconds(stack.snow.proc.pid), cpu_seconds(stack.imperai.proc.pid))
+        sims0 = [cpu_seconds(sim.proc.pid) for sim in sims]
 
         def sample():
-            return {"cpu": cpu_seconds(pid, True), "hwm_kb": proc_status_kb(pid, "VmHWM"),
-                    "mem": smaps_rollup(pid),
-                    "snow": sim_stats(stack.snow), "imp": sim_stats(stack.imperai),
-                    "sims": (cpu_seconds(stack.snow.proc.pid) - sims0[0],
-                             cpu_seconds(stack.imperai.proc.pid) - sims0[1])}
+            f = {"cpu": cpu_seconds(pid, True), "hwm_kb": proc_status_kb(pid, "VmHWM"),
+                 "mem": smaps_rollup(pid)}
+            f["stats"] = [(sim_stats(sim), sim.calls) for sim in sims]
+            f["sims"] = tuple(cpu_seconds(sim.proc.pid) - c0 for sim, c0 in zip(sims, sims0))
+            return f
 
-        first, _, s = wait_fields(stack, [t["sys_id"] for t in made], args.timeout, sample)
-        end = max(first.values())
-        secs = (end - t0) / 1000.0
-        c, lat = args.concurrency, args.latency / 1000.0
-        snow_req = s["snow"]["total"]
-        imp_req = s["imp"]["total"]
-        # The limit: each service carries its requests at C/L at best.
-        need = max(snow_req, n + -(-n // args.page_size)) / (c / lat)
-        need = max(need, max(imp_req, n) / (c / lat))
-        limit_tps = n / need if need else float("inf")
-        tps = n / secs
-        figures["burst_tps"] = tps
-        out.append(("burst", "%d tickets, C=%d, L=%d ms: all fields in" % (n, c, args.latency),
-                    "%.2f s" % secs, "%.2f s" % need, None, ""))
-        out.append(("burst", "throughput", "%.1f tickets/s" % tps,
-                    "limit %.1f tickets/s" % limit_tps, tps / limit_tps,
-                    "goal >= 0.7" + (" met" if tps / limit_tps >= 0.7 else " NOT met")))
-        out.append(("burst", "requests: ServiceNow / imper.ai",
-                    "%d / %d" % (snow_req, imp_req),
-                    "min %d / %d" % (n + -(-n // args.page_size), n), None, ""))
-        out.append(("burst", "daemon CPU per ticket (user+sys)",
-                    "%.0f us" % (s["cpu"] / n * 1e6), "", None,
-                    "%.2f s in all" % s["cpu"]))
-        out.append(("memory", "burst: peak RSS (VmHWM)", "%.1f MiB" % (s["hwm_kb"] / 1024.0),
-                    "", None, "includes the LMDB pages it touched"))
-        out.extend(memory_rows("burst, at the end:", s["mem"]))
-        out.append(("burst", "simulators' CPU: ServiceNow / imper.ai",
-                    "%.1f / %.1f s" % s["sims"], "%.1f s of wall time" % secs, None,
-                    "one core each at most (Python GIL)"))
+        sids = [t["sys_id"] for t in made]
+        first, _, f = wait_fields(stack, sids, args.timeout, sample)
+        f["secs"] = (max(first.values()) - t0) / 1000.0
+        f["conns"] = [daemon_connections(sim, b, a) for sim, b, a in zip(sims, before, f["stats"])]
+        f["requests"] = [a[0]["total"] - b[0]["total"] for b, a in zip(before, f["stats"])]
+        f["dups"], f["missing"] = duplicate_notes(stack, set(sids))
+        return f
     finally:
         stop_stack(stack)
+
+
+def burst_rows(args, f, what, out):
+    """The rows of one burst; returns (tickets/s, limit)."""
+    n, c, lat = args.tickets, args.concurrency, args.latency / 1000.0
+    snow_req, imp_req = f["requests"]
+    # The limit: each service carries its requests at C/L at best.
+    need = max(snow_req, n + -(-n // args.page_size)) / (c / lat)
+    need = max(need, max(imp_req, n) / (c / lat))
+    limit_tps = n / need if need else float("inf")
+    tps = n / f["secs"]
+    (sc, sf, sr), (ic, if_, ir) = f["conns"]
+    out.append(("burst", "%s: %d tickets, C=%d, L=%d ms: all fields in"
+                % (what, n, c, args.latency), "%.2f s" % f["secs"], "%.2f s" % need, None, ""))
+    out.append(("burst", "%s: throughput" % what, "%.1f tickets/s" % tps,
+                "limit %.1f tickets/s" % limit_tps, tps / limit_tps,
+                "goal >= 0.7" + (" met" if tps / limit_tps >= 0.7 else " NOT met")))
+    out.append(("burst", "%s: requests: ServiceNow / imper.ai" % what,
+                "%d / %d" % (snow_req, imp_req),
+                "min %d / %d" % (n + -(-n // args.page_size), n), None, ""))
+    out.append(("burst", "%s: daemon CPU per ticket (user+sys)" % what,
+                "%.0f us" % (f["cpu"] / n * 1e6), "", None, "%.2f s in all" % f["cpu"]))
+    note = "ServiceNow %d, imper.ai %d" % (sc, ic)
+    if sf or sr or if_ or ir:
+        note += "; TLS handshakes full + resumed: ServiceNow %d + %d, imper.ai %d + %d" % (
+            sf, sr, if_, ir)
+    per = (sc + ic) / float(n)
+    out.append(("burst", "%s: connections opened per ticket" % what, "%.3f" % per,
+                "goal <= 0.05", None, note + ("" if per <= 0.05 else "; NOT met")))
+    out.append(("burst", "%s: duplicate work notes / tickets without one" % what,
+                "%d / %d" % (f["dups"], f["missing"]), "0 / 0", None,
+                "met" if f["dups"] == 0 and f["missing"] == 0 else "NOT met"))
+    out.append(("burst", "%s: simulators' CPU: ServiceNow / imper.ai" % what,
+                "%.1f / %.1f s" % f["sims"], "%.1f s of wall time" % f["secs"], None,
+                "one core each at most (Python GIL)"))
+    return tps, limit_tps
+
+
+def scenario_burst(args, out, figures):
+    plain = burst_one(args, False)
+    tls = burst_one(args, True)
+    tps, _ = burst_rows(args, plain, "HTTP", out)
+    tls_tps, tls_limit = burst_rows(args, tls, "TLS", out)
+    figures["burst_tps"], figures["burst_tls_tps"] = tps, tls_tps
+    full = sum(c[1] for c in tls["conns"])
+    resumed = sum(c[2] for c in tls["conns"])
+    n = args.tickets
+    out.append(("burst", "TLS handshakes per ticket: full / resumed",
+                "%.3f / %.3f" % (full / n, resumed / n), "", None,
+                "%d full, %d resumed, both services" % (full, resumed)))
+    goal = lambda v, ok, text: "%s %s" % (text, "met" if ok else "NOT met")  # noqa: E731
+    r = tls_tps / tps
+    out.append(("burst", "TLS / HTTP: throughput", "x %.2f" % r, "", None,
+                goal(r, r >= 0.85, "goal >= 0.85")))
+    r = tls_tps / tls_limit
+    out.append(("burst", "TLS / C/L limit: throughput", "x %.2f" % r, "", None,
+                goal(r, r >= 0.8, "goal >= 0.8")))
+    r = (tls["cpu"] / n) / (plain["cpu"] / n)
+    out.append(("burst", "TLS / HTTP: daemon CPU per ticket", "x %.2f" % r, "", None,
+                goal(r, r <= 1.3, "goal <= 1.3")))
+    for what, f in (("HTTP", plain), ("TLS", tls)):
+        out.append(("memory", "burst %s: peak RSS (VmHWM)" % what,
+                    "%.1f MiB" % (f["hwm_kb"] / 1024.0), "", None,
+                    "includes the LMDB pages it touched"))
+    out.extend(memory_rows("burst TLS, at the end:", tls["mem"]))
 
 
 # ---------------------------------------------------------------- steady load

@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import ssl
 import urllib.request
 from base64 import b64encode
 
@@ -54,6 +55,8 @@ CTL = os.path.join(TOP_BUILD, "imperai-snowctl")
 AUDIT_TAMPER = os.path.join(TOP_BUILD, "tests", "integration", "audit_tamper")
 SNOW_SIM = os.path.join(TOP_SRC, "tests", "sim", "snow_sim.py")
 IMPERAI_SIM = os.path.join(TOP_SRC, "tests", "sim", "imperai_sim.py")
+sys.path.insert(0, os.path.join(TOP_SRC, "tests", "sim"))
+from testca import make_ca_and_cert  # noqa: E402,F401 - re-exported for the tests
 
 # The ServiceNow simulator's seeded integration user (tests/sim/README.md).
 SNOW_USER = "imperai.integration"
@@ -115,10 +118,12 @@ def stop_process(proc, grace=5.0):
 
 
 class Http:
-    """A tiny JSON client (urllib), optionally with Basic auth."""
+    """A tiny JSON client (urllib), optionally with Basic auth; an https
+    base is verified against ca_file."""
 
-    def __init__(self, base, user=None, password=None):
+    def __init__(self, base, user=None, password=None, ca_file=None):
         self.base = base.rstrip("/")
+        self.ctx = ssl.create_default_context(cafile=ca_file) if ca_file else None
         self.auth = None
         if user is not None:
             self.auth = "Basic " + b64encode(("%s:%s" % (user, password)).encode()).decode()
@@ -132,7 +137,7 @@ class Http:
         if self.auth:
             req.add_header("Authorization", self.auth)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.ctx) as r:
                 raw = r.read()
                 return r.status, (json.loads(raw) if raw else None)
         except urllib.error.HTTPError as e:
@@ -151,31 +156,36 @@ class Http:
 
 class Sim:
     """A simulator process: `python3 SCRIPT --port 0 --data DIR ...`, whose
-    first stdout line is `NAME listening on http://127.0.0.1:PORT`."""
+    first stdout line is `NAME listening on http://127.0.0.1:PORT`.  With
+    tls = (ca.pem, server.pem, server.key) it serves HTTPS with that
+    certificate and its control API is verified against that CA."""
 
     name = "sim"
     script = None
 
-    def __init__(self, workdir, args=()):
+    def __init__(self, workdir, args=(), tls=None):
         self.dir = os.path.join(workdir, self.name)
         os.makedirs(self.dir, exist_ok=True)
         self.log_path = os.path.join(workdir, self.name + ".log")
         self.args = list(args)
+        self.tls = tls
+        self.ca_file = tls[0] if tls else None
         self.proc = None
         self.url = None
 
     def start(self, timeout=15.0):
         log = open(self.log_path, "ab")
+        tls = ["--tls", "--tls-cert", self.tls[1], "--tls-key", self.tls[2]] if self.tls else []
         self.proc = subprocess.Popen(
             [sys.executable, self.script, "--port", "0", "--data", os.path.join(self.dir, "data")]
-            + self.args, stdout=subprocess.PIPE, stderr=log, cwd=self.dir)
+            + self.args + tls, stdout=subprocess.PIPE, stderr=log, cwd=self.dir)
         log.close()
         line = self._first_line(timeout)
         prefix = "%s listening on " % self.name
         if not line.startswith(prefix):
             raise AssertionError("%s did not start: %r\n%s" % (self.name, line, self.log()))
         self.url = line[len(prefix):].strip()
-        self.control = Http(self.url)
+        self.control = Http(self.url, ca_file=self.ca_file)
         return self
 
     def _first_line(self, timeout):
@@ -220,13 +230,13 @@ class SnowSim(Sim):
     name = "snow_sim"
     script = SNOW_SIM
 
-    def __init__(self, workdir, no_verification_field=False, args=()):
+    def __init__(self, workdir, no_verification_field=False, args=(), tls=None):
         extra = ["--no-fsync"] + (["--no-verification-field"] if no_verification_field else [])
-        super().__init__(workdir, extra + list(args))
+        super().__init__(workdir, extra + list(args), tls)
 
     def start(self, timeout=15.0):
         super().start(timeout)
-        self.admin = Http(self.url, "admin", "admin")
+        self.admin = Http(self.url, "admin", "admin", self.ca_file)
         return self
 
     def create_ticket(self, table="incident", caller="abel.tuter", **fields):
@@ -258,9 +268,9 @@ class ImperaiSim(Sim):
     name = "imperai_sim"
     script = IMPERAI_SIM
 
-    def __init__(self, workdir, api_key=IMPERAI_KEY, daily_cap=0, args=()):
+    def __init__(self, workdir, api_key=IMPERAI_KEY, daily_cap=0, args=(), tls=None):
         super().__init__(workdir, ["--api-key", api_key, "--daily-cap", str(daily_cap)]
-                         + list(args))
+                         + list(args), tls)
 
     def verifications(self):
         return self.control.ok("GET", "/sim/dump")["verifications"]
@@ -483,7 +493,7 @@ class Stack:
                  snow_password=SNOW_PASSWORD, imperai_key=IMPERAI_KEY, poll=1, extra_conf="",
                  flows=None, tables=("incident",), snow_args=(), imperai_args=(),
                  auth="basic", map_size=8, snow_extra="", snow_http=None, imperai_http=None,
-                 imperai_extra="", log_level="debug", write_settle=1):
+                 imperai_extra="", log_level="debug", write_settle=1, tls=False):
         """extra_conf is appended to the settings file (e.g. a metrics
         group); flows: the text of flows.yaml, instead of the default one
         flow for `categories` (FLOWS, not automated); tables: the watched
@@ -495,14 +505,21 @@ class Stack:
         {"timeout": 3, "request_budget": 500} (default timeout 10,
         max_retries 1); log_level: the daemon's (the benchmarks use "info");
         write_settle: seconds before an unanswered PATCH is read back (the
-        simulators answer in milliseconds; the daemon's default is 60)."""
+        simulators answer in milliseconds; the daemon's default is 60);
+        tls: both simulators serve HTTPS with a certificate from a CA made
+        here (self.ca_file), which both groups' ca_file name."""
         self.tmp = tempfile.mkdtemp(prefix="imperai-snow-test.")
         self.dir = self.tmp
+        certs = make_ca_and_cert(os.path.join(self.dir, "tls")) if tls else None
+        self.ca_file = certs[0] if certs else None
+        if certs:
+            snow_extra += '  ca_file = "%s";\n' % self.ca_file
+            imperai_extra += '  ca_file = "%s";\n' % self.ca_file
         self.state = os.path.join(self.dir, "state")
         self.creds = os.path.join(self.dir, "credentials")
         self.conf = os.path.join(self.dir, "imperai-snowd.conf")
-        self.snow = SnowSim(self.dir, no_verification_field, args=snow_args)
-        self.imperai = ImperaiSim(self.dir, args=imperai_args)
+        self.snow = SnowSim(self.dir, no_verification_field, args=snow_args, tls=certs)
+        self.imperai = ImperaiSim(self.dir, args=imperai_args, tls=certs)
         self.daemon = None
         self.categories = list(categories)
         self.snow_password = snow_password

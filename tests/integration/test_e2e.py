@@ -12,6 +12,7 @@ imperai-snowctl); the polls are 1 s, so each step takes a second or two."""
 import os
 import re
 from html import unescape as html_unescape
+import ssl
 import sys
 import unittest
 import urllib.error
@@ -40,13 +41,15 @@ def shipped_flows():
         return f.read()
 
 
-def browse(url, form=None):
+def browse(url, form=None, ca_file=None):
     """(status, html) of a simulator page: GET, or POST of form fields as a
-    browser submits a form (application/x-www-form-urlencoded)."""
+    browser submits a form (application/x-www-form-urlencoded); https
+    verified against ca_file."""
     data = None if form is None else urllib.parse.urlencode(form).encode()
     req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
+    ctx = ssl.create_default_context(cafile=ca_file) if ca_file else None
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -56,10 +59,10 @@ class Scenario:
     """A Stack plus what the people in the flow do and what the simulators
     recorded, per ticket."""
 
-    def __init__(self, test, flows=None, tables=("incident",), verbose=False):
+    def __init__(self, test, flows=None, tables=("incident",), verbose=False, tls=False):
         self.test = test
         self.stack = Stack(test, flows=shipped_flows() if flows is None else flows,
-                           tables=tables, snow_args=["--verbose"] if verbose else [])
+                           tables=tables, snow_args=["--verbose"] if verbose else [], tls=tls)
         self.snow = self.stack.snow
         self.imp = self.stack.imperai
         self.tables = list(tables)
@@ -145,6 +148,9 @@ class Scenario:
 
     # -- what people do ----------------------------------------------------------
 
+    def browse(self, url, form=None):
+        return browse(url, form, self.stack.ca_file)
+
     def create(self, table="incident", caller="abel.tuter", **fields):
         rec = self.snow.create_ticket(table, caller, **fields)
         rec["table"] = table
@@ -161,17 +167,17 @@ class Scenario:
 
     def send(self, t, url, recipient="abel.private@example.org", agent="Ivy Agent"):
         """The agent clicks the link in the field and fills in the send page."""
-        status, html = browse(url)
+        status, html = self.browse(url)
         self.test.assertEqual(status, 200, html)
         self.test.assertIn(t["number"], html)
-        status, html = browse(url, {"recipient": recipient, "agent": agent})
+        status, html = self.browse(url, {"recipient": recipient, "agent": agent})
         self.test.assertEqual(status, 200, html)
         self.test.assertIn('id="sent"', html)
 
     def mailbox_link(self, t, to="abel.private@example.org"):
         """The link in the message to `to` about ticket t, read from the
         outbox page as the requester's mail client would show it."""
-        status, html = browse(self.imp.url + "/outbox")
+        status, html = self.browse(self.imp.url + "/outbox")
         self.test.assertEqual(status, 200, html)
         row = re.compile(r'<tr class="message"><td class="to">([^<]*)</td>.*?'
                          r'<td class="ticket">([^<]*)</td><td><a class="verify-link" '
@@ -184,21 +190,21 @@ class Scenario:
 
     def open_verification(self, link):
         """The requester follows the link in the message (in_progress)."""
-        status, html = browse(link)
+        status, html = self.browse(link)
         self.test.assertEqual(status, 200, html)
         return html
 
     def answer(self, link, answers=("blue", "Springfield", "Rex")):
         """The requester answers; returns the result page."""
         form = {"q%d" % (i + 1): a for i, a in enumerate(answers)}
-        status, html = browse(link, form)
+        status, html = self.browse(link, form)
         self.test.assertEqual(status, 200, html)
         return html
 
     def reset_password(self, result_page):
         m = re.search(r'id="reset-link" href="([^"]+)"', result_page)
         self.test.assertIsNotNone(m, "no password-reset link after the pass:\n" + result_page)
-        status, html = browse(m.group(1), {"password": PASSWORD, "confirm": PASSWORD})
+        status, html = self.browse(m.group(1), {"password": PASSWORD, "confirm": PASSWORD})
         self.test.assertEqual(status, 200, html)
         self.test.assertIn('id="done"', html)
 
@@ -334,6 +340,34 @@ class HappyPathTest(unittest.TestCase):
                       imp_stats.items()) if k.split(" ")[1].startswith("/v1/"))),
               file=sys.stderr)
 
+
+
+class TlsTest(unittest.TestCase):
+    """The same ticket over HTTPS, as every customer runs it: both
+    simulators serve TLS with a certificate of a CA made for the test,
+    which the daemon trusts through ca_file."""
+
+    def test_ticket_from_creation_to_closure_over_tls(self):
+        sc = Scenario(self, tls=True).start()
+        self.assertTrue(sc.snow.url.startswith("https://"))
+        self.assertTrue(sc.imp.url.startswith("https://"))
+        t = sc.create(category="password_reset", short_description="Forgot my password")
+        result = sc.verify_through_pages(t)
+        self.assertIn("Verification passed", result)
+        sc.wait_tag(t, "outcome")
+        sc.reset_password(result)
+        sc.wait_tag(t, "resolved")
+        sc.settle()
+        sc.assert_one_note_per_event(t, ["link", "sent", "progress", "outcome", "resolved"])
+        self.assertEqual(sc.record(t)["state"], "7")
+        for sim in (sc.snow, sc.imp):
+            st = sim.control.ok("GET", "/sim/stats")
+            self.assertGreater(st.get("tls_full", 0), 0, st)
+            self.assertEqual(st.get("tls_failed", 0), 0, st)
+        print("\ne2e tls: servicenow %s; imper.ai %s" % tuple(
+            {k: v for k, v in sim.control.ok("GET", "/sim/stats").items()
+             if k.startswith("tls_") or k == "connections"} for sim in (sc.snow, sc.imp)),
+            file=sys.stderr)
 
 
 class SharedStack(unittest.TestCase):

@@ -82,6 +82,40 @@ class OutboxTest(unittest.TestCase):
         self.assert_exactly_once(made)
 
 
+class KeptAliveTest(unittest.TestCase):
+    """Over TLS, as in production: a PATCH goes out on a kept-alive
+    connection; when that connection dies after ServiceNow applied the
+    PATCH and before the answer, the daemon does not send it again
+    blindly: it reads the ticket back, finds the write there, and leaves
+    exactly one work note."""
+
+    def test_a_write_lost_on_a_kept_alive_connection_is_read_back_not_repeated(self):
+        # one connection to ServiceNow: the PATCH goes on the polls' one
+        stack = Stack(self, log_level="info", tls=True, snow_extra="  concurrency = 1;\n")
+        stack.start_sims()
+        stack.snow.control.ok("POST", "/sim/faults", {
+            "apply_then_drop_rate": 1.0, "methods": ["PATCH"], "path_prefix": "/api/"})
+        stack.write_config().start_daemon()
+        t = stack.snow.create_ticket(category="password_reset")
+        stack.wait(lambda: stack.snow.control.ok("GET", "/sim/stats")["faults"]
+                   .get("apply_then_drop", 0) >= 1, 30, "the PATCH applied and its answer lost")
+        stack.wait(lambda: [x for x in stack.daemon.lines_since(0)
+                            if "write had landed before the answer was lost" in x], 30,
+                   "the read-back finding the write")
+        stack.wait(lambda: stack.ctl_json("status", "--json")["outbox"]["pending"] == 0, 30,
+                   "an empty outbox")
+        # only libcurl's refused re-send on a reused connection says so
+        lost = [x for x in stack.daemon.lines_since(0) if "write failed: will retry" in x]
+        self.assertTrue(lost and "may have been applied" in lost[0], lost)
+        patches = [w for w in stack.snow.writes("incident", t["sys_id"]) if w["method"] == "PATCH"]
+        self.assertEqual(len(patches), 1, patches)
+        self.assertIn(FIELD, patches[0]["fields"])
+        notes = [j for j in stack.snow.journal("incident", t["sys_id"])
+                 if j["element"] == "work_notes"]
+        self.assertEqual(len(notes), 1, notes)
+        self.assertEqual(stack.snow.control.ok("GET", "/sim/stats")["requests"][PATCH_KEY], 1)
+
+
 class MergeTest(unittest.TestCase):
     def setUp(self):
         # the default flow: not automated, so the action is an update, not a resolve

@@ -28,7 +28,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (DAEMON, IMPERAI_KEY, OAUTH_CLIENT_SECRET, SNOW_PASSWORD, SNOW_USER,  # noqa: E402
-                     TOP_BUILD, Stack)
+                     TOP_BUILD, Stack, make_ca_and_cert)
 
 
 def leaks(text, secrets):
@@ -160,21 +160,6 @@ class TlsProxy:
     def close(self):
         self.stopped = True
         self.sock.close()
-
-
-def make_ca_and_cert(d):
-    """A CA and a server certificate for 127.0.0.1 and localhost, by openssl."""
-    def run(*args):
-        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=d)
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        "/CN=imperai-snow test CA", "-keyout", "ca.key", "-out", "ca.pem")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
-        "server.key", "-out", "server.csr")
-    with open(os.path.join(d, "ext.cnf"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
-    return [os.path.join(d, n) for n in ("ca.pem", "server.pem", "server.key")]
 
 
 class TlsTest(unittest.TestCase):

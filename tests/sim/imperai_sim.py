@@ -28,7 +28,8 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from simcommon import (  # noqa: E402 - the shared simulator pieces, next to this file
     LOOPBACK, PRE_ACTIONS, FaultError, FaultInjector, LoopbackServer, Response, Script,
-    ScriptError, SimHandler, Stats, announce, atomic_write, send_scripted, serve_until_signal)
+    ScriptError, SimHandler, Stats, add_tls_args, announce, atomic_write, send_scripted,
+    serve_until_signal, setup_tls)
 
 API = "/v1/verification-requests"
 FINAL = ("passed", "failed", "timed_out", "not_enough_questions", "canceled")
@@ -1166,6 +1167,7 @@ def parse_args(argv):
     p.add_argument("--in-memory", action="store_true",
                    help="write nothing: a restart starts empty (benchmarks)")
     p.add_argument("--verbose", action="store_true", help="log each request to stderr")
+    add_tls_args(p)
     return p.parse_args(argv)
 
 
@@ -1195,7 +1197,12 @@ def main(argv=None):
         return 2
     srv = Server(LOOPBACK, args.port, Handler)
     port = srv.server_address[1]
-    store.base_url = (args.public_url or "http://%s:%d" % (LOOPBACK, port)).rstrip("/")
+    try:
+        setup_tls(srv, args)
+    except (OSError, ValueError) as e:
+        sys.stderr.write("imperai_sim: %s\n" % e)
+        return 2
+    store.base_url = (args.public_url or "%s://%s:%d" % (srv.scheme, LOOPBACK, port)).rstrip("/")
     srv.store, srv.faults, srv.stats = store, FaultInjector(), Stats()
     srv.script = Script()
     srv.api_key, srv.verbose = key, args.verbose
@@ -1204,7 +1211,7 @@ def main(argv=None):
     except FaultError as e:
         sys.stderr.write("imperai_sim: %s\n" % e)
         return 2
-    announce("imperai_sim", port, args.port_file and os.path.abspath(args.port_file))
+    announce("imperai_sim", port, args.port_file and os.path.abspath(args.port_file), srv.scheme)
     # The lock is taken for good at the end: a write in progress finishes first.
     serve_until_signal(srv, store.lock.acquire)
     return 0

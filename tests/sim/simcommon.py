@@ -2,9 +2,9 @@
 
 Standard library only.  What lives here has nothing ServiceNow-specific:
 the simulated clock, durable JSON files, fault injection, request
-statistics, and a threaded HTTP/1.1 server bound to loopback with the
-helpers every handler needs (body reading, JSON answers, dropping a
-connection with a TCP reset).
+statistics, and a threaded HTTP/1.1 server bound to loopback (plain or,
+with --tls, HTTPS) with the helpers every handler needs (body reading,
+JSON answers, dropping a connection with a TCP reset).
 """
 
 import base64
@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -332,16 +333,77 @@ class Response:
 
 
 class LoopbackServer(http.server.ThreadingHTTPServer):
-    """Threaded server that refuses any address but 127.0.0.1."""
+    """Threaded server that refuses any address but 127.0.0.1.
+
+    With an ssl_ctx it speaks TLS: each connection's handshake runs in its
+    own thread (not in the accept loop), and is counted in the server's
+    stats, if it has them: connections (every accepted one, plain too),
+    tls_full, tls_resumed (a session resumed from an earlier one) and
+    tls_failed."""
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+    ssl_ctx = None
+    scheme = "http"
 
     def __init__(self, host, port, handler):
         if host != LOOPBACK:
             raise ValueError("refusing to bind %r: loopback (127.0.0.1) only" % host)
         super().__init__((host, port), handler)
+
+    def use_tls(self, certfile, keyfile):
+        self.ssl_ctx = tls_server_context(certfile, keyfile)
+        self.scheme = "https"
+
+    def count(self, name):
+        stats = getattr(self, "stats", None)
+        if stats is not None:
+            stats.bump(name)
+
+    def finish_request(self, request, client_address):
+        self.count("connections")
+        if self.ssl_ctx is None:
+            return super().finish_request(request, client_address)
+        try:
+            conn = self.ssl_ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            self.count("tls_failed")
+            return None
+        self.count("tls_resumed" if conn.session_reused else "tls_full")
+        try:
+            return super().finish_request(conn, client_address)
+        finally:
+            # the plain socket was detached by wrap_socket: close this one
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            conn.close()
+
+
+def tls_server_context(certfile, keyfile):
+    """A TLS server context (TLS 1.2 or newer, session tickets on)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(certfile, keyfile)
+    return ctx
+
+
+def add_tls_args(p):
+    p.add_argument("--tls", action="store_true",
+                   help="serve HTTPS with --tls-cert and --tls-key (see testca.py)")
+    p.add_argument("--tls-cert", help="server certificate (PEM), with --tls")
+    p.add_argument("--tls-key", help="its private key (PEM), with --tls")
+
+
+def setup_tls(server, args):
+    """--tls: the server speaks HTTPS; raises ValueError on missing files."""
+    if not args.tls:
+        return
+    if not args.tls_cert or not args.tls_key:
+        raise ValueError("--tls needs --tls-cert and --tls-key")
+    server.use_tls(args.tls_cert, args.tls_key)
 
 
 class SimHandler(http.server.BaseHTTPRequestHandler):
@@ -415,11 +477,11 @@ class SimHandler(http.server.BaseHTTPRequestHandler):
             pass
 
 
-def announce(name, port, port_file=None):
+def announce(name, port, port_file=None, scheme="http"):
     """Port file first (atomically), then the one line callers wait for."""
     if port_file:
         atomic_write(port_file, ("%d\n" % port).encode())
-    sys.stdout.write("%s listening on http://%s:%d\n" % (name, LOOPBACK, port))
+    sys.stdout.write("%s listening on %s://%s:%d\n" % (name, scheme, LOOPBACK, port))
     sys.stdout.flush()
 
 

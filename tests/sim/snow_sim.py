@@ -40,7 +40,8 @@ sys.path.insert(0, HERE)
 import snow_agent  # noqa: E402
 from simcommon import (FaultError, FaultInjector, LOOPBACK, LoopbackServer,  # noqa: E402
                        PRE_ACTIONS, Response, Script, ScriptError, SimClock, SimHandler,
-                       Stats, announce, fmt_time, send_scripted, serve_until_signal)
+                       Stats, add_tls_args, announce, fmt_time, send_scripted,
+                       serve_until_signal, setup_tls)
 from snow_store import Store, build_schema  # noqa: E402
 from snow_table import (DEFAULT_SETTINGS, NO_ROWS_V1, NOT_FOUND, RenderOpts,  # noqa: E402
                         SnowInstance, error_body)
@@ -754,6 +755,7 @@ def parse_args(argv):
     p.add_argument("--rate-rule", default="Table API")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (faster, not crash-safe)")
     p.add_argument("--verbose", action="store_true", help="log each request to stderr")
+    add_tls_args(p)
     return p.parse_args(argv)
 
 
@@ -799,7 +801,13 @@ def main(argv=None):
     store.open(seed, clock.now())
     inst = SnowInstance(store, clock, settings, "", seed.get("row_acl"))
     server = SnowServer(args.host, args.port, inst, seed, args.verbose)
-    inst.base_url = (args.instance_url or "http://%s:%d" % (LOOPBACK, server.port)).rstrip("/")
+    try:
+        setup_tls(server, args)
+    except (OSError, ValueError) as e:
+        sys.stderr.write("snow_sim: %s\n" % e)
+        return 2
+    inst.base_url = (args.instance_url or "%s://%s:%d" % (server.scheme, LOOPBACK,
+                                                          server.port)).rstrip("/")
     try:
         server.faults.configure(faults)
         server.ratelimit.configure({"limit": args.rate_limit, "lag": args.rate_lag,
@@ -807,7 +815,7 @@ def main(argv=None):
     except ValueError as e:
         sys.stderr.write("snow_sim: %s\n" % e)
         return 2
-    announce("snow_sim", server.port, args.port_file)
+    announce("snow_sim", server.port, args.port_file, server.scheme)
     serve_until_signal(server, store.close)
     return 0
 

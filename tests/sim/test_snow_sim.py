@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ SIM = os.path.join(HERE, "snow_sim.py")
 sys.path.insert(0, HERE)
 
 import snow_html  # noqa: E402
+import testca  # noqa: E402
 import snow_query  # noqa: E402
 
 ADMIN = ("admin", "admin")
@@ -83,7 +85,7 @@ class Sim:
              "--port-file", self.port_file] + self.args,
             stdout=subprocess.PIPE, stderr=self.stderr)
         self.first_line = self.proc.stdout.readline().decode()
-        m = re.fullmatch(r"snow_sim listening on http://127\.0\.0\.1:(\d+)\n", self.first_line)
+        m = re.fullmatch(r"snow_sim listening on https?://127\.0\.0\.1:(\d+)\n", self.first_line)
         if not m:
             raise RuntimeError("bad first line %r" % self.first_line)
         self.port = int(m.group(1))
@@ -1391,6 +1393,55 @@ class AgentViewTest(SimTestCase):
                              auth=None)
         self.assertEqual((r.status, r.header("Location")), (302, "/sc_req_item.do?sys_id=" + ritm["sys_id"]))
         self.assertEqual(self.page("/incident.do?sys_id=" + "0" * 32)[0], 404)
+
+
+class TlsTest(unittest.TestCase):
+    """--tls: HTTPS with a certificate of a CA made here; handshakes counted
+    full or resumed, a plain-HTTP client counted as a failed handshake."""
+
+    def setUp(self):
+        if shutil.which("openssl") is None:
+            self.skipTest("openssl is not installed")
+        self.certs = tempfile.mkdtemp(prefix="snowsim-tls-")
+        self.addCleanup(shutil.rmtree, self.certs, True)
+        ca, cert, key = testca.make_ca_and_cert(self.certs)
+        self.ctx = ssl.create_default_context(cafile=ca)
+        self.sim = Sim("--no-fsync", "--tls", "--tls-cert", cert, "--tls-key", key).start()
+        self.addCleanup(self.sim.cleanup)
+
+    def get(self, path, session=None):
+        raw = socket.create_connection(("127.0.0.1", self.sim.port), timeout=10)
+        with self.ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as s:
+            s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                       % path).encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return data.split(b"\r\n\r\n", 1)[1], s.session, s.session_reused
+
+    def test_https_with_full_and_resumed_handshakes_counted(self):
+        self.assertTrue(self.sim.first_line.startswith("snow_sim listening on https://"))
+        body, session, reused = self.get("/sim/health")
+        self.assertEqual(json.loads(body), {"ok": True})
+        self.assertFalse(reused)
+        _, _, reused = self.get("/sim/health", session)
+        self.assertTrue(reused)
+        with self.assertRaises((http.client.RemoteDisconnected, ConnectionResetError)):
+            self.sim.request("GET", "/sim/health", auth=None)
+        stats = json.loads(self.get("/sim/stats")[0])
+        self.assertEqual((stats["tls_full"], stats["tls_resumed"], stats["tls_failed"]),
+                         (2, 1, 1), stats)
+        self.assertEqual(stats["connections"], 4)
+
+    def test_tls_without_a_certificate_is_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            r = subprocess.run([sys.executable, SIM, "--port", "0", "--data", d, "--tls"],
+                               capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--tls needs --tls-cert and --tls-key", r.stderr)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ struct result {
 	long		 status;
 	enum http_error	 error;
 	int		 attempts;
+	char		*errmsg;
 	char		*body;
 	size_t		 body_len;
 	char		*content_type;
@@ -67,6 +68,8 @@ on_done(struct http_response *resp, void *arg)
 	r->status = resp->status;
 	r->error = resp->error;
 	r->attempts = resp->attempts;
+	free(r->errmsg);
+	r->errmsg = resp->errmsg ? xstrdup(resp->errmsg) : NULL;
 	r->body = resp->body;
 	r->body_len = resp->body_len;
 	resp->body = NULL;
@@ -107,6 +110,7 @@ fixture_free(struct fixture *f)
 	ts_stop(f->ts);
 	for (size_t i = 0; i < ARRAY_SIZE(f->r); i++) {
 		free(f->r[i].body);
+		free(f->r[i].errmsg);
 		free(f->r[i].content_type);
 		free(f->r[i].link);
 		free(f->r[i].location);
@@ -122,6 +126,34 @@ submit(struct fixture *f, const char *method, const char *path, int retry_safe, 
 	http_request_init(&req, method, ts_url(f->ts, path));
 	req.retry_safe = retry_safe;
 	http_submit(f->p, &req, on_done, &f->r[slot]);
+}
+
+static void
+submit_body(struct fixture *f, const char *method, const char *path, const char *body,
+    int retry_safe, int slot)
+{
+	struct http_request req;
+
+	http_request_init(&req, method, ts_url(f->ts, path));
+	req.body = xstrdup(body);
+	req.body_len = strlen(body);
+	req.retry_safe = retry_safe;
+	http_submit(f->p, &req, on_done, &f->r[slot]);
+}
+
+/* How many requests reached the server with exactly this body. */
+static int
+count_bodies(struct fixture *f, const char *body)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < ts_nrequests(f->ts); i++) {
+		char *b = ts_request_body(f->ts, i);
+
+		n += strcmp(b, body) == 0;
+		free(b);
+	}
+	return n;
 }
 
 static int
@@ -460,28 +492,130 @@ test_non_retry_safe_request_is_not_retried_after_503(void **state)
 }
 
 /* libcurl itself re-sends a request whose reused connection dies before
- * the answer; a PATCH must still reach the server exactly once. */
+ * the answer; a PATCH must still reach the server exactly once, and its
+ * caller learn that it may have been applied. */
 static void
-test_patch_is_sent_once_when_the_connection_resets(void **state)
+patch_lost_on_a_reused_connection(enum ts_kind kind)
 {
 	struct http_pool_opts o = test_opts();
 	struct fixture *f = fixture_new(&o);
 	struct ts_step s[] = {
 		{ TS_REPLY, 200, NULL, "warm", 0, 0, 0 },
-		{ TS_RESET, 0, NULL, NULL, 0, 0, 0 },
+		{ kind, 0, NULL, NULL, 0, 0, 0 },
 		{ TS_REPLY, 200, NULL, "PATCH sent twice", 0, 0, 0 },
+	};
+
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "GET", "/warm", 1, 0);
+	pump(f, 1);
+	submit_body(f, "PATCH", "/r", "{\"work_notes\":\"once\"}", 0, 1);
+	pump(f, 2);
+	assert_int_equal(ts_request_conn(f->ts, 1), ts_request_conn(f->ts, 0));
+	assert_int_equal(f->r[1].error, HTTP_E_CONNECT);
+	assert_int_equal(f->r[1].status, 0);
+	assert_int_equal(f->r[1].attempts, 1);
+	assert_int_equal(ts_nrequests(f->ts), 2);
+	assert_int_equal(count_bodies(f, "{\"work_notes\":\"once\"}"), 1);
+	assert_non_null(strstr(f->r[1].errmsg, "may have been applied"));
+	fixture_free(f);
+}
+
+static void
+test_patch_is_sent_once_when_the_connection_resets(void **state)
+{
+	(void)state;
+	patch_lost_on_a_reused_connection(TS_RESET);
+}
+
+static void
+test_patch_applied_then_closed_unanswered_is_sent_once_and_may_have_landed(void **state)
+{
+	(void)state;
+	patch_lost_on_a_reused_connection(TS_CLOSE);
+}
+
+/* The server closes on the PATCH's headers, before its body is read: the
+ * PATCH may be lost or, if libcurl had sent none of its body, re-sent on
+ * a new connection -- never applied twice, and never reported done
+ * unless it was. */
+static void
+test_patch_closed_before_its_body_was_read_is_applied_at_most_once(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	const char *body = "{\"work_notes\":\"early\"}";
+	struct ts_step s[] = {
+		{ TS_REPLY, 200, NULL, "warm", 0, 0, 0 },
+		{ TS_CLOSE_EARLY, 0, NULL, NULL, 0, 0, 0 },
+		{ TS_REPLY, 200, NULL, "applied", 0, 0, 0 },
 	};
 
 	(void)state;
 	ts_script(f->ts, s, ARRAY_SIZE(s));
 	submit(f, "GET", "/warm", 1, 0);
 	pump(f, 1);
-	submit(f, "PATCH", "/r", 0, 1);
+	submit_body(f, "PATCH", "/r", body, 0, 1);
 	pump(f, 2);
-	assert_int_equal(f->r[1].error, HTTP_E_CONNECT);
-	assert_int_equal(f->r[1].status, 0);
+	assert_int_equal(ts_request_conn(f->ts, 1), ts_request_conn(f->ts, 0));
 	assert_int_equal(f->r[1].attempts, 1);
-	assert_int_equal(ts_nrequests(f->ts), 2);
+	if (f->r[1].error == HTTP_OK) {
+		assert_int_equal(f->r[1].status, 200);
+		assert_int_equal(count_bodies(f, body), 1);
+	} else {
+		assert_int_equal(f->r[1].error, HTTP_E_CONNECT);
+		assert_int_equal(count_bodies(f, body), 0);
+	}
+	fixture_free(f);
+}
+
+static void
+test_patches_reuse_the_kept_alive_connection(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts_step ok = { TS_REPLY, 200, NULL, "{}", 0, 0, 0 };
+	char *b;
+
+	(void)state;
+	for (int i = 0; i < 3; i++)
+		ts_script(f->ts, &ok, 1);
+	submit(f, "GET", "/1", 1, 0);
+	pump(f, 1);
+	submit_body(f, "PATCH", "/2", "{\"a\":1}", 0, 1);
+	pump(f, 2);
+	submit_body(f, "PATCH", "/3", "{\"b\":2}", 0, 2);
+	pump(f, 3);
+	assert_int_equal(f->r[2].status, 200);
+	assert_int_equal(ts_accepts(f->ts), 1);
+	b = ts_request_body(f->ts, 2);
+	assert_string_equal(b, "{\"b\":2}");
+	free(b);
+	fixture_free(f);
+}
+
+/* A retry_safe request is rewound and re-sent whole by libcurl itself. */
+static void
+test_retry_safe_post_lost_on_a_reused_connection_is_resent_whole(void **state)
+{
+	struct http_pool_opts o = test_opts();
+	struct fixture *f = fixture_new(&o);
+	struct ts_step s[] = {
+		{ TS_REPLY, 200, NULL, "warm", 0, 0, 0 },
+		{ TS_CLOSE, 0, NULL, NULL, 0, 0, 0 },
+		{ TS_REPLY, 201, NULL, "created", 0, 0, 0 },
+	};
+
+	(void)state;
+	ts_script(f->ts, s, ARRAY_SIZE(s));
+	submit(f, "GET", "/warm", 1, 0);
+	pump(f, 1);
+	submit_body(f, "POST", "/create", "{\"idempotent\":true}", 1, 1);
+	pump(f, 2);
+	assert_int_equal(f->r[1].status, 201);
+	assert_int_equal(ts_nrequests(f->ts), 3);
+	assert_int_equal(count_bodies(f, "{\"idempotent\":true}"), 2);
+	assert_int_equal(ts_request_conn(f->ts, 1), ts_request_conn(f->ts, 0));
+	assert_int_not_equal(ts_request_conn(f->ts, 2), ts_request_conn(f->ts, 0));
 	fixture_free(f);
 }
 
@@ -1150,6 +1284,10 @@ main(void)
 		cmocka_unit_test(test_retries_stop_after_max_retries),
 		cmocka_unit_test(test_non_retry_safe_request_is_not_retried_after_503),
 		cmocka_unit_test(test_patch_is_sent_once_when_the_connection_resets),
+		cmocka_unit_test(test_patch_applied_then_closed_unanswered_is_sent_once_and_may_have_landed),
+		cmocka_unit_test(test_patch_closed_before_its_body_was_read_is_applied_at_most_once),
+		cmocka_unit_test(test_patches_reuse_the_kept_alive_connection),
+		cmocka_unit_test(test_retry_safe_post_lost_on_a_reused_connection_is_resent_whole),
 		cmocka_unit_test(test_client_errors_are_never_retried),
 		cmocka_unit_test(test_429_pauses_the_whole_pool_until_retry_after),
 		cmocka_unit_test(test_429_for_a_non_retry_safe_request_is_returned_and_still_pauses),

@@ -22,10 +22,12 @@ struct ts_req {
 	char	*line;
 	char	*headers;	/* raw header block */
 	char	*body;
+	int	 conn;		/* ts_conn.id */
 };
 
 struct ts_conn {
 	int		 fd;
+	int		 id;		/* accept order, from 1 */
 	struct buf	 in;
 	int		 hang;
 	int		 held;
@@ -150,6 +152,7 @@ ts_act(struct ts *t, struct ts_conn *c)
 		ts_close(t, c, 1);
 		break;
 	case TS_CLOSE:
+	case TS_CLOSE_EARLY:
 		ts_close(t, c, 0);
 		break;
 	case TS_HANG:
@@ -174,7 +177,19 @@ ts_content_length(const char *headers)
 	return 0;
 }
 
-/* Records and answers one complete request at the head of c->in, if any. */
+static int
+ts_next_closes_early(struct ts *t)
+{
+	int early;
+
+	pthread_mutex_lock(&t->mu);
+	early = t->next < t->nsteps && t->steps[t->next].kind == TS_CLOSE_EARLY;
+	pthread_mutex_unlock(&t->mu);
+	return early;
+}
+
+/* Records and answers one complete request at the head of c->in, if any
+ * (only its headers for a TS_CLOSE_EARLY step). */
 static int
 ts_take_request(struct ts *t, struct ts_conn *c)
 {
@@ -186,7 +201,7 @@ ts_take_request(struct ts *t, struct ts_conn *c)
 		return 0;
 	hlen = (size_t)(end - c->in.data) + 4;
 	r.headers = xstrndup(c->in.data, hlen);
-	blen = ts_content_length(r.headers);
+	blen = ts_next_closes_early(t) ? 0 : ts_content_length(r.headers);
 	total = hlen + blen;
 	if (c->in.len < total) {
 		free(r.headers);
@@ -194,6 +209,7 @@ ts_take_request(struct ts *t, struct ts_conn *c)
 	}
 	r.line = xstrndup(c->in.data, strcspn(c->in.data, "\r"));
 	r.body = xstrndup(c->in.data + hlen, blen);
+	r.conn = c->id;
 	memmove(c->in.data, c->in.data + total, c->in.len - total + 1);
 	c->in.len -= total;
 	pthread_mutex_lock(&t->mu);
@@ -233,7 +249,7 @@ ts_accept(struct ts *t)
 			t->c[i].fd = fd;
 			buf_init(&t->c[i].in);
 			pthread_mutex_lock(&t->mu);
-			t->accepts++;
+			t->c[i].id = ++t->accepts;
 			if (++t->conns > t->max_conns)
 				t->max_conns = t->conns;
 			pthread_mutex_unlock(&t->mu);
@@ -387,6 +403,18 @@ ts_max_conns(struct ts *t)
 
 	pthread_mutex_lock(&t->mu);
 	n = t->max_conns;
+	pthread_mutex_unlock(&t->mu);
+	return n;
+}
+
+int
+ts_request_conn(struct ts *t, size_t i)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&t->mu);
+	if (i < t->nreqs)
+		n = t->reqs[i].conn;
 	pthread_mutex_unlock(&t->mu);
 	return n;
 }

@@ -14,6 +14,8 @@ enum ts_kind {
 	TS_CLOSE,	/* read the request, then close without answering */
 	TS_HANG,	/* never answer; close when the client gives up */
 	TS_HOLD,	/* answer only once `hold` requests are held at once */
+	TS_CLOSE_EARLY,	/* close on the request's headers, its body unread: the
+			 * request is recorded with an empty body (not applied) */
 };
 
 struct ts_step {
@@ -39,6 +41,8 @@ char *ts_url(const struct ts *t, const char *path);
 size_t ts_nrequests(struct ts *t);
 int ts_accepts(struct ts *t);
 int ts_max_conns(struct ts *t);
+/* The connection request i came on: 1 for the first accepted, 2 ... */
+int ts_request_conn(struct ts *t, size_t i);
 /* Request i, allocated: "METHOD /path?query", its body, a header's value
  * (NULL if absent). */
 char *ts_request_line(struct ts *t, size_t i);
