@@ -90,7 +90,7 @@ ctl_cmd_resync(struct ctl *c, int argc, char **argv)
 		return rc < 0 ? CTL_EX_OK : rc;
 	if (optind + 1 != argc)
 		return ctl_usage_error("resync");
-	if ((rc = ctl_open(c, 1)) != 0)
+	if ((rc = ctl_open(c, CTL_OPEN_WRITE)) != 0)
 		return rc;
 	if ((rc = store_begin(c->st, 1, &txn)) == 0) {
 		rc = store_ticket_by_number(txn, argv[optind], &r.table, &r.sys_id);
@@ -166,7 +166,7 @@ ctl_cmd_retry(struct ctl *c, int argc, char **argv)
 		return rc < 0 ? CTL_EX_OK : rc;
 	if (optind + 1 < argc || (optind < argc && admin_seq(argv[optind], &r.seq) != 0))
 		return ctl_usage_error("retry");
-	if ((rc = ctl_open(c, 1)) != 0)
+	if ((rc = ctl_open(c, CTL_OPEN_WRITE)) != 0)
 		return rc;
 	ps.want = r.seq;
 	if ((rc = store_begin(c->st, 1, &txn)) == 0) {

@@ -972,10 +972,10 @@ cfg_secret_read(struct cfg_ctx *x, const char *key, char **dst)
 	const char *v = *(char **)cfg_slot(x, k, NULL);
 	char *path = NULL, *cause = NULL;
 	struct stat st;
-	int from_systemd = 0;
+	int from_systemd = 0, rc;
 
-	if (v == NULL)
-		return;		/* invalid value, already reported */
+	if (v == NULL || (x->flags & CONFIG_NO_SECRETS))
+		return;		/* invalid value (already reported), or not wanted */
 	if (k->type == CFG_CRED) {
 		path = sysd_credential_path(v);
 		from_systemd = path != NULL;
@@ -985,7 +985,10 @@ cfg_secret_read(struct cfg_ctx *x, const char *key, char **dst)
 		path = xstrdup(v);
 	if (stat(path, &st) < 0 && errno == ENOENT)
 		cfg_secret_missing(x, s, key, path, from_systemd);
-	else if (secret_read_file(path, dst, &cause) < 0)
+	else if ((rc = secret_read_file(path, dst, &cause)) == -EACCES)
+		cfg_err(x, s, key, "%s: this needs the secrets, which only root reads "
+		    "(the daemon gets them from systemd): run it as root", cause);
+	else if (rc < 0)
 		cfg_err(x, s, key, "%s", cause);
 	free(cause);
 	free(path);

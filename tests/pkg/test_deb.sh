@@ -176,8 +176,8 @@ getent passwd imperai-snow >/dev/null || fail "no imperai-snow user after instal
 [ "$(stat -c '%a %U %G' /etc/imperai-snow/credentials)" = "700 root root" ] ||
 	fail "/etc/imperai-snow/credentials is $(stat -c '%a %U %G' /etc/imperai-snow/credentials)"
 if command -v systemd-tmpfiles >/dev/null 2>&1; then
-	[ "$(stat -c '%a %U' /var/lib/imperai-snow 2>&1)" = "700 imperai-snow" ] ||
-		fail "/var/lib/imperai-snow is $(stat -c '%a %U' /var/lib/imperai-snow 2>&1)"
+	[ "$(stat -c "%a %U %G" /var/lib/imperai-snow 2>&1)" = "750 imperai-snow imperai-snow" ] ||
+		fail "/var/lib/imperai-snow is $(stat -c '%a %U %G' /var/lib/imperai-snow 2>&1)"
 fi
 [ -L /etc/systemd/system/multi-user.target.wants/imperai-snowd.service ] || fail "the unit is not enabled"
 if [ -d /run/systemd/system ]; then

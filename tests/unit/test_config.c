@@ -636,6 +636,24 @@ test_secret_file_readable_by_others_is_refused_with_the_chmod_hint(void **state)
 }
 
 static void
+test_no_secrets_opens_no_secret_file_but_checks_the_sources(void **state)
+{
+	struct fx *f = *state;
+
+	/* A world-readable and a missing secret: both untouched, no message. */
+	write_file(f->dir, "pw", "hunter2\n", 0644);
+	remove_file(f->dir, "key");
+	assert_loads(f, load(f, minimal, CONFIG_NO_SECRETS));
+	assert_int_equal(f->warns.n, 0);
+	assert_null(f->c->snow.password);
+	assert_null(f->c->imperai.api_key);
+	assert_fails(f, load(f, "servicenow: { instance = \"https://a.service-now.com\"; "
+	    "user = \"u\";\n  tables = ( { name = \"incident\"; } ); };\n"
+	    "imperai: { api_url = \"https://api.imper.ai\"; };\n", CONFIG_NO_SECRETS));
+	assert_msg(&f->errs, ":1: servicenow: set one of password_file or password_credential");
+}
+
+static void
 test_empty_secret_is_an_error_even_when_secrets_are_optional(void **state)
 {
 	struct fx *f = *state;
@@ -1188,6 +1206,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_both_password_file_and_credential_is_an_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_neither_password_file_nor_credential_is_an_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secret_file_readable_by_others_is_refused_with_the_chmod_hint, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_secrets_opens_no_secret_file_but_checks_the_sources, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_secret_is_an_error_even_when_secrets_are_optional, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_secret_is_an_error_saying_how_to_create_it, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_secret_is_a_warning_when_secrets_are_optional, setup, teardown),
