@@ -258,5 +258,61 @@ class DaemonTest(unittest.TestCase):
         self.stop()
 
 
+
+class DetachTest(unittest.TestCase):
+    """Started without -f and outside systemd: the daemon detaches, and the
+    command that started it says whether it runs."""
+    setUp = DaemonTest.setUp
+    tearDown = DaemonTest.tearDown
+    write_conf = DaemonTest.write_conf
+
+    def run_detached(self, conf="imperai-snowd.conf"):
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+        return subprocess.run(WRAPPER + [DAEMON, "-c", conf], cwd=self.dir, env=env,
+                              capture_output=True, text=True, timeout=60 * SCALE)
+
+    def daemon_pid(self):
+        with open(os.path.join(self.dir, "state", "lock")) as f:
+            return int(f.read())
+
+    def stop_pid(self, pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10 * SCALE
+        while time.monotonic() < deadline:
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    if f.read().split(") ", 1)[1].startswith("Z"):
+                        return
+            except FileNotFoundError:
+                return
+            time.sleep(0.05)
+        self.fail("the detached daemon (pid %d) did not stop" % pid)
+
+    def test_a_relative_settings_path_runs_and_exits_0_once_ready(self):
+        r = self.run_detached()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        pid = self.daemon_pid()
+        self.addCleanup(lambda: self.stop_pid(pid))
+        self.assertEqual(os.readlink("/proc/%d/cwd" % pid), "/")
+        # Running, with its lock: a second detached start fails loudly.
+        again = self.run_detached()
+        self.assertEqual(again.returncode, 75, again.stderr)
+        self.assertIn("in use by another imperai-snowd (pid %d)" % pid, again.stderr)
+
+    def test_bad_settings_fail_before_the_fork_with_the_message(self):
+        with open(self.conf, "a") as f:
+            f.write("bogus_key = 1;\n")
+        r = self.run_detached()
+        self.assertEqual(r.returncode, EX_CONFIG, r.stderr)
+        self.assertIn("imperai-snowd.conf:", r.stderr)
+        self.assertIn("bogus_key", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "state")))
+
+    def test_a_missing_settings_file_fails_with_the_message(self):
+        r = self.run_detached("nonexistent.conf")
+        self.assertEqual(r.returncode, EX_CONFIG, r.stderr)
+        self.assertIn("nonexistent.conf: cannot read: No such file or directory", r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
