@@ -141,8 +141,10 @@ ctl_load_config(struct ctl *c)
 
 	if (!c->config_given && c->state_dir != NULL)
 		return 0;
-	/* These commands read the store only: the secrets stay unopened. */
-	rc = config_load(c->config_path, CONFIG_NO_SECRETS, &c->cfg, &errs, NULL);
+	/* These commands read the store only: the secrets stay unopened, and
+	 * the shipped placeholders do not matter (a fresh install). */
+	rc = config_load(c->config_path, CONFIG_NO_SECRETS | CONFIG_PLACEHOLDERS_OK, &c->cfg,
+	    &errs, NULL);
 	if (rc < 0) {
 		fprintf(stderr, "imperai-snowctl: cannot use the settings in %s:\n", c->config_path);
 		ctl_print_errors(&errs);

@@ -1131,9 +1131,31 @@ cfg_check_ca(struct cfg_ctx *x, const char *key, const char *path)
 		    "remove the key to use the system store", path, strerror(errno));
 }
 
+/* The shipped file's placeholders ("https://YOUR-INSTANCE.service-now.com"):
+ * the unit must not start until the admin has replaced them. */
+#define CFG_PLACEHOLDER "YOUR-"
+
+static void
+cfg_check_placeholders(struct cfg_ctx *x)
+{
+	for (size_t i = 0; i < NKEYS && !(x->flags & CONFIG_PLACEHOLDERS_OK); i++) {
+		const config_setting_t *s = x->seen[i];
+		const char *v;
+
+		if (s == NULL || cfg_keys[i].base == BASE_TABLE ||
+		    config_setting_type(s) != CONFIG_TYPE_STRING)
+			continue;
+		v = config_setting_get_string(s);
+		if (v != NULL && strstr(v, CFG_PLACEHOLDER) != NULL)
+			cfg_err(x, s, cfg_keys[i].key, "\"%s\" is a placeholder of the shipped "
+			    "file: put your own value here (%s)", v, cfg_keys[i].desc);
+	}
+}
+
 static void
 cfg_check(struct cfg_ctx *x)
 {
+	cfg_check_placeholders(x);
 	cfg_check_required(x);
 	cfg_check_auth(x);
 	cfg_check_bands(x);

@@ -93,6 +93,9 @@ struct config {
 enum config_flags {
 	CONFIG_SECRETS_OPTIONAL = 1 << 0,
 	CONFIG_NO_SECRETS = 1 << 1,
+	/* The shipped placeholders (YOUR-...) are no error: imperai-snowctl
+	 * status and list work on a fresh install, before it is configured. */
+	CONFIG_PLACEHOLDERS_OK = 1 << 2,
 };
 
 /* Loads and validates path.  On failure returns -EINVAL (or -errno for a

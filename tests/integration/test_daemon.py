@@ -135,11 +135,26 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.strip(), "configuration OK")
 
-    def test_check_of_the_shipped_example_passes(self):
+    def test_the_shipped_settings_are_refused_until_configured(self):
         conf = os.path.join(TOP_SRC, "etc", "imperai-snowd.conf")
         env = dict(os.environ)
         env.pop("CREDENTIALS_DIRECTORY", None)
         r = subprocess.run([DAEMON, "-n", "-c", conf], capture_output=True, text=True,
+                           env=env, timeout=30)
+        self.assertEqual(r.returncode, EX_CONFIG, r.stdout + r.stderr)
+        self.assertRegex(r.stderr, r"imperai-snowd\.conf:\d+: servicenow\.instance: "
+                         r"\"https://YOUR-INSTANCE\.service-now\.com\" is a placeholder")
+        self.assertIn("imperai.api_url", r.stderr)
+        # Filled in as the demo does it, with the shipped policy next to it.
+        filled = os.path.join(self.dir, "shipped.conf")
+        with open(filled, "w") as f:
+            subprocess.run(["sh", os.path.join(TOP_SRC, "tests", "settings-from-shipped.sh"),
+                            conf, "http://127.0.0.1:1", "http://127.0.0.1:2",
+                            os.path.join(self.dir, "state")], stdout=f, check=True, timeout=30)
+        with open(os.path.join(TOP_SRC, "etc", "flows.yaml")) as src, \
+                open(os.path.join(self.dir, "flows.yaml"), "w") as dst:
+            dst.write(src.read())
+        r = subprocess.run([DAEMON, "-n", "-c", filled], capture_output=True, text=True,
                            env=env, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("configuration OK", r.stdout)
