@@ -25,6 +25,7 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "outlog.h"
 #include "outq.h"
 #include "requests.h"
 #include "snow.h"
@@ -129,6 +130,7 @@ struct loop {
 	int64_t			 started;
 	uint64_t		 stat_effects_done;
 	uint64_t		 stat_effects_failed;
+	struct outlog		 out_snow, out_imp, out_write;	/* quiet outages */
 
 	/* metrics (section "metrics" below) */
 	struct metrics_counts	 m_total;
@@ -854,6 +856,7 @@ loop_poll_end(struct loop *l, struct tpoll *p)
 	p->last_ok = loop_wall();
 	free(p->last_error);
 	p->last_error = NULL;
+	outlog_ok(&l->out_snow, loop_now_ms());
 	p->next_ms = loop_next_cycle(p->started_ms, l->cfg->snow.poll_interval);
 	log_kv(LOG_LVL_DEBUG, "poll cycle done", "table", p->table, NULL);
 }
@@ -923,8 +926,10 @@ loop_poll_done(int err, const char *cause, struct snow_list *page, void *arg)
 	if (err < 0) {
 		if (err != -ECANCELED) {
 			str_replace(&p->last_error, cause ? cause : strerror(-err));
-			log_kv(LOG_LVL_WARN, "ServiceNow poll failed: will retry at the next interval",
-			    "table", p->table, "error", cause ? cause : strerror(-err), NULL);
+			log_kv(LOG_LVL_DEBUG, "ServiceNow poll failed: will retry at the next interval",
+			    "table", p->table, "error", p->last_error, NULL);
+			outlog_failed(&l->out_snow, loop_now_ms(), loop_wall(), p->last_error,
+			    "table", p->table);
 		}
 		p->next_ms = loop_now_ms() + l->cfg->snow.poll_interval * 1000;
 		return;
@@ -1099,8 +1104,10 @@ loop_feed_done(int err, const char *cause, struct imperai_feed *f, void *arg)
 	if (err < 0) {
 		if (err != -ECANCELED) {
 			str_replace(&l->feed_last_error, cause ? cause : strerror(-err));
-			log_kv(LOG_LVL_WARN, "imper.ai change feed failed: will retry at the next interval",
-			    "error", cause ? cause : strerror(-err), NULL);
+			log_kv(LOG_LVL_DEBUG, "imper.ai change feed failed: will retry at the next interval",
+			    "error", l->feed_last_error, NULL);
+			outlog_failed(&l->out_imp, loop_now_ms(), loop_wall(), l->feed_last_error,
+			    NULL, NULL);
 		}
 		l->feed_next_ms = loop_now_ms() + l->cfg->imperai.poll_interval * 1000;
 		return;
@@ -1114,6 +1121,7 @@ loop_feed_done(int err, const char *cause, struct imperai_feed *f, void *arg)
 	l->feed_last_ok = loop_wall();
 	free(l->feed_last_error);
 	l->feed_last_error = NULL;
+	outlog_ok(&l->out_imp, loop_now_ms());
 	if (f->has_more && f->n > 0) {
 		loop_feed_submit(l);
 		return;
@@ -1161,6 +1169,7 @@ loop_job_end(struct job *j, int done)
 		l->done_seqs = xreallocarray(l->done_seqs, l->ndone + 1, sizeof(*l->done_seqs));
 		l->done_seqs[l->ndone++] = j->seq;
 		l->stat_effects_done++;
+		outlog_ok(&l->out_write, loop_now_ms());
 	} else
 		outq_release(l->oq, key, j->seq, j->e.not_before);
 	free(key);
@@ -1194,8 +1203,9 @@ loop_job_again(struct job *j, const char *why, int park)
 		j->e.not_before = loop_wall() + (delay + 999) / 1000;
 		char att[16];
 		snprintf(att, sizeof(att), "%d", j->e.attempts);
-		log_kv(LOG_LVL_WARN, "write failed: will retry", "ticket", j->e.number, "effect",
+		log_kv(LOG_LVL_DEBUG, "write failed: will retry", "ticket", j->e.number, "effect",
 		    engine_effect_name(j->e.kind), "attempt", att, "error", why, NULL);
+		outlog_failed(&l->out_write, loop_now_ms(), loop_wall(), why, "ticket", j->e.number);
 	}
 	/* The rewritten entry is committed with the step. */
 	copy->l = l;
@@ -2247,6 +2257,17 @@ loop_clients_free(struct loop *l)
 	l->http = NULL;
 }
 
+static void
+loop_outlogs_init(struct loop *l)
+{
+	l->out_snow = (struct outlog){ .what = "ServiceNow poll", .check = "the instance URL and "
+	    "the network (imperai-snowctl check-config --probe)" };
+	l->out_imp = (struct outlog){ .what = "imper.ai change feed", .check = "imperai.api_url "
+	    "and the network (imperai-snowctl check-config --probe)" };
+	l->out_write = (struct outlog){ .what = "writes", .check = "imperai-snowctl status and "
+	    "show TICKET" };
+}
+
 int
 loop_new(struct config *cfg, struct flows *flows, struct loop **out, char **cause)
 {
@@ -2265,6 +2286,7 @@ loop_new(struct config *cfg, struct flows *flows, struct loop **out, char **caus
 	loop_load_positions(l);
 	l->m_base[0].name = "servicenow";
 	l->m_base[1].name = "imperai";
+	loop_outlogs_init(l);
 	loop_outq_load(l);
 	l->progress_ms = loop_now_ms();
 	l->started = loop_wall();

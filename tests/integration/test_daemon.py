@@ -329,5 +329,38 @@ class DetachTest(unittest.TestCase):
         self.assertIn("nonexistent.conf: cannot read: No such file or directory", r.stderr)
 
 
+
+class QuietOutageTest(unittest.TestCase):
+    """Both services fail for a while (scripted 503s): one warning each when
+    they go down, none per failed poll, one notice each when they are back."""
+
+    def test_an_outage_says_one_warning_and_one_notice_per_service(self):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import harness
+        if not os.path.exists(harness.IMPERAI_SIM):
+            self.skipTest("no simulators")
+        st = harness.Stack(self).start()
+        st.wait(lambda: any("poll cycle done" in x for x in st.daemon.lines_since(0)), 20,
+                "a first good poll")
+        mark = st.daemon.log_size()
+        fail = [{"status": 503, "body": "{}"}] * 12
+        st.snow.scripted("GET", "/api/now/table/incident", fail)
+        st.imperai.scripted("GET", "/v1/verification-requests/changes", fail)
+        back = ("ServiceNow poll working again", "imper.ai change feed working again")
+        lines = st.wait(lambda: (lambda ls: ls if all(any(b in x for x in ls) for b in back)
+                                 else None)(st.daemon.lines_since(mark)), 60,
+                        "both services back after the scripted outage")
+        failed = [x for x in lines if " debug " in x and "failed: will retry" in x]
+        warnings = [x for x in lines if " warning " in x]
+        self.assertGreaterEqual(len(failed), 4, "several polls failed: %s" % lines)
+        self.assertEqual(len(warnings), 2, warnings)
+        self.assertTrue(any("ServiceNow poll failing" in x and "table=incident" in x and
+                            "since=" in x and "check=" in x for x in warnings), warnings)
+        self.assertTrue(any("imper.ai change feed failing" in x for x in warnings), warnings)
+        for b in back:
+            notice = [x for x in lines if b in x][0]
+            self.assertRegex(notice, r" notice .*down_for=\d+s failures=\d+")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
