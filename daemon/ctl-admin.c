@@ -215,27 +215,30 @@ admin_audit_verify(struct ctl *c)
 	return rc == 0 ? CTL_EX_OK : CTL_EX_ERROR;
 }
 
+/* One entry a line, its time in RFC 3339 as list --json has it (the
+ * stored entry, which the hash chain covers, keeps epoch seconds). */
 static int
 admin_export_one(uint64_t seq, const void *val, size_t len, void *arg)
 {
 	const int64_t *since = arg;
-	char *copy;
-	json_object *o, *t;
-	int keep = 1;
+	char *copy = xstrndup(val, len);
+	json_object *o = json_tokener_parse(copy), *t;
+	int64_t at;
 
 	(void)seq;
-	if (*since) {
-		copy = xstrndup(val, len);
-		o = json_tokener_parse(copy);
-		keep = o && json_object_object_get_ex(o, "time", &t) &&
-		    json_object_get_int64(t) >= *since;
-		json_object_put(o);
-		free(copy);
+	if (o == NULL || !json_object_object_get_ex(o, "time", &t)) {
+		printf("%s\n", copy);	/* unreadable: shown as stored */
+		goto out;
 	}
-	if (keep) {
-		fwrite(val, 1, len, stdout);
-		fputc('\n', stdout);
-	}
+	at = json_object_get_int64(t);
+	if (at < *since)
+		goto out;
+	json_object_object_add(o, "time", ctl_json_time(at));
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE));
+out:
+	json_object_put(o);
+	free(copy);
 	return 0;
 }
 

@@ -26,12 +26,14 @@ static int main_debug;
 static void
 main_usage(FILE *f)
 {
-	fprintf(f, "usage: imperai-snowd [-fndV] [-c FILE]\n"
-	    "  -c FILE  settings file (default %s)\n"
-	    "  -f       stay in the foreground, log to stderr\n"
-	    "  -n       check settings and policy, print the result and exit\n"
-	    "  -d       debug: -f and log level debug\n"
-	    "  -V       print the version and exit\n", CONFIG_DEFAULT_PATH);
+	fprintf(f, "usage: imperai-snowd [-fndVh] [-c FILE] [--strict]\n"
+	    "  -c FILE   settings file (default %s)\n"
+	    "  -f        stay in the foreground, log to stderr\n"
+	    "  -n        check settings and policy, print the result and exit\n"
+	    "  --strict  with -n: a missing secret fails the check too (exit 78)\n"
+	    "  -d        debug: -f and log level debug\n"
+	    "  -V        print the version and exit\n"
+	    "  -h        this help\n", CONFIG_DEFAULT_PATH);
 }
 
 static void
@@ -85,8 +87,10 @@ main_load(const char *path, int flags, struct config **cfg, struct flows **flows
 	return rc;
 }
 
+/* -n: errors exit 78; a missing secret is a warning ("OK, but cannot
+ * start"), and exits 78 too under --strict (the unit's ExecStartPre=). */
 static int
-main_check(const char *path)
+main_check(const char *path, int strict)
 {
 	struct errlist errs = { 0 }, warns = { 0 };
 	struct config *cfg;
@@ -100,10 +104,14 @@ main_check(const char *path)
 		fprintf(stderr, "configuration has %zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
 		rc = EX_CONFIG;
 	} else {
-		printf("configuration OK\n");
+		if (warns.n > 0)
+			printf("configuration OK, but imperai-snowd cannot start: %zu secret%s "
+			    "missing (above)\n", warns.n, warns.n == 1 ? " is" : "s are");
+		else
+			printf("configuration OK\n");
 		flows_free(flows);
 		config_free(cfg);
-		rc = EX_OK;
+		rc = strict && warns.n > 0 ? EX_CONFIG : EX_OK;
 	}
 	errlist_free(&errs);
 	errlist_free(&warns);
@@ -283,11 +291,19 @@ main(int argc, char **argv)
 	char *abs = NULL;
 	struct config *cfg;
 	struct flows *flows;
-	int ch, foreground = 0, check = 0, debug = 0, detach, ready_fd, rc;
+	static const struct option main_opts[] = {
+		{ "strict", no_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch, foreground = 0, check = 0, debug = 0, strict = 0, detach, ready_fd, rc;
 	struct rlimit nocore = { 0, 0 };
 
-	while ((ch = getopt(argc, argv, "c:fndVh")) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:fndVh", main_opts, NULL)) != -1) {
 		switch (ch) {
+		case 's':
+			strict = 1;
+			break;
 		case 'c':
 			path = optarg;
 			break;
@@ -315,8 +331,12 @@ main(int argc, char **argv)
 		main_usage(stderr);
 		return EX_USAGE;
 	}
+	if (strict && !check) {
+		main_usage(stderr);
+		return EX_USAGE;
+	}
 	if (check)
-		return main_check(path);
+		return main_check(path, strict);
 	/* Secrets are in memory from here on: no core files, no ptrace by others. */
 	setrlimit(RLIMIT_CORE, &nocore);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);

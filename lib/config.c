@@ -1201,8 +1201,12 @@ config_parse(const char *text, const char *name, const char *dir, int flags,
 	if (dir != NULL)
 		config_set_include_dir(&lc, dir);
 	if (!config_read_string(&lc, text)) {
-		errlist_add(x.errs, "%s:%d: %s", config_error_file(&lc) ? config_error_file(&lc) :
-		    name, config_error_line(&lc), config_error_text(&lc));
+		/* libconfig says only "syntax error": say what it expects. */
+		errlist_add(x.errs, "%s:%d: %s: libconfig expects name = value; with strings in "
+		    "double quotes (\"...\"), numbers bare, groups as name: { ... };, lists as "
+		    "( ... ) and arrays as [ ... ]; see imperai-snowd.conf(5)",
+		    config_error_file(&lc) ? config_error_file(&lc) : name, config_error_line(&lc),
+		    config_error_text(&lc));
 		goto out;
 	}
 	x.root = config_root_setting(&lc);

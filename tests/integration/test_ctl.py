@@ -77,7 +77,8 @@ class UsageTest(unittest.TestCase):
         for args in (["--bogus"], ["frobnicate"], ["list", "--bogus"], ["list", "extra"],
                      ["show"], ["status", "-x"], ["audit"], ["audit", "shred"],
                      ["retry", "notanumber"], ["list", "--status", "passd"],
-                     ["list", "--since", "yesterday"], ["list", "--sort", "color"], []):
+                     ["list", "--since", "yesterday"], ["list", "--sort", "color"],
+                     ["list", "--json", "--csv"], ["list", "--csv", "--json"], []):
             r = self.run_ctl(*args)
             self.assertEqual(r.returncode, EX_USAGE, "%s: %s" % (args, r.stderr))
             self.assertIn("usage", r.stderr + r.stdout, args)
@@ -86,6 +87,8 @@ class UsageTest(unittest.TestCase):
         r = self.run_ctl("-S", "/nonexistent/imperai-snow-state", "list")
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("/nonexistent/imperai-snow-state", r.stderr)
+        self.assertIn("state.directory", r.stderr, "the key as the settings spell it")
+        self.assertNotIn("state_dir", r.stderr)
         r = self.run_ctl("-c", "/nonexistent/imperai-snowd.conf", "status")
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("/nonexistent/imperai-snowd.conf", r.stderr)
@@ -452,6 +455,7 @@ class ListShowTest(unittest.TestCase):
         self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
         for e in entries:
             self.assertEqual(set(e) >= {"seq", "time", "prev", "event"}, True)
+            self.assertRegex(e["time"], RFC3339, "the same times as list --json")
         self.assertEqual(self.s.ctl("audit", "export", "--since", "2999-01-01").stdout, "")
 
     def test_resync_and_retry_queue_requests(self):

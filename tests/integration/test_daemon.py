@@ -135,6 +135,26 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.strip(), "configuration OK")
 
+    def test_check_with_a_missing_secret_says_it_cannot_start_and_strict_fails(self):
+        os.unlink(os.path.join(self.dir, "imperai-key"))
+        r = self.run_check()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "configuration OK, but imperai-snowd cannot start: "
+                         "1 secret is missing (above)")
+        self.assertIn("imperai.api_key_file", r.stderr)
+        r = subprocess.run([DAEMON, "-n", "--strict", "-c", self.conf], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, EX_CONFIG, r.stdout + r.stderr)
+        self.assertIn("cannot start", r.stdout)
+
+    def test_help_and_strict_without_n(self):
+        for flag in ("-h", "--help"):
+            r = subprocess.run([DAEMON, flag], capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0)
+            self.assertIn("--strict", r.stdout)
+        r = subprocess.run([DAEMON, "--strict"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 64)
+
     def test_the_shipped_settings_are_refused_until_configured(self):
         conf = os.path.join(TOP_SRC, "etc", "imperai-snowd.conf")
         env = dict(os.environ)
@@ -178,7 +198,8 @@ class DaemonTest(unittest.TestCase):
         self.write_conf('servicenow: {\n  instance = "http://127.0.0.1:1"\n  auth = ;\n};\n')
         r = self.run_check()
         self.assertEqual(r.returncode, EX_CONFIG)
-        self.assertRegex(r.stderr, r"imperai-snowd\.conf:\d+")
+        self.assertRegex(r.stderr, r"imperai-snowd\.conf:\d+: syntax error: libconfig expects "
+                         r"name = value; with strings in double quotes")
 
     def test_bad_policy_exits_78_naming_line_and_column(self):
         with open(os.path.join(self.dir, "flows.yaml"), "w") as f:

@@ -141,6 +141,7 @@ grep -q 'deb-systemd-invoke stop imperai-snowd.service' "$ctl/prerm" ||
 	fail "prerm does not stop the unit on removal"
 grep -q 'deb-systemd-helper purge' "$ctl/postrm" || fail "postrm does not purge the unit's state"
 grep -q '^Depends:.*systemd' "$ctl/control" || fail "no dependency on systemd (sysusers)"
+grep -q '^Depends:.*procps' "$ctl/control" || fail "no dependency on procps (the unit's ExecReload=/bin/kill)"
 
 # Extracted: the unit names the installed paths, and the binaries accept the
 # shipped settings.
@@ -210,8 +211,8 @@ creds=$tmp/creds
 mkdir -m 0700 "$creds" && chown imperai-snow: "$creds" && chmod 0755 "$tmp" || fail "making $creds"
 what="as imperai-snow" shipped_refused env CREDENTIALS_DIRECTORY="$creds" \
 	setpriv --reuid=imperai-snow --regid=imperai-snow --clear-groups \
-	/usr/sbin/imperai-snowd -n -c /etc/imperai-snow/imperai-snowd.conf
-grep -q '^ExecStartPre=/usr/sbin/imperai-snowd -n ' /lib/systemd/system/imperai-snowd.service ||
+	/usr/sbin/imperai-snowd -n --strict -c /etc/imperai-snow/imperai-snowd.conf
+grep -q '^ExecStartPre=/usr/sbin/imperai-snowd -n --strict ' /lib/systemd/system/imperai-snowd.service ||
 	fail "the unit does not check the settings in ExecStartPre="
 
 # A monitoring user in the group imperai-snow (README, imperai-snowctl(1))

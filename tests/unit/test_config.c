@@ -338,7 +338,9 @@ test_syntax_error_names_file_line_and_the_parser_text(void **state)
 
 	assert_fails(f, load_with(f, NULL, "log_level = \"info\"\nmetrics: { interval = ; };\n", 0));
 	assert_int_equal(f->errs.n, 1);
-	want = xprintf("%s:12: syntax error", f->conf);
+	want = xprintf("%s:12: syntax error: libconfig expects name = value; with strings in "
+	    "double quotes (\"...\"), numbers bare, groups as name: { ... };, lists as ( ... ) "
+	    "and arrays as [ ... ]; see imperai-snowd.conf(5)", f->conf);
 	assert_string_equal(f->errs.msg[0], want);
 	free(want);
 }
