@@ -147,6 +147,17 @@ loop_clients_free(struct loop *l)
 	l->http = NULL;
 }
 
+static void
+loop_outlogs_init(struct loop *l)
+{
+	l->out_snow = (struct outlog){ .what = "ServiceNow poll", .check = "the instance URL and "
+	    "the network (imperai-snowctl check-config --probe)" };
+	l->out_imp = (struct outlog){ .what = "imper.ai change feed", .check = "imperai.api_url "
+	    "and the network (imperai-snowctl check-config --probe)" };
+	l->out_write = (struct outlog){ .what = "writes", .check = "imperai-snowctl status and "
+	    "show TICKET" };
+}
+
 int
 loop_new(struct config *cfg, struct flows *flows, struct loop **out, char **cause)
 {
@@ -166,6 +177,7 @@ loop_new(struct config *cfg, struct flows *flows, struct loop **out, char **caus
 	poll_load_positions(l);
 	l->m_base[0].name = "servicenow";
 	l->m_base[1].name = "imperai";
+	loop_outlogs_init(l);
 	outbox_load(l);
 	l->progress_ms = loop_now_ms();
 	l->started = loop_wall();

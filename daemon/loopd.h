@@ -18,6 +18,7 @@
 #include "engine.h"
 #include "loop.h"
 #include "metrics.h"
+#include "outlog.h"
 #include "snow.h"
 
 struct config;
@@ -135,6 +136,7 @@ struct loop {
 	int64_t			 started;
 	uint64_t		 stat_effects_done;
 	uint64_t		 stat_effects_failed;
+	struct outlog		 out_snow, out_imp, out_write;	/* quiet outages (outlog.c) */
 
 	/* metrics (report.c) */
 	struct metrics_counts	 m_total;

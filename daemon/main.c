@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -25,12 +26,14 @@ static int main_debug;
 static void
 main_usage(FILE *f)
 {
-	fprintf(f, "usage: imperai-snowd [-fndV] [-c FILE]\n"
-	    "  -c FILE  settings file (default %s)\n"
-	    "  -f       stay in the foreground, log to stderr\n"
-	    "  -n       check settings and policy, print the result and exit\n"
-	    "  -d       debug: -f and log level debug\n"
-	    "  -V       print the version and exit\n", CONFIG_DEFAULT_PATH);
+	fprintf(f, "usage: imperai-snowd [-fndVh] [-c FILE] [--strict]\n"
+	    "  -c FILE   settings file (default %s)\n"
+	    "  -f        stay in the foreground, log to stderr\n"
+	    "  -n        check settings and policy, print the result and exit\n"
+	    "  --strict  with -n: a missing secret fails the check too (exit 78)\n"
+	    "  -d        debug: -f and log level debug\n"
+	    "  -V        print the version and exit\n"
+	    "  -h        this help\n", CONFIG_DEFAULT_PATH);
 }
 
 static void
@@ -84,8 +87,10 @@ main_load(const char *path, int flags, struct config **cfg, struct flows **flows
 	return rc;
 }
 
+/* -n: errors exit 78; a missing secret is a warning ("OK, but cannot
+ * start"), and exits 78 too under --strict (the unit's ExecStartPre=). */
 static int
-main_check(const char *path)
+main_check(const char *path, int strict)
 {
 	struct errlist errs = { 0 }, warns = { 0 };
 	struct config *cfg;
@@ -99,10 +104,14 @@ main_check(const char *path)
 		fprintf(stderr, "configuration has %zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
 		rc = EX_CONFIG;
 	} else {
-		printf("configuration OK\n");
+		if (warns.n > 0)
+			printf("configuration OK, but imperai-snowd cannot start: %zu secret%s "
+			    "missing (above)\n", warns.n, warns.n == 1 ? " is" : "s are");
+		else
+			printf("configuration OK\n");
 		flows_free(flows);
 		config_free(cfg);
-		rc = EX_OK;
+		rc = strict && warns.n > 0 ? EX_CONFIG : EX_OK;
 	}
 	errlist_free(&errs);
 	errlist_free(&warns);
@@ -150,28 +159,52 @@ main_watchdog(struct loop *l, uint64_t wd_usec, int64_t *last_ping)
 	*last_ping = now;
 }
 
+/* Settings and policy for a start; every problem is logged (and, while
+ * starting detached, shown on stderr too). */
 static int
-main_run(const char *path)
+main_load_start(const char *path, struct config **cfg, struct flows **flows)
 {
 	struct errlist errs = { 0 }, warns = { 0 };
-	struct config *cfg;
-	struct flows *flows;
+	int rc;
+
+	rc = main_load(path, 0, cfg, flows, &errs, &warns);
+	for (size_t i = 0; i < errs.n; i++)
+		log_kv(LOG_LVL_ERR, "configuration error", "error", errs.msg[i], NULL);
+	for (size_t i = 0; i < warns.n; i++)
+		log_kv(LOG_LVL_WARN, "configuration warning", "warning", warns.msg[i], NULL);
+	errlist_free(&errs);
+	errlist_free(&warns);
+	return rc;
+}
+
+/* Tells whoever waits that the daemon runs: systemd, or the parent that
+ * a detaching start left waiting on ready_fd. */
+static void
+main_ready(int *ready_fd)
+{
+	char ok = 0;
+
+	sysd_notify("READY=1");
+	if (*ready_fd < 0)
+		return;
+	if (write(*ready_fd, &ok, 1) != 1)
+		log_kv(LOG_LVL_WARN, "cannot tell the starting process", "error", strerror(errno), NULL);
+	close(*ready_fd);
+	*ready_fd = -1;
+	log_also_stderr(0);
+	if (freopen("/dev/null", "w", stderr) == NULL)
+		log_kv(LOG_LVL_WARN, "cannot redirect stderr to /dev/null", NULL);
+}
+
+static int
+main_run(const char *path, struct config *cfg, struct flows *flows, int ready_fd)
+{
 	struct loop *l = NULL;
 	uint64_t wd = sysd_watchdog_usec();
 	int64_t last_ping = 0, last_status = 0;
 	char *cause = NULL, status[256];
 	int rc;
 
-	if (main_load(path, 0, &cfg, &flows, &errs, &warns) < 0) {
-		for (size_t i = 0; i < errs.n; i++)
-			log_kv(LOG_LVL_ERR, "configuration error", "error", errs.msg[i], NULL);
-		errlist_free(&errs);
-		errlist_free(&warns);
-		return EX_CONFIG;
-	}
-	for (size_t i = 0; i < warns.n; i++)
-		log_kv(LOG_LVL_WARN, "configuration warning", "warning", warns.msg[i], NULL);
-	errlist_free(&warns);
 	if (!main_debug)
 		log_set_level((enum log_level)cfg->log_level);
 	rc = loop_new(cfg, flows, &l, &cause);
@@ -182,7 +215,7 @@ main_run(const char *path)
 		    rc == -EPROTO ? EX_DATAERR : EX_CANTCREAT;
 	}
 	log_kv(LOG_LVL_NOTICE, "started", "version", PACKAGE_VERSION, "config", path, NULL);
-	sysd_notify("READY=1");
+	main_ready(&ready_fd);
 	while (!main_stop) {
 		if (main_reload) {
 			main_reload = 0;
@@ -208,32 +241,69 @@ main_run(const char *path)
 	return rc < 0 ? EX_IOERR : EX_OK;
 }
 
-static void
+/* The parent of a detaching start: exits 0 once the daemon is ready, else
+ * with the daemon's own exit status (its messages went to stderr). */
+static void __attribute__((noreturn))
+main_wait_ready(pid_t pid, int fd)
+{
+	char ok;
+	int st;
+
+	if (read(fd, &ok, 1) == 1)
+		_exit(EX_OK);
+	if (waitpid(pid, &st, 0) < 0)
+		_exit(EX_OSERR);
+	if (WIFEXITED(st))
+		_exit(WEXITSTATUS(st) ? WEXITSTATUS(st) : EX_SOFTWARE);
+	fprintf(stderr, "imperai-snowd: died while starting (signal %d)\n", WTERMSIG(st));
+	_exit(EX_SOFTWARE);
+}
+
+/* Forks into the background; the parent waits until the daemon is ready.
+ * stderr stays open until then, so a failure to start is seen. */
+static int
 main_detach(void)
 {
-	pid_t pid = fork();
+	int p[2];
+	pid_t pid;
 
-	if (pid < 0)
+	if (pipe(p) < 0)
+		fatalx(EX_OSERR, "pipe: %s", strerror(errno));
+	if ((pid = fork()) < 0)
 		fatalx(EX_OSERR, "fork: %s", strerror(errno));
-	if (pid > 0)
-		_exit(0);
+	if (pid > 0) {
+		close(p[1]);
+		main_wait_ready(pid, p[0]);
+	}
+	close(p[0]);
 	setsid();
 	if (chdir("/") < 0)
 		fatalx(EX_OSERR, "chdir /: %s", strerror(errno));
-	if (freopen("/dev/null", "r", stdin) == NULL || freopen("/dev/null", "w", stdout) == NULL ||
-	    freopen("/dev/null", "w", stderr) == NULL)
+	if (freopen("/dev/null", "r", stdin) == NULL || freopen("/dev/null", "w", stdout) == NULL)
 		fatalx(EX_OSERR, "cannot redirect standard streams to /dev/null");
+	return p[1];
 }
 
 int
 main(int argc, char **argv)
 {
 	const char *path = CONFIG_DEFAULT_PATH;
-	int ch, foreground = 0, check = 0, debug = 0;
+	char *abs = NULL;
+	struct config *cfg;
+	struct flows *flows;
+	static const struct option main_opts[] = {
+		{ "strict", no_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch, foreground = 0, check = 0, debug = 0, strict = 0, detach, ready_fd, rc;
 	struct rlimit nocore = { 0, 0 };
 
-	while ((ch = getopt(argc, argv, "c:fndVh")) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:fndVh", main_opts, NULL)) != -1) {
 		switch (ch) {
+		case 's':
+			strict = 1;
+			break;
 		case 'c':
 			path = optarg;
 			break;
@@ -261,20 +331,34 @@ main(int argc, char **argv)
 		main_usage(stderr);
 		return EX_USAGE;
 	}
+	if (strict && !check) {
+		main_usage(stderr);
+		return EX_USAGE;
+	}
 	if (check)
-		return main_check(path);
+		return main_check(path, strict);
 	/* Secrets are in memory from here on: no core files, no ptrace by others. */
 	setrlimit(RLIMIT_CORE, &nocore);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	if (!foreground && getenv("NOTIFY_SOCKET") == NULL && getenv("JOURNAL_STREAM") == NULL)
-		main_detach();
-	else
-		foreground = 1;
-	log_init("imperai-snowd", LOG_TARGET_AUTO, foreground);
+	detach = !foreground && getenv("NOTIFY_SOCKET") == NULL && getenv("JOURNAL_STREAM") == NULL;
+	/* The settings file as an absolute path: reloads happen after chdir("/");
+	 * a missing file is reported by the load. */
+	if (detach && (abs = realpath(path, NULL)) != NULL)
+		path = abs;
+	log_init("imperai-snowd", LOG_TARGET_AUTO, !detach);
+	log_also_stderr(detach);
 	if (debug) {
 		main_debug = 1;
 		log_set_level(LOG_LVL_DEBUG);
 	}
+	/* Checked before the fork: a bad file fails where it was started. */
+	if (main_load_start(path, &cfg, &flows) < 0) {
+		free(abs);
+		return EX_CONFIG;
+	}
+	ready_fd = detach ? main_detach() : -1;
 	main_signals();
-	return main_run(path);
+	rc = main_run(path, cfg, flows, ready_fd);
+	free(abs);
+	return rc;
 }

@@ -535,6 +535,7 @@ outbox_job_end(struct job *j, int done)
 		l->done_seqs = xreallocarray(l->done_seqs, l->ndone + 1, sizeof(*l->done_seqs));
 		l->done_seqs[l->ndone++] = j->seq;
 		l->stat_effects_done++;
+		outlog_ok(&l->out_write, loop_now_ms());
 	} else
 		outbox_index_release(l->oq, key, j->seq, j->en.not_before);
 	free(key);
@@ -559,8 +560,10 @@ outbox_job_log(const struct job *j, const char *why, int park, int parked)
 		    engine_effect_name(e->kind), "error", why, NULL);
 	else {
 		snprintf(att, sizeof(att), "%d", j->en.attempts);
-		log_kv(LOG_LVL_WARN, "write failed: will retry", "ticket", e->number, "effect",
+		log_kv(LOG_LVL_DEBUG, "write failed: will retry", "ticket", e->number, "effect",
 		    engine_effect_name(e->kind), "attempt", att, "error", why, NULL);
+		outlog_failed(&j->l->out_write, loop_now_ms(), loop_wall(), why, "ticket",
+		    e->number);
 	}
 }
 

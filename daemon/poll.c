@@ -86,6 +86,7 @@ poll_end(struct loop *l, struct tpoll *p)
 	p->last_ok = loop_wall();
 	free(p->last_error);
 	p->last_error = NULL;
+	outlog_ok(&l->out_snow, loop_now_ms());
 	p->next_ms = poll_next_cycle(p->started_ms, l->cfg->snow.poll_interval);
 	log_kv(LOG_LVL_DEBUG, "poll cycle done", "table", p->table, NULL);
 }
@@ -146,8 +147,10 @@ poll_failed(struct loop *l, struct tpoll *p, int err, const char *cause)
 {
 	if (err != -ECANCELED) {
 		str_replace(&p->last_error, cause ? cause : strerror(-err));
-		log_kv(LOG_LVL_WARN, "ServiceNow poll failed: will retry at the next interval",
-		    "table", p->table, "error", cause ? cause : strerror(-err), NULL);
+		log_kv(LOG_LVL_DEBUG, "ServiceNow poll failed: will retry at the next interval",
+		    "table", p->table, "error", p->last_error, NULL);
+		outlog_failed(&l->out_snow, loop_now_ms(), loop_wall(), p->last_error,
+		    "table", p->table);
 	}
 	p->next_ms = loop_now_ms() + l->cfg->snow.poll_interval * 1000;
 }
@@ -270,8 +273,10 @@ poll_feed_failed(struct loop *l, int err, const char *cause)
 {
 	if (err != -ECANCELED) {
 		str_replace(&l->feed_last_error, cause ? cause : strerror(-err));
-		log_kv(LOG_LVL_WARN, "imper.ai change feed failed: will retry at the next interval",
-		    "error", cause ? cause : strerror(-err), NULL);
+		log_kv(LOG_LVL_DEBUG, "imper.ai change feed failed: will retry at the next interval",
+		    "error", l->feed_last_error, NULL);
+		outlog_failed(&l->out_imp, loop_now_ms(), loop_wall(), l->feed_last_error,
+		    NULL, NULL);
 	}
 	l->feed_next_ms = loop_now_ms() + l->cfg->imperai.poll_interval * 1000;
 }
@@ -295,6 +300,7 @@ poll_feed_done(int err, const char *cause, struct imperai_feed *f, void *arg)
 	l->feed_last_ok = loop_wall();
 	free(l->feed_last_error);
 	l->feed_last_error = NULL;
+	outlog_ok(&l->out_imp, loop_now_ms());
 	if (f->has_more && f->n > 0) {
 		poll_feed_submit(l);
 		return;

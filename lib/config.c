@@ -972,10 +972,10 @@ cfg_secret_read(struct cfg_ctx *x, const char *key, char **dst)
 	const char *v = *(char **)cfg_slot(x, k, NULL);
 	char *path = NULL, *cause = NULL;
 	struct stat st;
-	int from_systemd = 0;
+	int from_systemd = 0, rc;
 
-	if (v == NULL)
-		return;		/* invalid value, already reported */
+	if (v == NULL || (x->flags & CONFIG_NO_SECRETS))
+		return;		/* invalid value (already reported), or not wanted */
 	if (k->type == CFG_CRED) {
 		path = sysd_credential_path(v);
 		from_systemd = path != NULL;
@@ -985,7 +985,10 @@ cfg_secret_read(struct cfg_ctx *x, const char *key, char **dst)
 		path = xstrdup(v);
 	if (stat(path, &st) < 0 && errno == ENOENT)
 		cfg_secret_missing(x, s, key, path, from_systemd);
-	else if (secret_read_file(path, dst, &cause) < 0)
+	else if ((rc = secret_read_file(path, dst, &cause)) == -EACCES)
+		cfg_err(x, s, key, "%s: this needs the secrets, which only root reads "
+		    "(the daemon gets them from systemd): run it as root", cause);
+	else if (rc < 0)
 		cfg_err(x, s, key, "%s", cause);
 	free(cause);
 	free(path);
@@ -1128,9 +1131,31 @@ cfg_check_ca(struct cfg_ctx *x, const char *key, const char *path)
 		    "remove the key to use the system store", path, strerror(errno));
 }
 
+/* The shipped file's placeholders ("https://YOUR-INSTANCE.service-now.com"):
+ * the unit must not start until the admin has replaced them. */
+#define CFG_PLACEHOLDER "YOUR-"
+
+static void
+cfg_check_placeholders(struct cfg_ctx *x)
+{
+	for (size_t i = 0; i < NKEYS && !(x->flags & CONFIG_PLACEHOLDERS_OK); i++) {
+		const config_setting_t *s = x->seen[i];
+		const char *v;
+
+		if (s == NULL || cfg_keys[i].base == BASE_TABLE ||
+		    config_setting_type(s) != CONFIG_TYPE_STRING)
+			continue;
+		v = config_setting_get_string(s);
+		if (v != NULL && strstr(v, CFG_PLACEHOLDER) != NULL)
+			cfg_err(x, s, cfg_keys[i].key, "\"%s\" is a placeholder of the shipped "
+			    "file: put your own value here (%s)", v, cfg_keys[i].desc);
+	}
+}
+
 static void
 cfg_check(struct cfg_ctx *x)
 {
+	cfg_check_placeholders(x);
 	cfg_check_required(x);
 	cfg_check_auth(x);
 	cfg_check_bands(x);
@@ -1176,8 +1201,12 @@ config_parse(const char *text, const char *name, const char *dir, int flags,
 	if (dir != NULL)
 		config_set_include_dir(&lc, dir);
 	if (!config_read_string(&lc, text)) {
-		errlist_add(x.errs, "%s:%d: %s", config_error_file(&lc) ? config_error_file(&lc) :
-		    name, config_error_line(&lc), config_error_text(&lc));
+		/* libconfig says only "syntax error": say what it expects. */
+		errlist_add(x.errs, "%s:%d: %s: libconfig expects name = value; with strings in "
+		    "double quotes (\"...\"), numbers bare, groups as name: { ... };, lists as "
+		    "( ... ) and arrays as [ ... ]; see imperai-snowd.conf(5)",
+		    config_error_file(&lc) ? config_error_file(&lc) : name, config_error_line(&lc),
+		    config_error_text(&lc));
 		goto out;
 	}
 	x.root = config_root_setting(&lc);

@@ -85,10 +85,17 @@ struct config {
  * $CREDENTIALS_DIRECTORY/NAME, else CONFIG_CREDENTIALS_FALLBACK/NAME).
  * With CONFIG_SECRETS_OPTIONAL a secret whose source does not exist is a
  * warning, not an error (imperai-snowd -n on a host without credentials);
- * an insecure or empty secret is always an error. */
+ * an insecure or empty secret is always an error.  With CONFIG_NO_SECRETS
+ * no secret file is opened or even looked at (the read-only commands of
+ * imperai-snowctl, run by users who may not read the credentials): the
+ * sources are still checked, and the secrets in struct config stay NULL. */
 #define CONFIG_CREDENTIALS_FALLBACK "/etc/imperai-snow/credentials"
 enum config_flags {
 	CONFIG_SECRETS_OPTIONAL = 1 << 0,
+	CONFIG_NO_SECRETS = 1 << 1,
+	/* The shipped placeholders (YOUR-...) are no error: imperai-snowctl
+	 * status and list work on a fresh install, before it is configured. */
+	CONFIG_PLACEHOLDERS_OK = 1 << 2,
 };
 
 /* Loads and validates path.  On failure returns -EINVAL (or -errno for a

@@ -26,12 +26,13 @@ struct log_state {
 	int		 prefix;	/* stderr is journald's stream: "<N>" prefixes */
 	int		 stamp;		/* RFC 3339 timestamps on stderr */
 	enum log_level	 level;
+	int		 also_stderr;	/* warnings and errors to stderr too */
 	void		(*sink)(enum log_level, const char *, void *);
 	void		*sink_arg;
 };
 
 static struct log_state log_st = {
-	"imperai-snow", LOG_TARGET_STDERR, 0, 1, LOG_LVL_INFO, NULL, NULL
+	"imperai-snow", LOG_TARGET_STDERR, 0, 1, LOG_LVL_INFO, 0, NULL, NULL
 };
 
 static const char *const log_names[] = {
@@ -85,6 +86,12 @@ log_init(const char *ident, enum log_target target, int foreground)
 	log_st.stamp = !journal;
 	if (target == LOG_TARGET_SYSLOG)
 		openlog(log_st.ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void
+log_also_stderr(int on)
+{
+	log_st.also_stderr = on;
 }
 
 void
@@ -378,6 +385,8 @@ log_emit(enum log_level lvl, const char *line, va_list *kv)
 		log_st.sink(lvl, line, log_st.sink_arg);
 		return;
 	}
+	if (log_st.also_stderr && lvl <= LOG_LVL_WARN && log_st.target != LOG_TARGET_STDERR)
+		log_stderr(lvl, line);
 	switch (log_st.target) {
 	case LOG_TARGET_SYSLOG:
 		syslog((int)lvl, "%s", line);

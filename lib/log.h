@@ -31,6 +31,9 @@ enum log_target {
 };
 
 void log_init(const char *ident, enum log_target target, int foreground);
+/* While on, warnings and errors also go to stderr whatever the target: a
+ * daemon that detaches reports a failure to start where it was started. */
+void log_also_stderr(int on);
 void log_set_level(enum log_level lvl);
 enum log_level log_get_level(void);
 /* "err", "warning", "notice", "info", "debug" -> level ("error" and

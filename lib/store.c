@@ -228,11 +228,25 @@ store_open_cause(const struct store *s, int rc)
 {
 	if (rc == ENOENT && (s->flags & STORE_RDONLY))
 		return xprintf("no state in %s: imperai-snowd has not run with this state "
-		    "directory yet, or state_dir points elsewhere", s->dir);
+		    "directory yet, or state.directory (or -S) points elsewhere", s->dir);
 	if (rc == EACCES)
-		return xprintf("permission denied opening the state in %s: run as the "
-		    "daemon's user or as root", s->dir);
+		return xprintf("permission denied opening the state in %s: run as root, as "
+		    "the daemon's user, or as a member of its group (imperai-snow)", s->dir);
 	return xprintf("cannot open the state in %s: %s", s->dir, mdb_strerror(rc));
+}
+
+/* The daemon's group may read the state (imperai-snowctl for a monitoring
+ * user); LMDB readers write their slot in lock.mdb, so it is group-writable.
+ * The state directory's own mode decides whether the group gets in. */
+static void
+store_share_with_group(const char *dir)
+{
+	char *data = xprintf("%s/data.mdb", dir), *lock = xprintf("%s/lock.mdb", dir);
+
+	(void)chmod(data, 0640);
+	(void)chmod(lock, 0660);
+	free(data);
+	free(lock);
 }
 
 /* A map given at first creation sets the size; later the larger of the
@@ -246,6 +260,11 @@ store_env_open(struct store *s, uint64_t map_size, char **cause)
 
 	fresh = access(data, F_OK) != 0;
 	free(data);
+	/* A reader must not create lock.mdb (as root it would lock the daemon out). */
+	if (rdonly && fresh) {
+		rc = ENOENT;
+		goto fail;
+	}
 	if ((rc = mdb_env_create(&s->env)) != 0 ||
 	    (rc = mdb_env_set_maxdbs(s->env, DB_COUNT)) != 0)
 		goto fail;
@@ -254,6 +273,8 @@ store_env_open(struct store *s, uint64_t map_size, char **cause)
 		goto fail;
 	if ((rc = mdb_env_open(s->env, s->dir, MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0600)) != 0)
 		goto fail;
+	if (!rdonly)
+		store_share_with_group(s->dir);
 	(void)mdb_reader_check(s->env, &dead);
 	mdb_env_info(s->env, &info);
 	if (!rdonly && map_size > info.me_mapsize &&
@@ -322,7 +343,7 @@ store_schema(struct store *s, MDB_txn *txn, char **cause)
 	}
 	if (rc != 0 || store_parse_u64(v.mv_data, v.mv_size, &ver) != 0 || ver < 1) {
 		*cause = xprintf("state directory %s has no readable schema version: it was "
-		    "not written by imperai-snowd; point state_dir at the right directory", s->dir);
+		    "not written by imperai-snowd; point state.directory at the right directory", s->dir);
 		return -EPROTO;
 	}
 	if (ver > STORE_SCHEMA_VERSION) {

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The demo: installs what is missing, builds, and runs the daemon against the
-# two simulators on loopback with the shipped example settings and policy.
+# two simulators on loopback with settings generated from the shipped ones
+# and the shipped policy.
 # Creates three tickets and prints the URLs to open.  Ctrl-C stops it all.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,12 +26,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# The shipped settings, with a private state directory and the simulators'
-# credentials handed over the way systemd would (CREDENTIALS_DIRECTORY).
+# The shipped settings with their placeholders filled in (the simulators, a
+# private state directory), and the simulators' credentials handed over the
+# way systemd would (CREDENTIALS_DIRECTORY).
 mkdir -p "$work/etc" "$work/credentials" "$work/state"
-sed -e "s|^\([[:space:]]*directory[[:space:]]*=\).*|\1 \"$work/state\";|" \
-    -e "s|127.0.0.1:18080|127.0.0.1:$SNOW_PORT|; s|127.0.0.1:18090|127.0.0.1:$IMPERAI_PORT|" \
-    etc/imperai-snowd.conf > "$work/etc/imperai-snowd.conf"
+sh tests/settings-from-shipped.sh etc/imperai-snowd.conf "http://127.0.0.1:$SNOW_PORT" \
+    "http://127.0.0.1:$IMPERAI_PORT" "$work/state" > "$work/etc/imperai-snowd.conf"
 cp etc/flows.yaml "$work/etc/flows.yaml"
 umask 077
 printf 'integration-secret\n' > "$work/credentials/servicenow-password"

@@ -90,7 +90,7 @@ ctl_cmd_resync(struct ctl *c, int argc, char **argv)
 		return rc < 0 ? CTL_EX_OK : rc;
 	if (optind + 1 != argc)
 		return ctl_usage_error("resync");
-	if ((rc = ctl_open(c, 1)) != 0)
+	if ((rc = ctl_open(c, CTL_OPEN_WRITE)) != 0)
 		return rc;
 	if ((rc = store_begin(c->st, 1, &txn)) == 0) {
 		rc = store_ticket_by_number(txn, argv[optind], &r.table, &r.sys_id);
@@ -165,7 +165,7 @@ ctl_cmd_retry(struct ctl *c, int argc, char **argv)
 		return rc < 0 ? CTL_EX_OK : rc;
 	if (optind + 1 < argc || (optind < argc && admin_seq(argv[optind], &r.seq) != 0))
 		return ctl_usage_error("retry");
-	if ((rc = ctl_open(c, 1)) != 0)
+	if ((rc = ctl_open(c, CTL_OPEN_WRITE)) != 0)
 		return rc;
 	ps.want = r.seq;
 	if ((rc = store_begin(c->st, 1, &txn)) == 0) {
@@ -214,27 +214,30 @@ admin_audit_verify(struct ctl *c)
 	return rc == 0 ? CTL_EX_OK : CTL_EX_ERROR;
 }
 
+/* One entry a line, its time in RFC 3339 as list --json has it (the
+ * stored entry, which the hash chain covers, keeps epoch seconds). */
 static int
 admin_export_one(uint64_t seq, const void *val, size_t len, void *arg)
 {
 	const int64_t *since = arg;
-	char *copy;
-	json_object *o, *t;
-	int keep = 1;
+	char *copy = xstrndup(val, len);
+	json_object *o = json_tokener_parse(copy), *t;
+	int64_t at;
 
 	(void)seq;
-	if (*since) {
-		copy = xstrndup(val, len);
-		o = json_tokener_parse(copy);
-		keep = o && json_object_object_get_ex(o, "time", &t) &&
-		    json_object_get_int64(t) >= *since;
-		json_object_put(o);
-		free(copy);
+	if (o == NULL || !json_object_object_get_ex(o, "time", &t)) {
+		printf("%s\n", copy);	/* unreadable: shown as stored */
+		goto out;
 	}
-	if (keep) {
-		fwrite(val, 1, len, stdout);
-		fputc('\n', stdout);
-	}
+	at = json_object_get_int64(t);
+	if (at < *since)
+		goto out;
+	json_object_object_add(o, "time", ctl_json_time(at));
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE));
+out:
+	json_object_put(o);
+	free(copy);
 	return 0;
 }
 

@@ -44,10 +44,16 @@ struct option;
 /* Handles -c/-S (and --config/--state-dir) inside a command's getopt loop;
  * 1 when ch was one of them. */
 int ctl_common_opt(struct ctl *c, int ch, const char *arg);
-/* Loads the settings (secrets optional) unless -S was given alone, then
- * opens the store read-only (writable with STORE_NOLOCK when write).
- * Prints what went wrong and returns CTL_EX_ERROR, or 0. */
-int ctl_open(struct ctl *c, int write);
+/* Loads the settings without their secrets unless -S was given alone,
+ * then opens the store read-only (writable with STORE_NOLOCK under
+ * CTL_OPEN_WRITE).  Prints what went wrong and returns CTL_EX_ERROR, or 0;
+ * under CTL_OPEN_MAYBE_NEW, an existing state directory without state
+ * returns CTL_EX_NOT_RUNNING silently (c->st stays NULL). */
+enum ctl_open_flags {
+	CTL_OPEN_WRITE = 1 << 0,
+	CTL_OPEN_MAYBE_NEW = 1 << 1,
+};
+int ctl_open(struct ctl *c, int flags);
 void ctl_close(struct ctl *c);
 /* Parses the options of command cmd that takes the common ones, one flag
  * (--name, -letter: sets *flag) and exactly nargs operands (from optind).

@@ -226,6 +226,11 @@ list_opt(struct ctl *c, struct list_opts *lo, int ch, const char *arg)
 		break;
 	case OPT_JSON:
 	case OPT_CSV:
+		if (lo->fmt != CTL_FMT_TABLE &&
+		    lo->fmt != (ch == OPT_JSON ? CTL_FMT_JSON : CTL_FMT_CSV)) {
+			fprintf(stderr, "imperai-snowctl list: --json and --csv exclude each other\n");
+			return ctl_usage_error("list");
+		}
 		lo->fmt = ch == OPT_JSON ? CTL_FMT_JSON : CTL_FMT_CSV;
 		break;
 	default:

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "config.h"
@@ -140,7 +141,10 @@ ctl_load_config(struct ctl *c)
 
 	if (!c->config_given && c->state_dir != NULL)
 		return 0;
-	rc = config_load(c->config_path, CONFIG_SECRETS_OPTIONAL, &c->cfg, &errs, NULL);
+	/* These commands read the store only: the secrets stay unopened, and
+	 * the shipped placeholders do not matter (a fresh install). */
+	rc = config_load(c->config_path, CONFIG_NO_SECRETS | CONFIG_PLACEHOLDERS_OK, &c->cfg,
+	    &errs, NULL);
 	if (rc < 0) {
 		fprintf(stderr, "imperai-snowctl: cannot use the settings in %s:\n", c->config_path);
 		ctl_print_errors(&errs);
@@ -160,15 +164,29 @@ ctl_load_config(struct ctl *c)
 	return 0;
 }
 
+/* A state directory that exists but holds no state yet: a fresh install. */
+static int
+ctl_state_is_new(const struct ctl *c, int rc)
+{
+	struct stat st;
+
+	return rc == -ENOENT && stat(c->state_dir, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 int
-ctl_open(struct ctl *c, int write)
+ctl_open(struct ctl *c, int flags)
 {
 	char *cause = NULL;
 	int rc;
 
 	if ((rc = ctl_load_config(c)) != 0)
 		return rc;
-	rc = store_open(c->state_dir, 0, write ? STORE_NOLOCK : STORE_RDONLY, &c->st, &cause);
+	rc = store_open(c->state_dir, 0, (flags & CTL_OPEN_WRITE) ? STORE_NOLOCK : STORE_RDONLY,
+	    &c->st, &cause);
+	if (rc < 0 && (flags & CTL_OPEN_MAYBE_NEW) && ctl_state_is_new(c, rc)) {
+		free(cause);
+		return CTL_EX_NOT_RUNNING;
+	}
 	if (rc < 0) {
 		fprintf(stderr, "imperai-snowctl: %s\n", cause ? cause : store_strerror(rc));
 		free(cause);

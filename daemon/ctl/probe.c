@@ -488,7 +488,10 @@ probe_load(const char *path, int flags, struct config **cfg, struct flows **flow
 			fprintf(stderr, "%s: %s\n", path, strerror(-rc));
 		fprintf(stderr, "configuration has %zu error%s\n", errs.n ? errs.n : 1,
 		    errs.n == 1 || errs.n == 0 ? "" : "s");
-	} else
+	} else if (flags & CONFIG_NO_SECRETS)
+		printf("configuration OK (secrets not read: check-config --probe, or "
+		    "imperai-snowd -n as root, reads them)\n");
+	else
 		printf("configuration OK\n");
 	errlist_free(&errs);
 	errlist_free(&warns);
@@ -504,8 +507,8 @@ ctl_cmd_check_config(struct ctl *c, int argc, char **argv)
 
 	if ((rc = ctl_flag_opts(c, argc, argv, "check-config", "probe", 'p', &do_probe, 0)) >= 0)
 		return rc;
-	/* The probe logs in: secrets are required for it. */
-	if (probe_load(c->config_path, do_probe ? 0 : CONFIG_SECRETS_OPTIONAL, &cfg, &flows) < 0)
+	/* The probe logs in: secrets are required for it, and only for it. */
+	if (probe_load(c->config_path, do_probe ? 0 : CONFIG_NO_SECRETS, &cfg, &flows) < 0)
 		return CTL_EX_CONFIG;
 	rc = do_probe ? probe(cfg, flows) : CTL_EX_OK;
 	flows_free(flows);

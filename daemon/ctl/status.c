@@ -415,6 +415,22 @@ status_json(struct ctl *c, const struct status *s, int code)
 	json_object_put(o);
 }
 
+/* A fresh install: the state directory is there, the daemon never ran. */
+static int
+status_never_ran(struct ctl *c, int json)
+{
+	struct status s;
+
+	memset(&s, 0, sizeof(s));
+	s.why_down = xprintf("it has never run with the state directory %s", c->state_dir);
+	if (json)
+		status_json(c, &s, CTL_EX_NOT_RUNNING);
+	else
+		status_text(c, &s);
+	status_free(&s);
+	return CTL_EX_NOT_RUNNING;
+}
+
 int
 ctl_cmd_status(struct ctl *c, int argc, char **argv)
 {
@@ -424,7 +440,9 @@ ctl_cmd_status(struct ctl *c, int argc, char **argv)
 	memset(&s, 0, sizeof(s));
 	if ((rc = ctl_flag_opts(c, argc, argv, "status", "json", 'j', &json, 0)) >= 0)
 		return rc;
-	if ((rc = ctl_open(c, 0)) != 0)
+	if ((rc = ctl_open(c, CTL_OPEN_MAYBE_NEW)) == CTL_EX_NOT_RUNNING)
+		return status_never_ran(c, json);
+	if (rc != 0)
 		return rc;
 	if (status_read(c, &s) != 0) {
 		status_free(&s);

@@ -285,8 +285,14 @@ class ImperaiSim(Sim):
         return self.control.ok("POST", "/sim/act", body)
 
 
-CONF = """# written by tests/integration/harness.py
-servicenow: {
+# The settings of every Stack are the shipped etc/imperai-snowd.conf, its
+# placeholders filled in by tests/settings-from-shipped.sh (as the demo does),
+# with the test's own values put in place of the shipped ones: the shipped
+# file is what the integration tests run on.
+SHIPPED_CONF = os.path.join(TOP_SRC, "etc", "imperai-snowd.conf")
+SETTINGS_FROM_SHIPPED = os.path.join(TOP_SRC, "tests", "settings-from-shipped.sh")
+
+CONF = """servicenow: {
   instance = "%(snow_url)s";
 %(snow_auth)s
   tables = ( %(tables)s );
@@ -305,6 +311,118 @@ flows_file = "flows.yaml";
 credentials_directory = "%(creds)s";
 log_level = "%(log_level)s";
 """
+
+
+def _split_settings(body):
+    """'a = 1; b = "x;y";' -> [("a", "1"), ("b", '"x;y"')]: settings split
+    at the semicolons outside quotes, brackets, braces and parentheses."""
+    out, cur, depth, quoted = [], "", 0, False
+    for i, ch in enumerate(body):
+        if ch == '"' and (i == 0 or body[i - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and ch in "([{":
+            depth += 1
+        elif not quoted and ch in ")]}":
+            depth -= 1
+        if ch == ";" and not quoted and depth == 0:
+            key, _, value = cur.partition("=")
+            out.append((key.strip(), value.strip()))
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        raise ValueError("setting without ';': %r" % cur)
+    return out
+
+
+def _parse_overrides(text):
+    """The harness's own settings text as [(group, key, value)]; group ""
+    for the top level.  Groups are "name: { ... };", on one line or many."""
+    out, group, body = [], None, ""
+    for line in text.split("\n"):
+        line = line.split("#", 1)[0].strip() if not line.strip().startswith("#") else ""
+        if not line:
+            continue
+        if group is None and ": {" in line and "=" not in line.split(": {", 1)[0]:
+            group, line = line.split(": {", 1)
+            group, body = group.strip(), ""
+            if line.strip().endswith("};"):      # the whole group on one line
+                out += [(group, k, v) for k, v in _split_settings(line.strip()[:-2])]
+                group = None
+            else:
+                body = line
+            continue
+        if group is None:
+            out += [("", k, v) for k, v in _split_settings(line)]
+        elif line == "};":
+            out += [(group, k, v) for k, v in _split_settings(body)]
+            group = None
+        else:
+            body += " " + line
+    return out
+
+
+def _balance(line):
+    """Open brackets minus closed ones on a line, outside quotes and comments."""
+    n, quoted = 0, False
+    for ch in line:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch == "#":
+            break
+        elif not quoted and ch in "([{":
+            n += 1
+        elif not quoted and ch in ")]}":
+            n -= 1
+    return n
+
+
+def _group_span(lines, group):
+    """(first line inside, index of the closing "};") of a top-level group."""
+    for i, line in enumerate(lines):
+        if line.startswith(group + ": {"):
+            for j in range(i + 1, len(lines)):
+                if lines[j].startswith("};"):
+                    return i + 1, j
+    return None
+
+
+def merge_settings(base, overrides):
+    """base (libconfig text) with each (group, key, value) put in place of
+    the shipped setting, or added to its group (a missing group is added)."""
+    lines = base.split("\n")
+    for group, key, value in overrides:
+        span = _group_span(lines, group) if group else (0, len(lines))
+        if span is None:
+            lines += ["%s: {" % group, "};"]
+            span = (len(lines) - 1, len(lines) - 1)
+        first, end = span
+        indent = "  " if group else ""
+        for i in range(first, end):
+            stripped = lines[i].lstrip()
+            # Only settings of this group itself (depth 0 inside it).
+            if (stripped.startswith(key + " ") or stripped.startswith(key + "=")) and \
+                    len(lines[i]) - len(stripped) == len(indent):
+                j, depth = i, _balance(lines[i])
+                while depth > 0:
+                    j += 1
+                    depth += _balance(lines[j])
+                lines[i:j + 1] = ["%s%s = %s;" % (indent, key, value)]
+                break
+        else:
+            lines.insert(end, "%s%s = %s;" % (indent, key, value))
+    return "\n".join(lines)
+
+
+def settings_from_shipped(own_text, snow_url, imperai_url, state):
+    """The shipped settings filled in, then own_text's settings applied."""
+    r = subprocess.run(["sh", SETTINGS_FROM_SHIPPED, SHIPPED_CONF, snow_url, imperai_url, state],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError("settings-from-shipped.sh: %s" % r.stderr)
+    return ("# written by tests/integration/harness.py from etc/imperai-snowd.conf\n" +
+            merge_settings(r.stdout, _parse_overrides(own_text)))
+
 
 SNOW_BASIC = """  auth = "basic";
   user = "%s";
@@ -557,17 +675,18 @@ class Stack:
             write_secret(os.path.join(self.creds, "servicenow-client-secret"),
                          OAUTH_CLIENT_SECRET)
             auth = SNOW_OAUTH % SNOW_USER
+        own = CONF % {"snow_url": self.snow_url or self.snow.url, "snow_auth": auth,
+                      "imperai_url": self.imperai.url, "poll": self.poll,
+                      "state": self.state, "creds": self.creds,
+                      "map_size": self.map_size, "snow_extra": self.snow_extra,
+                      "write_settle": self.write_settle,
+                      "tables": tables_setting(self.tables),
+                      "imperai_extra": self.imperai_extra, "log_level": self.log_level,
+                      "snow_http": http_settings(self.snow_http),
+                      "imperai_http": http_settings(self.imperai_http)}
         with open(self.conf, "w") as f:
-            f.write(CONF % {"snow_url": self.snow_url or self.snow.url, "snow_auth": auth,
-                            "imperai_url": self.imperai.url, "poll": self.poll,
-                            "state": self.state, "creds": self.creds,
-                            "map_size": self.map_size, "snow_extra": self.snow_extra,
-                            "write_settle": self.write_settle,
-                            "tables": tables_setting(self.tables),
-                            "imperai_extra": self.imperai_extra, "log_level": self.log_level,
-                            "snow_http": http_settings(self.snow_http),
-                            "imperai_http": http_settings(self.imperai_http)})
-            f.write(self.extra_conf)
+            f.write(settings_from_shipped(own + self.extra_conf, self.snow_url or self.snow.url,
+                                          self.imperai.url, self.state))
         with open(os.path.join(self.dir, "flows.yaml"), "w") as f:
             f.write(self.flows if self.flows is not None else
                     FLOWS % {"categories": ", ".join(self.categories)})

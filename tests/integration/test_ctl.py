@@ -77,7 +77,8 @@ class UsageTest(unittest.TestCase):
         for args in (["--bogus"], ["frobnicate"], ["list", "--bogus"], ["list", "extra"],
                      ["show"], ["status", "-x"], ["audit"], ["audit", "shred"],
                      ["retry", "notanumber"], ["list", "--status", "passd"],
-                     ["list", "--since", "yesterday"], ["list", "--sort", "color"], []):
+                     ["list", "--since", "yesterday"], ["list", "--sort", "color"],
+                     ["list", "--json", "--csv"], ["list", "--csv", "--json"], []):
             r = self.run_ctl(*args)
             self.assertEqual(r.returncode, EX_USAGE, "%s: %s" % (args, r.stderr))
             self.assertIn("usage", r.stderr + r.stdout, args)
@@ -86,6 +87,8 @@ class UsageTest(unittest.TestCase):
         r = self.run_ctl("-S", "/nonexistent/imperai-snow-state", "list")
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("/nonexistent/imperai-snow-state", r.stderr)
+        self.assertIn("state.directory", r.stderr, "the key as the settings spell it")
+        self.assertNotIn("state_dir", r.stderr)
         r = self.run_ctl("-c", "/nonexistent/imperai-snowd.conf", "status")
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("/nonexistent/imperai-snowd.conf", r.stderr)
@@ -108,10 +111,10 @@ class CheckConfigTest(unittest.TestCase):
         s = self.stack()
         r = s.ctl("check-config")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.strip(), "configuration OK")
+        self.assertTrue(r.stdout.startswith("configuration OK (secrets not read"), r.stdout)
         d = subprocess.run([harness.DAEMON, "-n", "-c", s.conf], capture_output=True,
                            text=True, env=s.env(), timeout=30)
-        self.assertEqual(d.stdout, r.stdout)
+        self.assertEqual(d.stdout.strip(), "configuration OK")
         with open(s.conf, "a") as f:
             f.write("\nbogus_key = 1;\n")
         r = s.ctl("check-config")
@@ -398,6 +401,47 @@ class ListShowTest(unittest.TestCase):
         for secret in (SNOW_PASSWORD, IMPERAI_KEY):
             self.assertNotIn(secret, log)
 
+    def hide_secrets(self, how):
+        """Makes every secret unreadable until the test ends: "dir" puts a
+        directory where each file was (unreadable even by root), "mode"
+        closes the credentials directory (mode 000)."""
+        creds = self.s.creds
+        if how == "mode":
+            os.chmod(creds, 0)
+            self.addCleanup(os.chmod, creds, 0o700)
+            return
+        for name in ("servicenow-password", "imperai-api-key"):
+            path = os.path.join(creds, name)
+            os.rename(path, path + ".away")
+            os.mkdir(path)
+            self.addCleanup(os.rename, path + ".away", path)
+            self.addCleanup(os.rmdir, path)
+
+    def test_read_only_commands_open_no_secret(self):
+        self.s.wait(lambda: self.s.ctl("status").returncode == 0, 20, "status to exit 0")
+        self.hide_secrets("dir")
+        for args in (("list",), ("list", "--json"), ("show", self.number("passed")),
+                     ("status",), ("audit", "verify"), ("audit", "export"), ("check-config",)):
+            r = self.s.ctl(*args)
+            self.assertEqual(r.returncode, 0, "%s: %s" % (args, r.stderr))
+            self.assertNotIn("secret", r.stderr, args)
+        self.assertIn("secrets not read", self.s.ctl("check-config").stdout)
+        # What logs in still needs them, and says which one it could not read.
+        r = self.s.ctl("check-config", "--probe")
+        self.assertEqual(r.returncode, EX_CONFIG, r.stdout + r.stderr)
+        self.assertIn("servicenow-password", r.stderr)
+
+    def test_commands_that_log_in_say_they_need_root_for_the_secrets(self):
+        if os.geteuid() == 0:
+            self.skipTest("root reads a closed directory anyway")
+        self.hide_secrets("mode")
+        self.assertEqual(self.s.ctl("list").returncode, 0)
+        for args in (("check-config", "--probe"), ("rebuild",), ("setup",)):
+            r = self.s.ctl(*args)
+            self.assertEqual(r.returncode, EX_CONFIG, "%s: %s" % (args, r.stdout + r.stderr))
+            self.assertIn("Permission denied", r.stderr, args)
+            self.assertIn("run it as root", r.stderr, args)
+
     def test_audit_verify_and_export(self):
         r = self.s.ctl("audit", "verify")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -411,6 +455,7 @@ class ListShowTest(unittest.TestCase):
         self.assertEqual(seqs, list(range(1, len(seqs) + 1)))
         for e in entries:
             self.assertEqual(set(e) >= {"seq", "time", "prev", "event"}, True)
+            self.assertRegex(e["time"], RFC3339, "the same times as list --json")
         self.assertEqual(self.s.ctl("audit", "export", "--since", "2999-01-01").stdout, "")
 
     def test_resync_and_retry_queue_requests(self):
@@ -459,6 +504,29 @@ class StoppedDaemonTest(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
         # Entry 1 altered: its successor's link (or, if last, the head) breaks.
         self.assertRegex(r.stdout, r"^audit: chain broken at entry [12]: ")
+
+
+class FreshInstallTest(unittest.TestCase):
+    """status before the daemon ever ran: the state directory exists, empty."""
+
+    def test_status_exits_2_and_creates_nothing(self):
+        need_simulators(self)
+        s = Stack(self).start_sims().write_config()
+        os.makedirs(s.state, mode=0o750)
+        r = s.ctl("status")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("not running: it has never run with the state directory %s" % s.state,
+                      r.stdout)
+        o = json.loads(s.ctl("status", "--json").stdout)
+        self.assertEqual((o["running"], o["exit_code"]), (False, 2))
+        self.assertEqual(os.listdir(s.state), [], "a reader must not create lock.mdb")
+        self.assertEqual(s.ctl("list").returncode, 1)
+        s.start_daemon()
+        s.wait(lambda: s.ctl("status").returncode == 0, 20, "status to exit 0")
+        modes = {n: os.stat(os.path.join(s.state, n)).st_mode & 0o777
+                 for n in ("data.mdb", "lock.mdb")}
+        self.assertEqual(modes, {"data.mdb": 0o640, "lock.mdb": 0o660},
+                         "the daemon's group reads the state")
 
 
 class RequesterChangeAndAttentionTest(unittest.TestCase):

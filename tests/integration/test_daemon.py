@@ -135,11 +135,46 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.strip(), "configuration OK")
 
-    def test_check_of_the_shipped_example_passes(self):
+    def test_check_with_a_missing_secret_says_it_cannot_start_and_strict_fails(self):
+        os.unlink(os.path.join(self.dir, "imperai-key"))
+        r = self.run_check()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "configuration OK, but imperai-snowd cannot start: "
+                         "1 secret is missing (above)")
+        self.assertIn("imperai.api_key_file", r.stderr)
+        r = subprocess.run([DAEMON, "-n", "--strict", "-c", self.conf], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, EX_CONFIG, r.stdout + r.stderr)
+        self.assertIn("cannot start", r.stdout)
+
+    def test_help_and_strict_without_n(self):
+        for flag in ("-h", "--help"):
+            r = subprocess.run([DAEMON, flag], capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0)
+            self.assertIn("--strict", r.stdout)
+        r = subprocess.run([DAEMON, "--strict"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 64)
+
+    def test_the_shipped_settings_are_refused_until_configured(self):
         conf = os.path.join(TOP_SRC, "etc", "imperai-snowd.conf")
         env = dict(os.environ)
         env.pop("CREDENTIALS_DIRECTORY", None)
         r = subprocess.run([DAEMON, "-n", "-c", conf], capture_output=True, text=True,
+                           env=env, timeout=30)
+        self.assertEqual(r.returncode, EX_CONFIG, r.stdout + r.stderr)
+        self.assertRegex(r.stderr, r"imperai-snowd\.conf:\d+: servicenow\.instance: "
+                         r"\"https://YOUR-INSTANCE\.service-now\.com\" is a placeholder")
+        self.assertIn("imperai.api_url", r.stderr)
+        # Filled in as the demo does it, with the shipped policy next to it.
+        filled = os.path.join(self.dir, "shipped.conf")
+        with open(filled, "w") as f:
+            subprocess.run(["sh", os.path.join(TOP_SRC, "tests", "settings-from-shipped.sh"),
+                            conf, "http://127.0.0.1:1", "http://127.0.0.1:2",
+                            os.path.join(self.dir, "state")], stdout=f, check=True, timeout=30)
+        with open(os.path.join(TOP_SRC, "etc", "flows.yaml")) as src, \
+                open(os.path.join(self.dir, "flows.yaml"), "w") as dst:
+            dst.write(src.read())
+        r = subprocess.run([DAEMON, "-n", "-c", filled], capture_output=True, text=True,
                            env=env, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("configuration OK", r.stdout)
@@ -163,7 +198,8 @@ class DaemonTest(unittest.TestCase):
         self.write_conf('servicenow: {\n  instance = "http://127.0.0.1:1"\n  auth = ;\n};\n')
         r = self.run_check()
         self.assertEqual(r.returncode, EX_CONFIG)
-        self.assertRegex(r.stderr, r"imperai-snowd\.conf:\d+")
+        self.assertRegex(r.stderr, r"imperai-snowd\.conf:\d+: syntax error: libconfig expects "
+                         r"name = value; with strings in double quotes")
 
     def test_bad_policy_exits_78_naming_line_and_column(self):
         with open(os.path.join(self.dir, "flows.yaml"), "w") as f:
@@ -256,6 +292,95 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(p.returncode, 75, p.stderr)  # EX_TEMPFAIL
         self.assertIn("state", p.stderr)
         self.stop()
+
+
+
+class DetachTest(unittest.TestCase):
+    """Started without -f and outside systemd: the daemon detaches, and the
+    command that started it says whether it runs."""
+    setUp = DaemonTest.setUp
+    tearDown = DaemonTest.tearDown
+    write_conf = DaemonTest.write_conf
+
+    def run_detached(self, conf="imperai-snowd.conf"):
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+        return subprocess.run(WRAPPER + [DAEMON, "-c", conf], cwd=self.dir, env=env,
+                              capture_output=True, text=True, timeout=60 * SCALE)
+
+    def daemon_pid(self):
+        with open(os.path.join(self.dir, "state", "lock")) as f:
+            return int(f.read())
+
+    def stop_pid(self, pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10 * SCALE
+        while time.monotonic() < deadline:
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    if f.read().split(") ", 1)[1].startswith("Z"):
+                        return
+            except FileNotFoundError:
+                return
+            time.sleep(0.05)
+        self.fail("the detached daemon (pid %d) did not stop" % pid)
+
+    def test_a_relative_settings_path_runs_and_exits_0_once_ready(self):
+        r = self.run_detached()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        pid = self.daemon_pid()
+        self.addCleanup(lambda: self.stop_pid(pid))
+        self.assertEqual(os.readlink("/proc/%d/cwd" % pid), "/")
+        # Running, with its lock: a second detached start fails loudly.
+        again = self.run_detached()
+        self.assertEqual(again.returncode, 75, again.stderr)
+        self.assertIn("in use by another imperai-snowd (pid %d)" % pid, again.stderr)
+
+    def test_bad_settings_fail_before_the_fork_with_the_message(self):
+        with open(self.conf, "a") as f:
+            f.write("bogus_key = 1;\n")
+        r = self.run_detached()
+        self.assertEqual(r.returncode, EX_CONFIG, r.stderr)
+        self.assertIn("imperai-snowd.conf:", r.stderr)
+        self.assertIn("bogus_key", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "state")))
+
+    def test_a_missing_settings_file_fails_with_the_message(self):
+        r = self.run_detached("nonexistent.conf")
+        self.assertEqual(r.returncode, EX_CONFIG, r.stderr)
+        self.assertIn("nonexistent.conf: cannot read: No such file or directory", r.stderr)
+
+
+
+class QuietOutageTest(unittest.TestCase):
+    """Both services fail for a while (scripted 503s): one warning each when
+    they go down, none per failed poll, one notice each when they are back."""
+
+    def test_an_outage_says_one_warning_and_one_notice_per_service(self):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import harness
+        if not os.path.exists(harness.IMPERAI_SIM):
+            self.skipTest("no simulators")
+        st = harness.Stack(self).start()
+        st.wait(lambda: any("poll cycle done" in x for x in st.daemon.lines_since(0)), 20,
+                "a first good poll")
+        mark = st.daemon.log_size()
+        fail = [{"status": 503, "body": "{}"}] * 12
+        st.snow.scripted("GET", "/api/now/table/incident", fail)
+        st.imperai.scripted("GET", "/v1/verification-requests/changes", fail)
+        back = ("ServiceNow poll working again", "imper.ai change feed working again")
+        lines = st.wait(lambda: (lambda ls: ls if all(any(b in x for x in ls) for b in back)
+                                 else None)(st.daemon.lines_since(mark)), 60,
+                        "both services back after the scripted outage")
+        failed = [x for x in lines if " debug " in x and "failed: will retry" in x]
+        warnings = [x for x in lines if " warning " in x]
+        self.assertGreaterEqual(len(failed), 4, "several polls failed: %s" % lines)
+        self.assertEqual(len(warnings), 2, warnings)
+        self.assertTrue(any("ServiceNow poll failing" in x and "table=incident" in x and
+                            "since=" in x and "check=" in x for x in warnings), warnings)
+        self.assertTrue(any("imper.ai change feed failing" in x for x in warnings), warnings)
+        for b in back:
+            notice = [x for x in lines if b in x][0]
+            self.assertRegex(notice, r" notice .*down_for=\d+s failures=\d+")
 
 
 if __name__ == "__main__":

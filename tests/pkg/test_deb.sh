@@ -6,10 +6,13 @@
 #   - the .deb's contents: binaries, unit, sysusers/tmpfiles, manual pages,
 #     the example settings as 0644 conffiles, no secret, a unit that is
 #     enabled but never started by the maintainer scripts,
-#   - the extracted binaries check the shipped settings (imperai-snowd -n).
+#   - the shipped settings are refused by imperai-snowd -n (78, naming
+#     servicenow.instance) until their placeholders are filled in.
 # With IMPERAI_PKG_INSTALL_TEST=1 (the default when CI=true) and as root on
 # Debian, it also installs the .deb on this machine with apt-get, checks the
-# user, the directories, the enabled unit and the configuration, reinstalls
+# user, the directories, the enabled unit and the configuration, runs the
+# daemon once and imperai-snowctl status and list as an unprivileged member
+# of the group imperai-snow (secrets closed to it), reinstalls
 # it over a test secret and an edited conffile, removes and purges it, and
 # checks that nothing but the system user is left.  It refuses to do so when
 # imperai-snow is already installed or has left files behind.
@@ -40,7 +43,9 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/imperai-pkg.XXXXXX") || fail "mktemp"
 installed_here=0
+monitor_added=0
 cleanup() {
+	[ "$monitor_added" = 1 ] && userdel imperai-snow-test-monitor >/dev/null 2>&1
 	if [ "$installed_here" = 1 ]; then
 		say "cleaning up: purging $pkg"
 		DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq "$pkg" >/dev/null 2>&1
@@ -136,6 +141,7 @@ grep -q 'deb-systemd-invoke stop imperai-snowd.service' "$ctl/prerm" ||
 	fail "prerm does not stop the unit on removal"
 grep -q 'deb-systemd-helper purge' "$ctl/postrm" || fail "postrm does not purge the unit's state"
 grep -q '^Depends:.*systemd' "$ctl/control" || fail "no dependency on systemd (sysusers)"
+grep -q '^Depends:.*procps' "$ctl/control" || fail "no dependency on procps (the unit's ExecReload=/bin/kill)"
 
 # Extracted: the unit names the installed paths, and the binaries accept the
 # shipped settings.
@@ -150,8 +156,22 @@ for b in usr/sbin/imperai-snowd usr/bin/imperai-snowctl; do
 	"$root/$b" -V >"$tmp/version" 2>&1 || fail "$b -V: $(cat "$tmp/version")"
 	grep -q " $version\$" "$tmp/version" || fail "$b -V says '$(cat "$tmp/version")', the package is $version"
 done
-"$root/usr/sbin/imperai-snowd" -n -c "$root/etc/imperai-snow/imperai-snowd.conf" >"$tmp/check" 2>&1 ||
-	fail "imperai-snowd -n rejects the shipped settings: $(cat "$tmp/check")"
+# The shipped settings are placeholders until the admin fills them in: -n
+# (the unit's ExecStartPre=) refuses them with 78 naming the key.
+shipped_refused() { # what
+	"$@" >"$tmp/check" 2>&1
+	st=$?
+	[ $st -eq 78 ] || fail "$what: imperai-snowd -n exits $st on the shipped settings, not 78: $(cat "$tmp/check")"
+	grep -q 'servicenow\.instance: "https://YOUR-INSTANCE\.service-now\.com" is a placeholder' "$tmp/check" ||
+		fail "$what: imperai-snowd -n does not name servicenow.instance: $(cat "$tmp/check")"
+}
+what="extracted" shipped_refused "$root/usr/sbin/imperai-snowd" -n -c "$root/etc/imperai-snow/imperai-snowd.conf"
+# Filled in (as tests/settings-from-shipped.sh does for the demo), they pass.
+sh "$top/tests/settings-from-shipped.sh" "$root/etc/imperai-snow/imperai-snowd.conf" \
+	https://acme.service-now.com https://api.imper.ai /var/lib/imperai-snow >"$root/etc/imperai-snow/filled.conf" ||
+	fail "settings-from-shipped.sh"
+"$root/usr/sbin/imperai-snowd" -n -c "$root/etc/imperai-snow/filled.conf" >"$tmp/check" 2>&1 ||
+	fail "imperai-snowd -n rejects the shipped settings once filled in: $(cat "$tmp/check")"
 say "package contents, control files and shipped settings: passed"
 
 [ "$install_test" = 1 ] || { say "install test not requested (IMPERAI_PKG_INSTALL_TEST=1 runs it)"; say "passed"; exit 0; }
@@ -176,8 +196,8 @@ getent passwd imperai-snow >/dev/null || fail "no imperai-snow user after instal
 [ "$(stat -c '%a %U %G' /etc/imperai-snow/credentials)" = "700 root root" ] ||
 	fail "/etc/imperai-snow/credentials is $(stat -c '%a %U %G' /etc/imperai-snow/credentials)"
 if command -v systemd-tmpfiles >/dev/null 2>&1; then
-	[ "$(stat -c '%a %U' /var/lib/imperai-snow 2>&1)" = "700 imperai-snow" ] ||
-		fail "/var/lib/imperai-snow is $(stat -c '%a %U' /var/lib/imperai-snow 2>&1)"
+	[ "$(stat -c "%a %U %G" /var/lib/imperai-snow 2>&1)" = "750 imperai-snow imperai-snow" ] ||
+		fail "/var/lib/imperai-snow is $(stat -c '%a %U %G' /var/lib/imperai-snow 2>&1)"
 fi
 [ -L /etc/systemd/system/multi-user.target.wants/imperai-snowd.service ] || fail "the unit is not enabled"
 if [ -d /run/systemd/system ]; then
@@ -185,14 +205,57 @@ if [ -d /run/systemd/system ]; then
 fi
 # As the administrator checks it (README), then as the unit's ExecStartPre=
 # runs it: as the service user, with the secrets (none yet) in a
-# $CREDENTIALS_DIRECTORY of its own.
-/usr/sbin/imperai-snowd -n -c /etc/imperai-snow/imperai-snowd.conf >"$tmp/check" 2>&1 ||
-	fail "imperai-snowd -n rejects the installed settings: $(cat "$tmp/check")"
+# $CREDENTIALS_DIRECTORY of its own.  Both refuse the placeholders.
+what="installed" shipped_refused /usr/sbin/imperai-snowd -n -c /etc/imperai-snow/imperai-snowd.conf
 creds=$tmp/creds
 mkdir -m 0700 "$creds" && chown imperai-snow: "$creds" && chmod 0755 "$tmp" || fail "making $creds"
-CREDENTIALS_DIRECTORY=$creds setpriv --reuid=imperai-snow --regid=imperai-snow --clear-groups \
-	/usr/sbin/imperai-snowd -n -c /etc/imperai-snow/imperai-snowd.conf >"$tmp/check" 2>&1 ||
-	fail "imperai-snowd -n as imperai-snow rejects the installed settings: $(cat "$tmp/check")"
+what="as imperai-snow" shipped_refused env CREDENTIALS_DIRECTORY="$creds" \
+	setpriv --reuid=imperai-snow --regid=imperai-snow --clear-groups \
+	/usr/sbin/imperai-snowd -n --strict -c /etc/imperai-snow/imperai-snowd.conf
+grep -q '^ExecStartPre=/usr/sbin/imperai-snowd -n --strict ' /lib/systemd/system/imperai-snowd.service ||
+	fail "the unit does not check the settings in ExecStartPre="
+
+# A monitoring user in the group imperai-snow (README, imperai-snowctl(1))
+# runs status and list without root and without the secrets, whose
+# directory stays 0700 root.
+mon=imperai-snow-test-monitor
+useradd --system --no-create-home --shell /usr/sbin/nologin --groups imperai-snow "$mon" ||
+	fail "useradd $mon"
+monitor_added=1
+as_mon() { setpriv --reuid="$mon" --regid=nogroup --init-groups /usr/bin/imperai-snowctl "$@"; }
+as_mon status >"$tmp/mon" 2>&1
+st=$?
+[ $st -eq 2 ] && grep -q 'not running: it has never run' "$tmp/mon" ||
+	fail "status by $mon on a fresh install exits $st, not 2: $(cat "$tmp/mon")"
+# The daemon runs once as imperai-snow, on the installed settings filled in
+# (services unreachable on loopback: the polls fail, it runs on).
+sh "$top/tests/settings-from-shipped.sh" /etc/imperai-snow/imperai-snowd.conf \
+	http://127.0.0.1:9 http://127.0.0.1:9 /var/lib/imperai-snow >"$tmp/run.conf" &&
+	cp /etc/imperai-snow/flows.yaml "$tmp/flows.yaml" && chmod 0644 "$tmp/run.conf" "$tmp/flows.yaml" ||
+	fail "writing $tmp/run.conf"
+printf 'test-only\n' >"$creds/servicenow-password" && printf 'test-only\n' >"$creds/imperai-api-key" &&
+	chown imperai-snow: "$creds"/* && chmod 0600 "$creds"/* || fail "writing test secrets"
+env CREDENTIALS_DIRECTORY="$creds" setpriv --reuid=imperai-snow --regid=imperai-snow --clear-groups \
+	/usr/sbin/imperai-snowd -f -c "$tmp/run.conf" >"$tmp/daemon.log" 2>&1 &
+daemon_pid=$!
+i=0
+until as_mon -c "$tmp/run.conf" status >"$tmp/mon" 2>&1; st=$?; [ $st -eq 0 ] || [ $st -eq 3 ]; do
+	i=$((i + 1))
+	[ $i -lt 150 ] && kill -0 "$daemon_pid" 2>/dev/null ||
+		fail "status by $mon never saw the daemon run: $(cat "$tmp/mon") -- daemon: $(tail -n 5 "$tmp/daemon.log")"
+	sleep 0.2
+done
+grep -q "^imperai-snowd: running, pid $daemon_pid" "$tmp/mon" || fail "status by $mon: $(cat "$tmp/mon")"
+as_mon -c "$tmp/run.conf" list >"$tmp/mon" 2>&1 || fail "list by $mon: $(cat "$tmp/mon")"
+grep -q '^TICKET' "$tmp/mon" || grep -q 'no verification' "$tmp/mon" || fail "list by $mon printed: $(cat "$tmp/mon")"
+as_mon -c "$tmp/run.conf" check-config --probe >"$tmp/mon" 2>&1
+st=$?
+[ $st -eq 78 ] && grep -q 'run it as root' "$tmp/mon" ||
+	fail "check-config --probe by $mon exits $st without saying it needs root: $(cat "$tmp/mon")"
+[ "$(stat -c '%a %U' /etc/imperai-snow/credentials)" = "700 root" ] || fail "the credentials directory changed"
+kill "$daemon_pid" && wait "$daemon_pid" || fail "the test daemon did not stop cleanly: $(tail -n 5 "$tmp/daemon.log")"
+rm -f "$creds"/*
+say "install test: shipped settings refused until configured; $mon (group imperai-snow) runs status and list: passed"
 if command -v systemd-analyze >/dev/null 2>&1; then
 	systemd-analyze verify /lib/systemd/system/imperai-snowd.service >"$tmp/verify" 2>&1 ||
 		{ cat "$tmp/verify"; fail "systemd-analyze verify"; }

@@ -338,7 +338,9 @@ test_syntax_error_names_file_line_and_the_parser_text(void **state)
 
 	assert_fails(f, load_with(f, NULL, "log_level = \"info\"\nmetrics: { interval = ; };\n", 0));
 	assert_int_equal(f->errs.n, 1);
-	want = xprintf("%s:12: syntax error", f->conf);
+	want = xprintf("%s:12: syntax error: libconfig expects name = value; with strings in "
+	    "double quotes (\"...\"), numbers bare, groups as name: { ... };, lists as ( ... ) "
+	    "and arrays as [ ... ]; see imperai-snowd.conf(5)", f->conf);
 	assert_string_equal(f->errs.msg[0], want);
 	free(want);
 }
@@ -633,6 +635,24 @@ test_secret_file_readable_by_others_is_refused_with_the_chmod_hint(void **state)
 	assert_string_equal(f->errs.msg[0], want);
 	assert_null(find_msg(&f->errs, "hunter2"));
 	free(want);
+}
+
+static void
+test_no_secrets_opens_no_secret_file_but_checks_the_sources(void **state)
+{
+	struct fx *f = *state;
+
+	/* A world-readable and a missing secret: both untouched, no message. */
+	write_file(f->dir, "pw", "hunter2\n", 0644);
+	remove_file(f->dir, "key");
+	assert_loads(f, load(f, minimal, CONFIG_NO_SECRETS));
+	assert_int_equal(f->warns.n, 0);
+	assert_null(f->c->snow.password);
+	assert_null(f->c->imperai.api_key);
+	assert_fails(f, load(f, "servicenow: { instance = \"https://a.service-now.com\"; "
+	    "user = \"u\";\n  tables = ( { name = \"incident\"; } ); };\n"
+	    "imperai: { api_url = \"https://api.imper.ai\"; };\n", CONFIG_NO_SECRETS));
+	assert_msg(&f->errs, ":1: servicenow: set one of password_file or password_credential");
 }
 
 static void
@@ -958,15 +978,57 @@ shipped(const char *rel)
 	return top ? xprintf("%s/%s", top, rel) : NULL;
 }
 
+/* Until the admin replaces them, the shipped placeholders are refused, and
+ * they are the only errors: the rest of the shipped file is valid. */
 static void
-test_shipped_config_loads_with_only_warnings_when_secrets_are_optional(void **state)
+test_shipped_config_is_refused_until_its_placeholders_are_replaced(void **state)
 {
 	struct fx *f = *state;
-	char *path = shipped("etc/imperai-snowd.conf"), *cd;
-	int rc;
+	char *path = shipped("etc/imperai-snowd.conf");
 
 	if (path == NULL)
 		skip();
+	assert_fails(f, config_load(path, CONFIG_NO_SECRETS, &f->c, &f->errs, &f->warns));
+	assert_int_equal(f->errs.n, 3);
+	assert_msg(&f->errs, ": servicenow.instance: \"https://YOUR-INSTANCE.service-now.com\" "
+	    "is a placeholder of the shipped file: put your own value here (instance URL, "
+	    "e.g. https://acme.service-now.com)");
+	assert_msg(&f->errs, ": servicenow.user: \"YOUR-INTEGRATION-USER\" is a placeholder");
+	assert_msg(&f->errs, ": imperai.api_url: \"https://YOUR-IMPERAI-API.imper.ai\" is a "
+	    "placeholder");
+	/* imperai-snowctl status and list on a fresh install. */
+	errlist_free(&f->errs);
+	assert_loads(f, config_load(path, CONFIG_NO_SECRETS | CONFIG_PLACEHOLDERS_OK, &f->c,
+	    &f->errs, &f->warns));
+	assert_string_equal(f->c->state_dir, "/var/lib/imperai-snow");
+	free(path);
+}
+
+/* The shipped file filled in as the demo and the tests do it. */
+static char *
+shipped_filled(struct fx *f)
+{
+	const char *top = getenv("top_srcdir");
+	char *out = xprintf("%s/imperai-snowd.conf", f->dir), *cmd;
+
+	cmd = xprintf("sh '%s/tests/settings-from-shipped.sh' '%s/etc/imperai-snowd.conf' "
+	    "http://127.0.0.1:18080 http://127.0.0.1:18090 /var/lib/imperai-snow > '%s'",
+	    top, top, out);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	return out;
+}
+
+static void
+test_shipped_config_filled_in_loads_with_only_warnings_when_secrets_are_optional(void **state)
+{
+	struct fx *f = *state;
+	char *path, *cd;
+	int rc;
+
+	if (getenv("top_srcdir") == NULL)
+		skip();
+	path = shipped_filled(f);
 	cd = xprintf("%s/empty", f->dir);
 	/* no credentials anywhere: an empty $CREDENTIALS_DIRECTORY */
 	assert_int_equal(mkdir(cd, 0700), 0);
@@ -982,20 +1044,20 @@ test_shipped_config_loads_with_only_warnings_when_secrets_are_optional(void **st
 	assert_int_equal(f->c->snow.ntables, 2);
 	assert_non_null(config_table(f->c, "sc_req_item"));
 	assert_string_equal(f->c->state_dir, "/var/lib/imperai-snow");
-	assert_non_null(strstr(f->c->flows_file, "etc/flows.yaml"));
-	assert_int_equal(access(f->c->flows_file, R_OK), 0);
+	assert_non_null(strstr(f->c->flows_file, "/flows.yaml"));
 	free(path);
 	free(cd);
 }
 
 static void
-test_shipped_config_loads_cleanly_with_its_credentials(void **state)
+test_shipped_config_filled_in_loads_cleanly_with_its_credentials(void **state)
 {
 	struct fx *f = *state;
-	char *path = shipped("etc/imperai-snowd.conf");
+	char *path;
 
-	if (path == NULL)
+	if (getenv("top_srcdir") == NULL)
 		skip();
+	path = shipped_filled(f);
 	write_file(f->dir, "servicenow-password", "pw\n", 0600);
 	write_file(f->dir, "imperai-api-key", "key\n", 0600);
 	setenv("CREDENTIALS_DIRECTORY", f->dir, 1);
@@ -1188,6 +1250,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_both_password_file_and_credential_is_an_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_neither_password_file_nor_credential_is_an_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secret_file_readable_by_others_is_refused_with_the_chmod_hint, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_secrets_opens_no_secret_file_but_checks_the_sources, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_empty_secret_is_an_error_even_when_secrets_are_optional, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_secret_is_an_error_saying_how_to_create_it, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_secret_is_a_warning_when_secrets_are_optional, setup, teardown),
@@ -1207,8 +1270,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_every_error_names_file_and_line, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_config_parse_uses_the_name_in_messages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreadable_file_is_an_error_with_errno, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shipped_config_loads_with_only_warnings_when_secrets_are_optional, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shipped_config_loads_cleanly_with_its_credentials, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shipped_config_is_refused_until_its_placeholders_are_replaced, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shipped_config_filled_in_loads_with_only_warnings_when_secrets_are_optional, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shipped_config_filled_in_loads_cleanly_with_its_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_data_files_give_exactly_the_expected_errors, setup, teardown),
 		cmocka_unit_test(test_man_page_documents_every_key_with_its_range_and_default),
 		cmocka_unit_test(test_schema_rows_are_reported_in_order_and_end),
