@@ -1100,12 +1100,11 @@ engine_resolve_refusal(const struct engine_ctx *c, const struct ticket *t,
 	if (f == NULL) {
 		buf_addf(why, "its flow %s is no longer configured.", engine_nz(t->flow));
 		code = "flow_gone";
+	} else if (!f->automated) {
+		code = "not_automated";	/* never resolves: nothing to explain */
 	} else if (engine_risk_high(c, t)) {
 		buf_adds(why, "the risk level is High.");
 		code = "risk_high";
-	} else if (!f->automated) {
-		buf_addf(why, "the flow %s is not automated; an agent resolves the ticket.", f->name);
-		code = "not_automated";
 	} else if (v->action.status != IMPERAI_ACTION_COMPLETED) {
 		buf_addf(why, "the %s %s.", action ? action : "requested action",
 		    v->action.status == IMPERAI_ACTION_FAILED ? "failed" : "is not completed yet");
@@ -1175,28 +1174,47 @@ engine_resolve(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 	return to;
 }
 
-/* The on_fail of the flow, once per generation. */
-static void
+/* Does the flow say what to do on a failure? */
+static int
+engine_has_on_fail(const struct flow *f)
+{
+	return f != NULL && (f->on_fail.assignment_group != NULL || f->on_fail.priority > 0 ||
+	    f->on_fail.work_note != NULL);
+}
+
+/* The on_fail of the flow, once per generation; returns 0 when the flow
+ * has none (nothing is applied, nothing is said). */
+static int
 engine_on_fail(struct engine_ctx *c, struct ticket *t, const struct flow *f,
     struct json_object *more, struct buf *extra)
 {
-	const char *note = f && f->on_fail.work_note ? f->on_fail.work_note : DEFAULT_ON_FAIL_NOTE;
+	const char *note;
 	char prio[16];
+	struct buf what;
 
+	if (!engine_has_on_fail(f))
+		return 0;
+	note = f->on_fail.work_note ? f->on_fail.work_note : DEFAULT_ON_FAIL_NOTE;
+	buf_init(&what);
 	if (!str_eq(note, t->v.recommendation))	/* the note shows the recommendation already */
 		buf_addf(extra, "%s\n", note);
-	if (f != NULL && f->on_fail.assignment_group != NULL) {
+	if (f->on_fail.assignment_group != NULL) {
 		engine_json_add(more, "assignment_group", f->on_fail.assignment_group);
 		buf_addf(extra, "Reassigned to %s.\n", f->on_fail.assignment_group);
+		buf_adds(&what, "assignment_group,");
 	}
-	if (f != NULL && f->on_fail.priority > 0) {
+	if (f->on_fail.priority > 0) {
 		snprintf(prio, sizeof(prio), "%d", f->on_fail.priority);
 		engine_json_add(more, "priority", prio);
 		buf_addf(extra, "Priority set to %s.\n", prio);
+		buf_adds(&what, "priority,");
 	}
+	buf_adds(&what, "work_note");
 	t->on_fail_applied = 1;
 	engine_event(c->out, LOG_LVL_NOTICE, "on_fail applied", "ticket", t->number,
-	    "verification", t->request_id, "flow", t->flow, NULL);
+	    "verification", t->request_id, "flow", t->flow, "changed", what.data, NULL);
+	buf_free(&what);
+	return 1;
 }
 
 /* Everything a change of a verification decides, merged into one PATCH. */
@@ -1225,7 +1243,7 @@ engine_passed(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 		ch->to = engine_resolve(c, t, f, ch->more);
 		ch->tag = "resolved";
 		ch->resolving = 1;
-	} else {
+	} else if (why.len > 0) {
 		buf_addf(&ch->extra, "Not resolved automatically: %s\n", why.data);
 		engine_event(c->out, LOG_LVL_INFO, "resolve refused", "ticket", t->number,
 		    "verification", t->request_id, "reason", code, NULL);
@@ -1266,14 +1284,13 @@ engine_apply(struct engine_ctx *c, struct ticket *t, struct imperai_verification
 	    t->v.status == IMPERAI_IN_PROGRESS || (t->v.channel != NULL && t->v.status != old)))
 		t->sent_at = t->v.updated_at > 0 ? t->v.updated_at : c->now;
 	ch.tag = engine_change_tag(old, &t->v, old_action);
-	if (t->v.status == IMPERAI_FAILED && old != IMPERAI_FAILED)
+	if (t->v.status == IMPERAI_FAILED && old != IMPERAI_FAILED && f != NULL && f->automated)
 		buf_adds(&ch.extra, "Not resolved automatically: the verification failed.\n");
 	if (t->v.status == IMPERAI_PASSED)
 		engine_passed(c, t, f, &ch);
-	if ((t->v.status == IMPERAI_FAILED || engine_risk_high(c, t)) && !t->on_fail_applied) {
-		engine_on_fail(c, t, f, ch.more, &ch.extra);
+	if ((t->v.status == IMPERAI_FAILED || engine_risk_high(c, t)) && !t->on_fail_applied &&
+	    engine_on_fail(c, t, f, ch.more, &ch.extra))
 		ch.tag = ch.resolving ? ch.tag : "on_fail";
-	}
 	engine_enter_state(t, ch.to, ch.tag, c->now, c->out);
 	engine_patch(c, t, ch.tag, ch.extra.data, ch.more);
 	if (ch.resolving)

@@ -44,6 +44,8 @@ static struct config cfg;
 
 static char *reset_cats[] = { "password_reset" };
 static char *unlock_cats[] = { "account_unlock" };
+static char *plain_cats[] = { "reset_plain" };
+static char *guarded_cats[] = { "unlock_guarded" };
 static struct flow flow_v[] = {
 	{ .name = "password-reset", .table = "incident", .categories = reset_cats,
 	  .ncategories = 1, .action = "password_reset", .automated = 1, .close = 0,
@@ -58,6 +60,13 @@ static struct flow flow_v[] = {
 	  .ncategories = 1, .action = "password_reset", .automated = 1, .max_age = 1800 },
 	{ .name = "task-reset", .table = "sc_task", .categories = reset_cats,
 	  .ncategories = 1, .action = "password_reset", .automated = 1 },
+	/* the other two corners of (automated or not) x (on_fail or not) */
+	{ .name = "reset-plain", .table = "incident", .categories = plain_cats,
+	  .ncategories = 1, .action = "password_reset", .automated = 1,
+	  .close_code = "Solution provided", .max_age = 3600 },
+	{ .name = "unlock-guarded", .table = "incident", .categories = guarded_cats,
+	  .ncategories = 1, .action = "account_unlock", .automated = 0, .max_age = 3600,
+	  .on_fail = { .assignment_group = "Service Desk Security", .priority = 2 } },
 };
 static struct flows flows = { .v = flow_v, .n = ARRAY_SIZE(flow_v) };
 
@@ -959,10 +968,108 @@ test_not_automated_flow_stops_at_action_done(void **state)
 	assert_int_equal(action_done(h, 1), 0);
 	assert_patch_lacks(effect(h, 0), "state");
 	assert_patch_has(effect(h, 0), "work_notes", "[imper.ai action 1.4]");
-	assert_patch_has(effect(h, 0), "work_notes", "the flow account-unlock is not automated");
+	/* a flow that never resolves says nothing about not resolving */
+	assert_null(strstr(h->res.effects[0].patch_json, "Not resolved automatically"));
 	assert_int_equal(h->t.state, TS_ACTION_DONE);
-	assert_event(h, "resolve refused", "reason=not_automated");
+	assert_null(find_event(h, "resolve refused"));
 }
+
+/* One corner of (automated or not) x (on_fail or not) x outcome: what the
+ * outcome's one PATCH carries, and what is logged. */
+struct combo {
+	const char	*category;
+	int		 automated;
+	int		 on_fail;
+	enum imperai_status status;
+	int		 risk;		/* score */
+	const char	*tag;		/* "[imper.ai <tag> 1.3]" */
+	const char	*refusal;	/* "Not resolved automatically: ..." or NULL for none */
+};
+
+static void
+assert_note_lacks(const struct effect *e, const char *needle)
+{
+	char *s = patch_get(e, "work_notes");
+
+	assert_non_null(s);
+	if (strstr(s, needle) != NULL)
+		fail_msg("work note has \"%s\": %s", needle, s);
+	free(s);
+}
+
+static void
+run_combo(struct h *h, const struct combo *k)
+{
+	const struct effect *e;
+	char tag[64];
+
+	h->category = k->category;
+	to_link_sent(h);
+	assert_int_equal(feed(h, &(struct chg){ .status = k->status, .risk = k->risk + 1,
+	    .completed_at = T0 + 300, .action = k->status == IMPERAI_PASSED ?
+	    IMPERAI_ACTION_COMPLETED : IMPERAI_ACTION_NONE, .action_at = T0 + 300,
+	    .rec = "See the analysis" }, T0 + 300), 0);
+	assert_kinds(h, "patch");
+	e = effect(h, 0);
+	snprintf(tag, sizeof(tag), "[imper.ai %s 1.3]", k->tag);
+	assert_patch_has(e, "work_notes", tag);
+	if (k->refusal != NULL)
+		assert_patch_has(e, "work_notes", k->refusal);
+	else
+		assert_note_lacks(e, "Not resolved automatically");
+	if (k->on_fail && (k->status == IMPERAI_FAILED || k->risk > 6)) {
+		assert_patch_has(e, "assignment_group", "Service Desk Security");
+		assert_patch_has(e, "work_notes", "Reassigned to Service Desk Security.");
+		assert_event(h, "on_fail applied", "changed=assignment_group,priority,work_note");
+		assert_int_equal(h->t.on_fail_applied, 1);
+	} else {
+		assert_patch_lacks(e, "assignment_group");
+		assert_note_lacks(e, "Reassigned");
+		assert_note_lacks(e, "High risk detected");
+		assert_null(find_event(h, "on_fail applied"));
+		assert_int_equal(h->t.on_fail_applied, 0);
+	}
+	if (k->automated && k->status == IMPERAI_PASSED && k->risk <= 6)
+		assert_patch_has(e, "state", "6");
+	else
+		assert_patch_lacks(e, "state");
+	if (k->refusal == NULL)
+		assert_null(find_event(h, "resolve refused"));
+	assert_event(h, "outcome recorded", "result=");
+}
+
+#define NR	"Not resolved automatically: "
+#define COMBO(name, cat, aut, onf, st, risk, tag, why)					\
+static void										\
+test_##name(void **state)								\
+{											\
+	run_combo(*state, &(struct combo){ cat, aut, onf, st, risk, tag, why });	\
+}
+COMBO(combo_automated_on_fail_passed, "password_reset", 1, 1, IMPERAI_PASSED, 0, "resolved", NULL)
+COMBO(combo_automated_on_fail_failed, "password_reset", 1, 1, IMPERAI_FAILED, 10, "on_fail",
+    NR "the verification failed.")
+COMBO(combo_automated_on_fail_high_risk, "password_reset", 1, 1, IMPERAI_PASSED, 9, "on_fail",
+    NR "the risk level is High.")
+COMBO(combo_automated_on_fail_timed_out, "password_reset", 1, 1, IMPERAI_TIMED_OUT, -1,
+    "outcome", NULL)
+COMBO(combo_automated_plain_passed, "reset_plain", 1, 0, IMPERAI_PASSED, 0, "resolved", NULL)
+COMBO(combo_automated_plain_failed, "reset_plain", 1, 0, IMPERAI_FAILED, 10, "outcome",
+    NR "the verification failed.")
+COMBO(combo_automated_plain_high_risk, "reset_plain", 1, 0, IMPERAI_PASSED, 9, "outcome",
+    NR "the risk level is High.")
+COMBO(combo_automated_plain_timed_out, "reset_plain", 1, 0, IMPERAI_TIMED_OUT, -1, "outcome",
+    NULL)
+COMBO(combo_manual_on_fail_passed, "unlock_guarded", 0, 1, IMPERAI_PASSED, 0, "outcome", NULL)
+COMBO(combo_manual_on_fail_failed, "unlock_guarded", 0, 1, IMPERAI_FAILED, 10, "on_fail", NULL)
+COMBO(combo_manual_on_fail_high_risk, "unlock_guarded", 0, 1, IMPERAI_PASSED, 9, "on_fail",
+    NULL)
+COMBO(combo_manual_on_fail_timed_out, "unlock_guarded", 0, 1, IMPERAI_TIMED_OUT, -1, "outcome",
+    NULL)
+COMBO(combo_manual_plain_passed, "account_unlock", 0, 0, IMPERAI_PASSED, 0, "outcome", NULL)
+COMBO(combo_manual_plain_failed, "account_unlock", 0, 0, IMPERAI_FAILED, 10, "outcome", NULL)
+COMBO(combo_manual_plain_high_risk, "account_unlock", 0, 0, IMPERAI_PASSED, 9, "outcome", NULL)
+COMBO(combo_manual_plain_timed_out, "account_unlock", 0, 0, IMPERAI_TIMED_OUT, -1, "outcome",
+    NULL)
 
 static void
 test_failed_applies_on_fail_once_and_explains(void **state)
@@ -984,6 +1091,7 @@ test_failed_applies_on_fail_once_and_explains(void **state)
 	assert_patch_has(e, FIELD, "Verification Outcome: Failed");
 	assert_int_equal(h->t.on_fail_applied, 1);
 	assert_event(h, "on_fail applied", "flow=password-reset");
+	assert_event(h, "on_fail applied", "changed=assignment_group,priority,work_note");
 
 	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_FAILED, .risk = 10,
 	    .completed_at = T0 + 300, .action = IMPERAI_ACTION_NONE,
@@ -2150,6 +2258,22 @@ main(void)
 		T(test_outcome_older_than_max_age_is_not_resolved),
 		T(test_outcome_age_falls_back_to_updated_at),
 		T(test_not_automated_flow_stops_at_action_done),
+		T(test_combo_automated_on_fail_passed),
+		T(test_combo_automated_on_fail_failed),
+		T(test_combo_automated_on_fail_high_risk),
+		T(test_combo_automated_on_fail_timed_out),
+		T(test_combo_automated_plain_passed),
+		T(test_combo_automated_plain_failed),
+		T(test_combo_automated_plain_high_risk),
+		T(test_combo_automated_plain_timed_out),
+		T(test_combo_manual_on_fail_passed),
+		T(test_combo_manual_on_fail_failed),
+		T(test_combo_manual_on_fail_high_risk),
+		T(test_combo_manual_on_fail_timed_out),
+		T(test_combo_manual_plain_passed),
+		T(test_combo_manual_plain_failed),
+		T(test_combo_manual_plain_high_risk),
+		T(test_combo_manual_plain_timed_out),
 		T(test_failed_applies_on_fail_once_and_explains),
 		T(test_timed_out_and_not_enough_questions_enter_their_states),
 		T(test_canceled_at_imperai_enters_canceled),
