@@ -1483,8 +1483,8 @@ test_leaving_the_categories_untracks_and_notes_once(void **state)
 	assert_int_equal(h->t.state, TS_UNTRACKED);
 	assert_int_equal(h->res.forget, 0);
 	assert_int_equal(h->t.untracked_noted, 1);
-	assert_patch_has(effect(h, 1), FIELD, "No verification needed: the ticket left the "
-	    "verification categories");
+	assert_patch_has(effect(h, 1), FIELD, "<h3>No verification needed</h3><p>The ticket left "
+	    "the verification categories");
 	assert_patch_has(effect(h, 1), "work_notes", "[imper.ai untracked 1.3]");
 	assert_int_equal(patched(h, h->t.revision, 0), 0);
 	assert_int_equal(observe(h), 0);
