@@ -332,8 +332,16 @@ ticket_free(struct ticket *t)
 	free(t->requester_email);
 	engine_verif_clear(&t->v);
 	ticket_history_clear(t);
+	for (size_t i = 0; i < t->nattempts; i++)
+		free(t->attempts[i].request_id);
 	free(t->last_error);
 	memset(t, 0, sizeof(*t));
+}
+
+uint32_t
+ticket_attempt_number(const struct ticket *t)
+{
+	return str_eq(t->gen_reason, "retry") && t->attempt > 1 ? t->attempt : 1;
 }
 
 void
@@ -1251,6 +1259,94 @@ engine_passed(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 	buf_free(&why);
 }
 
+/* The outcome starts a new attempt when the flow says so and attempts are
+ * left; never after a failure or a high risk.  Sets retry_exhausted when
+ * it would have but none is left. */
+static int
+engine_retry_due(struct engine_ctx *c, struct ticket *t, const struct flow *f,
+    enum imperai_status old)
+{
+	unsigned bit = t->v.status == IMPERAI_TIMED_OUT ? FLOW_RETRY_TIMED_OUT :
+	    t->v.status == IMPERAI_NOT_ENOUGH_QUESTIONS ? FLOW_RETRY_NOT_ENOUGH_QUESTIONS : 0;
+
+	t->retry_exhausted = 0;
+	if (f == NULL || bit == 0 || imperai_status_is_final(old) || engine_risk_high(c, t) ||
+	    t->ended)
+		return 0;
+	t->attempt_max = 1 + (uint32_t)f->retry.max;
+	if ((f->retry.on & bit) && ticket_attempt_number(t) < t->attempt_max)
+		return 1;
+	t->retry_exhausted = 1;
+	return 0;
+}
+
+/* Remembers the request that just ended as an earlier attempt. */
+static void
+engine_attempt_record(struct ticket *t)
+{
+	struct ticket_attempt *a;
+
+	if (t->nattempts == ENGINE_ATTEMPTS_MAX) {
+		free(t->attempts[0].request_id);
+		memmove(&t->attempts[0], &t->attempts[1],
+		    sizeof(t->attempts[0]) * (ENGINE_ATTEMPTS_MAX - 1));
+		t->nattempts--;
+	}
+	a = &t->attempts[t->nattempts++];
+	a->generation = t->generation;
+	a->attempt = ticket_attempt_number(t);
+	a->request_id = engine_dup(t->request_id);
+	a->status = t->v.status;
+	a->at = t->v.completed_at ? t->v.completed_at : t->v.updated_at;
+}
+
+/* What a new request for the same ticket is made of: the ticket as last
+ * observed, and the requester the current request was made for. */
+static void
+engine_obs_from_ticket(const struct ticket *t, struct engine_obs *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->number = t->number;
+	o->state = t->snow_state;
+	o->category = t->category;
+	o->subcategory = t->subcategory;
+	o->short_description = t->short_description;
+	o->description = t->description;
+	o->requester = t->requester;
+	o->requester_name = t->requester_name;
+	o->requester_email = t->requester_email;
+}
+
+static void engine_outcome_event(struct engine_ctx *c, const struct ticket *t);
+
+/* The verification ended unfinished and the flow allows another attempt:
+ * the next generation, its own request (and Idempotency-Key), and the
+ * field saying so; the one work note comes with the new link. */
+static void
+engine_retry(struct engine_ctx *c, struct ticket *t, const struct flow *f)
+{
+	struct engine_obs o;
+	uint32_t next = ticket_attempt_number(t) + 1;
+	char n[16], of[16];
+
+	engine_enter_state(t, engine_state_for(t->v.status), "outcome", c->now, c->out);
+	engine_outcome_event(c, t);
+	snprintf(n, sizeof(n), "%" PRIu32, next);
+	snprintf(of, sizeof(of), "%" PRIu32, t->attempt_max);
+	engine_event(c->out, LOG_LVL_INFO, "new attempt", "ticket", t->number,
+	    "verification", t->request_id, "after", imperai_status_name(t->v.status),
+	    "attempt", n, "of", of, NULL);
+	engine_attempt_record(t);
+	engine_obs_from_ticket(t, &o);
+	t->generation++;
+	engine_reset_request(t);
+	str_replace(&t->gen_reason, "retry");
+	t->attempt = next;
+	engine_enter_state(t, TS_AWAITING_REQUEST, "retry", c->now, c->out);
+	engine_patch(c, t, NULL, NULL, NULL);
+	engine_create(c, t, f, &o);
+}
+
 static void
 engine_outcome_event(struct engine_ctx *c, const struct ticket *t)
 {
@@ -1284,6 +1380,12 @@ engine_apply(struct engine_ctx *c, struct ticket *t, struct imperai_verification
 	    t->v.status == IMPERAI_IN_PROGRESS || (t->v.channel != NULL && t->v.status != old)))
 		t->sent_at = t->v.updated_at > 0 ? t->v.updated_at : c->now;
 	ch.tag = engine_change_tag(old, &t->v, old_action);
+	if (engine_retry_due(c, t, f, old)) {
+		engine_retry(c, t, f);
+		json_object_put(ch.more);
+		buf_free(&ch.extra);
+		return;
+	}
 	if (t->v.status == IMPERAI_FAILED && old != IMPERAI_FAILED && f != NULL && f->automated)
 		buf_adds(&ch.extra, "Not resolved automatically: the verification failed.\n");
 	if (t->v.status == IMPERAI_PASSED)

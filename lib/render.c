@@ -677,6 +677,51 @@ render_canceled(struct buf *b, const struct render_ctx *rc, const struct ticket 
 	render_verification_id(b, rc, t);
 }
 
+/* "Attempt 2 of 3 - attempt 1: Timed out 2026-03-01 12:05:00 UTC." for an
+ * automatic new attempt; "No automatic attempt is left ..." after the
+ * last.  Plain text; empty when neither applies. */
+static void
+render_attempt_text(struct buf *b, const struct ticket *t)
+{
+	uint32_t n = ticket_attempt_number(t);
+	const struct ticket_attempt *a = t->nattempts ? &t->attempts[t->nattempts - 1] : NULL;
+	char when[20];
+
+	if (n > 1 && !t->retry_exhausted) {
+		buf_addf(b, "Attempt %" PRIu32 " of %" PRIu32, n, t->attempt_max > n ?
+		    t->attempt_max : n);
+		if (a != NULL && a->generation + 1 == t->generation) {
+			buf_addf(b, " - attempt %" PRIu32 ": %s", a->attempt,
+			    render_status_label((int)a->status));
+			if (a->at > 0 && a->at <= RENDER_TIME_MAX) {
+				util_format_snow_time(a->at, when);
+				buf_addf(b, " %s UTC", when);
+			}
+		}
+		buf_adds(b, ".");
+	} else if (t->retry_exhausted) {
+		buf_adds(b, "No automatic attempt is left");
+		if (t->attempt_max > 1)
+			buf_addf(b, " (%" PRIu32 " of %" PRIu32 " used)", n, t->attempt_max);
+		buf_adds(b, ". To send the requester a new link, set the ticket's category to one "
+		    "that needs no verification, save, and set it back: a new request starts.");
+	}
+}
+
+static void
+render_attempt(struct buf *b, const struct ticket *t)
+{
+	struct buf a;
+
+	buf_init(&a);
+	render_attempt_text(&a, t);
+	if (a.len > 0) {
+		buf_adds(b, a.data);	/* our own text: nothing to escape */
+		buf_adds(b, "<br>");
+	}
+	buf_free(&a);
+}
+
 /* The headline: what the agent needs to know first, in the largest type. */
 static void
 render_headline(struct buf *b, const struct render_ctx *rc, const struct ticket *t)
@@ -718,14 +763,17 @@ render_details(struct buf *b, const struct render_ctx *rc, const struct ticket *
 	case TS_AWAITING_REQUEST:
 	case TS_SUPERSEDED:
 		render_notice(b, t);
+		render_attempt(b, t);
 		break;
 	case TS_LINK_READY:
 		render_notice(b, t);
+		render_attempt(b, t);
 		render_link_expiry(b, t);
 		break;
 	case TS_LINK_SENT:
 	case TS_IN_PROGRESS:
 		render_notice(b, t);
+		render_attempt(b, t);
 		render_sent(b, t);
 		render_verification_id(b, rc, t);
 		break;
@@ -736,6 +784,7 @@ render_details(struct buf *b, const struct render_ctx *rc, const struct ticket *
 		render_outcome(b, rc, t);
 		render_action(b, t);
 		render_resolved(b, t);
+		render_attempt(b, t);
 		if (t->sent_at > 0 || t->v.channel != NULL || t->v.recipient_masked != NULL)
 			render_sent(b, t);
 		break;
@@ -852,6 +901,16 @@ render_note_action(struct buf *b, const struct ticket *t)
 }
 
 static void
+render_note_attempt(struct buf *b, const struct ticket *t)
+{
+	size_t len = b->len;
+
+	render_attempt_text(b, t);
+	if (b->len > len)
+		buf_adds(b, "\n");
+}
+
+static void
 render_note_link(struct buf *b, const struct render_ctx *rc, const struct ticket *t)
 {
 	if (render_url_allowed(rc, t->v.send_link_url))
@@ -862,6 +921,7 @@ render_note_link(struct buf *b, const struct render_ctx *rc, const struct ticket
 		    "host.\n");
 	render_note_id(b, t);
 	render_note_time(b, "Link expires ", t->v.expires_at);
+	render_note_attempt(b, t);
 }
 
 static int
@@ -888,6 +948,8 @@ render_note_body(struct buf *b, const struct render_ctx *rc, const struct ticket
 	    strcmp(tag, "update") == 0) {
 		render_note_outcome(b, rc, t);
 		render_note_action(b, t);
+		if (t->retry_exhausted)
+			render_note_attempt(b, t);
 	} else if (strcmp(tag, "action") == 0) {
 		render_note_action(b, t);
 		render_note_id(b, t);

@@ -46,6 +46,7 @@ static char *reset_cats[] = { "password_reset" };
 static char *unlock_cats[] = { "account_unlock" };
 static char *plain_cats[] = { "reset_plain" };
 static char *guarded_cats[] = { "unlock_guarded" };
+static char *retry_cats[] = { "reset_retry" };
 static struct flow flow_v[] = {
 	{ .name = "password-reset", .table = "incident", .categories = reset_cats,
 	  .ncategories = 1, .action = "password_reset", .automated = 1, .close = 0,
@@ -67,6 +68,12 @@ static struct flow flow_v[] = {
 	{ .name = "unlock-guarded", .table = "incident", .categories = guarded_cats,
 	  .ncategories = 1, .action = "account_unlock", .automated = 0, .max_age = 3600,
 	  .on_fail = { .assignment_group = "Service Desk Security", .priority = 2 } },
+	/* the default retry of flows.yaml */
+	{ .name = "reset-retry", .table = "incident", .categories = retry_cats,
+	  .ncategories = 1, .action = "password_reset", .automated = 1,
+	  .close_code = "Solution provided", .max_age = 3600,
+	  .on_fail = { .assignment_group = "Service Desk Security", .priority = 2 },
+	  .retry = { .on = FLOW_RETRY_TIMED_OUT | FLOW_RETRY_NOT_ENOUGH_QUESTIONS, .max = 2 } },
 };
 static struct flows flows = { .v = flow_v, .n = ARRAY_SIZE(flow_v) };
 
@@ -1070,6 +1077,142 @@ COMBO(combo_manual_plain_failed, "account_unlock", 0, 0, IMPERAI_FAILED, 10, "ou
 COMBO(combo_manual_plain_high_risk, "account_unlock", 0, 0, IMPERAI_PASSED, 9, "outcome", NULL)
 COMBO(combo_manual_plain_timed_out, "account_unlock", 0, 0, IMPERAI_TIMED_OUT, -1, "outcome",
     NULL)
+
+/* The request of the current generation ends with st at T0 + at. */
+static int
+ends(struct h *h, enum imperai_status st, int64_t at)
+{
+	return feed(h, &(struct chg){ .status = st, .completed_at = T0 + at,
+	    .action = IMPERAI_ACTION_NONE }, T0 + at);
+}
+
+static void
+test_timed_out_starts_attempt_2_with_its_own_request_and_one_note(void **state)
+{
+	struct h *h = *state;
+	const struct effect *e;
+	char *field;
+
+	h->category = "reset_retry";
+	to_link_sent(h);
+	assert_int_equal(ends(h, IMPERAI_TIMED_OUT, 900), 0);
+	assert_kinds(h, "patch,create");
+	assert_patch_lacks(effect(h, 0), "work_notes");	/* the note comes with the link */
+	assert_patch_has(effect(h, 0), FIELD, "Registering the verification request");
+	assert_patch_has(effect(h, 0), FIELD, "Attempt 2 of 3 - attempt 1: Timed out "
+	    "2026-03-01 12:15:00 UTC.");
+	e = effect(h, 1);
+	assert_int_equal(e->generation, 2);
+	assert_string_equal(e->create.idempotency_key, "acme.service-now.com/incident/" SYS1 "/2");
+	assert_string_equal(e->create.requester_email, "jane.doe@example.com");
+	assert_string_equal(e->create.subject, "Cannot log in");
+	assert_int_equal(h->t.state, TS_AWAITING_REQUEST);
+	assert_event(h, "outcome recorded", "result=timed_out");
+	assert_event(h, "new attempt", "verification=vr_81 after=timed_out attempt=2 of=3");
+	assert_int_equal(h->t.nattempts, 1);
+	assert_string_equal(h->t.attempts[0].request_id, "vr_81");
+	assert_int_equal(h->t.attempts[0].status, IMPERAI_TIMED_OUT);
+
+	assert_int_equal(created(h, 2, "vr_82", T0 + 910), 0);
+	assert_kinds(h, "patch");
+	assert_patch_has(effect(h, 0), "work_notes", "[imper.ai link 2.");
+	assert_patch_has(effect(h, 0), "work_notes", "Attempt 2 of 3 - attempt 1: Timed out");
+	field = patch_get(effect(h, 0), FIELD);
+	assert_int_equal(strncmp(field, "<h3><a href=\"" SEND_URL "\">imper.ai - Send "
+	    "Verification link</a></h3><p>Attempt 2 of 3 - attempt 1: Timed out", 83), 0);
+	free(field);
+	/* the old request's late news changes nothing */
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_TIMED_OUT, .id = "vr_81",
+	    .rec = "late" }, T0 + 920), 0);
+	assert_kinds(h, "");
+}
+
+static void
+test_a_link_expired_before_it_was_sent_counts_as_timed_out(void **state)
+{
+	struct h *h = *state;
+
+	h->category = "reset_retry";
+	to_link_ready(h);
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_TIMED_OUT,
+	    .completed_at = T0 + 900 }, T0 + 900), 0);
+	assert_kinds(h, "patch,create");
+	assert_int_equal(h->t.generation, 2);
+	assert_event(h, "new attempt", "attempt=2 of=3");
+}
+
+static void
+test_not_enough_questions_three_times_leaves_no_attempt(void **state)
+{
+	struct h *h = *state;
+
+	h->category = "reset_retry";
+	to_link_sent(h);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(ends(h, IMPERAI_NOT_ENOUGH_QUESTIONS, 900 + 100 * i), 0);
+		assert_kinds(h, "patch,create");
+		assert_int_equal(created(h, h->t.generation, i ? "vr_83" : "vr_82",
+		    T0 + 950 + 100 * i), 0);
+		assert_patch_has(effect(h, 0), "work_notes", i ? "Attempt 3 of 3 - attempt 2: "
+		    "Not enough questions" : "Attempt 2 of 3 - attempt 1: Not enough questions");
+		assert_int_equal(patched(h, h->t.revision, 0), 0);
+	}
+	assert_int_equal(h->t.generation, 3);
+	assert_int_equal(ends(h, IMPERAI_NOT_ENOUGH_QUESTIONS, 1200), 0);
+	assert_kinds(h, "patch");
+	assert_null(find_event(h, "new attempt"));
+	assert_int_equal(h->t.state, TS_NOT_ENOUGH_QUESTIONS);
+	assert_patch_has(effect(h, 0), FIELD, "<h3>Verification Outcome: Not enough questions</h3>");
+	assert_patch_has(effect(h, 0), FIELD, "No automatic attempt is left (3 of 3 used). To "
+	    "send the requester a new link");
+	assert_patch_has(effect(h, 0), "work_notes", "No automatic attempt is left (3 of 3 used).");
+	assert_int_equal(h->t.nattempts, 2);
+}
+
+static void
+test_failed_or_high_risk_never_starts_a_new_attempt(void **state)
+{
+	struct h *h = *state;
+
+	h->category = "reset_retry";
+	to_link_sent(h);
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_FAILED, .risk = 10,
+	    .completed_at = T0 + 300, .action = IMPERAI_ACTION_NONE }, T0 + 300), 0);
+	assert_kinds(h, "patch");
+	assert_patch_has(effect(h, 0), "assignment_group", "Service Desk Security");
+	assert_null(find_event(h, "new attempt"));
+	assert_int_equal(h->t.generation, 1);
+	restart(h);
+	to_link_sent(h);
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_TIMED_OUT, .risk = 10,
+	    .completed_at = T0 + 300, .action = IMPERAI_ACTION_NONE }, T0 + 300), 0);
+	assert_kinds(h, "patch");
+	assert_null(find_event(h, "new attempt"));
+	assert_event(h, "on_fail applied", "changed=");
+}
+
+static void
+test_attempts_survive_the_store(void **state)
+{
+	struct h *h = *state;
+	struct ticket back;
+	char *enc, *cause = NULL;
+
+	h->category = "reset_retry";
+	to_link_sent(h);
+	assert_int_equal(ends(h, IMPERAI_TIMED_OUT, 900), 0);
+	enc = codec_ticket_encode(&h->t);
+	assert_int_equal(codec_ticket_decode(enc, strlen(enc), &back, &cause), 0);
+	assert_int_equal(back.nattempts, 1);
+	assert_string_equal(back.attempts[0].request_id, "vr_81");
+	assert_int_equal(back.attempts[0].status, IMPERAI_TIMED_OUT);
+	assert_int_equal(back.attempts[0].at, T0 + 900);
+	assert_int_equal(back.attempt, 2);
+	assert_int_equal(back.attempt_max, 3);
+	assert_int_equal(ticket_attempt_number(&back), 2);
+	ticket_free(&back);
+	free(enc);
+}
 
 static void
 test_failed_applies_on_fail_once_and_explains(void **state)
@@ -2275,6 +2418,11 @@ main(void)
 		T(test_combo_manual_plain_high_risk),
 		T(test_combo_manual_plain_timed_out),
 		T(test_failed_applies_on_fail_once_and_explains),
+		T(test_timed_out_starts_attempt_2_with_its_own_request_and_one_note),
+		T(test_a_link_expired_before_it_was_sent_counts_as_timed_out),
+		T(test_not_enough_questions_three_times_leaves_no_attempt),
+		T(test_failed_or_high_risk_never_starts_a_new_attempt),
+		T(test_attempts_survive_the_store),
 		T(test_timed_out_and_not_enough_questions_enter_their_states),
 		T(test_canceled_at_imperai_enters_canceled),
 		T(test_final_outcome_never_moves_backwards),

@@ -231,6 +231,28 @@ test_field_golden_per_state(void **state)
 
 	fixture(&t, TS_UNTRACKED, 3);
 	golden_field("field_untracked", &t);
+
+	/* attempt 2 after a timed-out attempt 1: a fresh link */
+	fixture(&t, TS_LINK_READY, 6);
+	t.generation = 2;
+	str_replace(&t.gen_reason, "retry");
+	t.attempt = 2;
+	t.attempt_max = 3;
+	t.nattempts = 1;
+	t.attempts[0] = (struct ticket_attempt){ .generation = 1, .attempt = 1,
+	    .request_id = xstrdup("vr_80"), .status = IMPERAI_TIMED_OUT, .at = T0 + 900 };
+	golden_field("field_attempt_2", &t);
+
+	/* the last attempt ended unfinished */
+	fixture(&t, TS_NOT_ENOUGH_QUESTIONS, 9);
+	t.generation = 3;
+	str_replace(&t.gen_reason, "retry");
+	t.attempt = 3;
+	t.attempt_max = 3;
+	t.retry_exhausted = 1;
+	outcome(&t, IMPERAI_NOT_ENOUGH_QUESTIONS, -1, NULL);
+	t.v.action.status = IMPERAI_ACTION_NONE;
+	golden_field("field_no_attempt_left", &t);
 }
 
 static void
