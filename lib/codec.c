@@ -94,6 +94,7 @@ enc_verification(const struct imperai_verification *v)
 	enc_int(o, "expires_at", v->expires_at);
 	enc_int(o, "completed_at", v->completed_at);
 	enc_int(o, "updated_at", v->updated_at);
+	enc_int(o, "sent_at", v->sent_at);
 	enc_str(a, "type", v->action.type);
 	enc_str(a, "status", imperai_action_status_name(v->action.status));
 	enc_int(a, "completed_at", v->action.completed_at);
@@ -494,6 +495,7 @@ dec_verification(struct codec_dec *d, struct json_object *root, struct imperai_v
 	dec_time(d, o, p, "expires_at", &v->expires_at);
 	dec_time(d, o, p, "completed_at", &v->completed_at);
 	dec_time(d, o, p, "updated_at", &v->updated_at);
+	dec_time(d, o, p, "sent_at", &v->sent_at);
 	dec_action(d, o, v);
 }
 

@@ -261,6 +261,7 @@ engine_snapshot(struct imperai_verification *n, const struct imperai_verificatio
 	n->expires_at = engine_clamp_time(src->expires_at);
 	n->completed_at = engine_clamp_time(src->completed_at);
 	n->updated_at = engine_clamp_time(src->updated_at);
+	n->sent_at = engine_clamp_time(src->sent_at);
 	n->action.type = engine_dup_wire(src->action.type);
 	n->action.status = engine_action_known(src->action.status) ? src->action.status :
 	    IMPERAI_ACTION_NONE;
@@ -1013,7 +1014,8 @@ engine_verif_relevant(const struct imperai_verification *a,
 	    !str_eq(a->channel, b->channel) || !str_eq(a->recipient_masked, b->recipient_masked) ||
 	    !str_eq(a->initiated_by, b->initiated_by) ||
 	    !str_eq(a->recommendation, b->recommendation) ||
-	    !str_eq(a->send_link_url, b->send_link_url);
+	    !str_eq(a->send_link_url, b->send_link_url) ||
+	    (!imperai_status_is_final(a->status) && a->sent_at != b->sent_at);
 }
 
 static enum tstate
@@ -1361,12 +1363,22 @@ engine_outcome_event(struct engine_ctx *c, const struct ticket *t)
 	free(r);
 }
 
+/* The agent sent the link again (to the same or another address) before
+ * the outcome: the earlier link no longer works. */
+static int
+engine_resent(const struct ticket *t, enum imperai_status old, int64_t old_sent_at)
+{
+	return !imperai_status_is_final(t->v.status) && old != IMPERAI_PENDING &&
+	    t->v.sent_at > 0 && old_sent_at > 0 && t->v.sent_at != old_sent_at;
+}
+
 /* Applies the snapshot n (a relevant change of the current request) to t. */
 static void
 engine_apply(struct engine_ctx *c, struct ticket *t, struct imperai_verification *n)
 {
 	enum imperai_status old = t->v.status;
 	enum imperai_action_status old_action = t->v.action.status;
+	int64_t old_sent_at = t->v.sent_at;
 	const struct flow *f = engine_flow(c, t->flow);
 	struct engine_change ch = { .to = t->state, .more = json_object_new_object() };
 
@@ -1380,6 +1392,10 @@ engine_apply(struct engine_ctx *c, struct ticket *t, struct imperai_verification
 	    t->v.status == IMPERAI_IN_PROGRESS || (t->v.channel != NULL && t->v.status != old)))
 		t->sent_at = t->v.updated_at > 0 ? t->v.updated_at : c->now;
 	ch.tag = engine_change_tag(old, &t->v, old_action);
+	if (engine_resent(t, old, old_sent_at)) {
+		t->sent_at = t->v.sent_at;	/* the field shows the latest send */
+		ch.tag = "sent";
+	}
 	if (engine_retry_due(c, t, f, old)) {
 		engine_retry(c, t, f);
 		json_object_put(ch.more);

@@ -565,6 +565,17 @@ render_send_link(struct buf *b, const struct render_ctx *rc, const struct ticket
 		buf_adds(b, "imper.ai - Send Verification link: not available yet.");
 }
 
+/* While the link is out: send it again (a typo, an SMS that never came). */
+static void
+render_send_again(struct buf *b, const struct render_ctx *rc, const struct ticket *t)
+{
+	if (!render_url_allowed(rc, t->v.send_link_url))
+		return;
+	render_link(b, rc, t->v.send_link_url, "imper.ai - Send the link again");
+	buf_adds(b, " (to the same or another address or phone; the earlier link stops "
+	    "working)<br>");
+}
+
 static void
 render_link_expiry(struct buf *b, const struct ticket *t)
 {
@@ -775,6 +786,7 @@ render_details(struct buf *b, const struct render_ctx *rc, const struct ticket *
 		render_notice(b, t);
 		render_attempt(b, t);
 		render_sent(b, t);
+		render_send_again(b, rc, t);
 		render_verification_id(b, rc, t);
 		break;
 	case TS_CANCELED:

@@ -27,6 +27,7 @@ FIELD = "u_imperai_verification"
 TAG = re.compile(r"^\[imper\.ai (\S+) (\d+)\.(\d+)\]\n")
 REF = re.compile(r"imperai-snow ref (\d+)\.(\d+)")
 SEND_LINK = re.compile(r'<a href="([^"]+)">imper\.ai - Send Verification link</a>')
+SEND_AGAIN = re.compile(r'<a href="([^"]+)">imper\.ai - Send the link again</a>')
 ID_LINK = re.compile(r'Verification ID: <a href="([^"]+)">([^<]+)</a>')
 FEED = "GET /v1/verification-requests/changes"
 CREATE = "POST /v1/verification-requests"
@@ -477,6 +478,34 @@ class OutcomeTest(SharedStack):
         self.assertEqual([r["status"] for r in sc.requests_for(t)],
                          ["not_enough_questions"] * 3)
         sc.assert_one_note_per_event(t, ["link", "sent", "progress"] * 3 + ["outcome"])
+
+    def test_send_again_to_a_corrected_address_replaces_the_link(self):
+        sc = self.sc
+        t = sc.create(category="password_reset")
+        _, url = sc.wait_link(t)
+        sc.send(t, url, recipient="abel.typo@example.org")
+        sc.wait_tag(t, "sent")
+        link1 = sc.mailbox_link(t, to="abel.typo@example.org")
+        field = sc.wait(lambda: SEND_AGAIN.search(sc.field(t) or ""), "the send-again link")
+        again = field.group(1).replace("&amp;", "&")
+        self.assertNotEqual(again, url)
+        sc.send(t, again, recipient="abel.private@example.org", agent="Ivy Agent")
+        note = sc.wait_tag(t, "sent", count=2)
+        self.assertIn("Verification link sent by Ivy Agent via email to a***e@e***.org", note)
+        rec = sc.record(t)
+        self.assertIn("Recipient: a***e@e***.org", rec[FIELD])
+        self.assertIn("imper.ai - Send the link again", rec[FIELD])
+        # links stay single-use: the first no longer works, the second does
+        status, html = browse(link1)
+        self.assertEqual(status, 410, html)
+        link2 = sc.mailbox_link(t)
+        self.assertNotEqual(link1, link2)
+        sc.open_verification(link2)
+        sc.wait_tag(t, "progress")
+        self.assertIn("Verification passed", sc.answer(link2))
+        sc.wait_tag(t, "outcome")
+        self.assertNotIn("Send the link again", sc.record(t)[FIELD])
+        self.assertEqual(len(sc.requests_for(t)), 1)
 
     def test_failed_starts_no_new_request_at_imperai(self):
         sc = self.sc

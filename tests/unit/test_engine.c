@@ -257,6 +257,7 @@ struct chg {
 	const char			*rec;
 	const char			*recipient;
 	const char			*id;
+	int64_t				 sent_at;	/* the latest send, 0: none reported */
 };
 
 static int
@@ -275,6 +276,7 @@ feed(struct h *h, const struct chg *c, int64_t now)
 	v.updated_at = c->updated_at ? c->updated_at : now;
 	v.action.status = c->action ? c->action : IMPERAI_ACTION_PENDING;
 	v.action.completed_at = c->action_at;
+	v.sent_at = c->sent_at;
 	reset_result(h);
 	rc = engine_verification(&pol, &h->t, &v, now, &h->res);
 	v_free(&v);
@@ -1189,6 +1191,39 @@ test_failed_or_high_risk_never_starts_a_new_attempt(void **state)
 	assert_kinds(h, "patch");
 	assert_null(find_event(h, "new attempt"));
 	assert_event(h, "on_fail applied", "changed=");
+}
+
+static void
+test_a_resend_while_sent_shows_the_latest_send_with_one_note(void **state)
+{
+	struct h *h = *state;
+
+	to_link_ready(h);
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_LINK_SENT,
+	    .sent_at = T0 + 60 }, T0 + 60), 0);
+	assert_patch_has(effect(h, 0), FIELD, "imper.ai - Send the link again</a>");
+	assert_int_equal(patched(h, h->t.revision, 0), 0);
+	/* the agent corrects the address: same request, a new link */
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_LINK_SENT,
+	    .recipient = "j***n@e***.org", .sent_at = T0 + 500 }, T0 + 500), 0);
+	assert_kinds(h, "patch");
+	assert_patch_has(effect(h, 0), "work_notes", "[imper.ai sent 1.3]");
+	assert_patch_has(effect(h, 0), "work_notes", "Verification link sent by Beth Anglin via "
+	    "email to j***n@e***.org.");
+	assert_patch_has(effect(h, 0), FIELD, "Verification link sent by Beth Anglin at "
+	    "2026-03-01 12:08:20 UTC");
+	assert_patch_has(effect(h, 0), FIELD, "Recipient: j***n@e***.org");
+	assert_patch_has(effect(h, 0), FIELD, "imper.ai - Send the link again</a>");
+	assert_int_equal(h->t.generation, 1);
+	/* the same send reported again changes nothing */
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_LINK_SENT,
+	    .recipient = "j***n@e***.org", .sent_at = T0 + 500 }, T0 + 520), 0);
+	assert_kinds(h, "");
+	/* no send-again link once the outcome is in */
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_PASSED, .risk = 2,
+	    .recipient = "j***n@e***.org", .sent_at = T0 + 500, .completed_at = T0 + 600 },
+	    T0 + 600), 0);
+	assert_null(strstr(effect(h, 0)->patch_json, "Send the link again"));
 }
 
 static void
@@ -2423,6 +2458,7 @@ main(void)
 		T(test_not_enough_questions_three_times_leaves_no_attempt),
 		T(test_failed_or_high_risk_never_starts_a_new_attempt),
 		T(test_attempts_survive_the_store),
+		T(test_a_resend_while_sent_shows_the_latest_send_with_one_note),
 		T(test_timed_out_and_not_enough_questions_enter_their_states),
 		T(test_canceled_at_imperai_enters_canceled),
 		T(test_final_outcome_never_moves_backwards),
