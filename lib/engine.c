@@ -1364,12 +1364,17 @@ engine_outcome_event(struct engine_ctx *c, const struct ticket *t)
 }
 
 /* The agent sent the link again (to the same or another address) before
- * the outcome: the earlier link no longer works. */
+ * the outcome, and the earlier link no longer works: a later send time, or
+ * (sends within one second) another recipient, channel or agent. */
 static int
-engine_resent(const struct ticket *t, enum imperai_status old, int64_t old_sent_at)
+engine_resent(const struct imperai_verification *a, const struct imperai_verification *b)
 {
-	return !imperai_status_is_final(t->v.status) && old != IMPERAI_PENDING &&
-	    t->v.sent_at > 0 && old_sent_at > 0 && t->v.sent_at != old_sent_at;
+	if (imperai_status_is_final(b->status) || a->status == IMPERAI_PENDING ||
+	    a->channel == NULL)
+		return 0;
+	return (a->sent_at > 0 && b->sent_at > a->sent_at) || !str_eq(a->channel, b->channel) ||
+	    !str_eq(a->recipient_masked, b->recipient_masked) ||
+	    !str_eq(a->initiated_by, b->initiated_by);
 }
 
 /* Applies the snapshot n (a relevant change of the current request) to t. */
@@ -1378,7 +1383,7 @@ engine_apply(struct engine_ctx *c, struct ticket *t, struct imperai_verification
 {
 	enum imperai_status old = t->v.status;
 	enum imperai_action_status old_action = t->v.action.status;
-	int64_t old_sent_at = t->v.sent_at;
+	int resent = engine_resent(&t->v, n);
 	const struct flow *f = engine_flow(c, t->flow);
 	struct engine_change ch = { .to = t->state, .more = json_object_new_object() };
 
@@ -1392,8 +1397,8 @@ engine_apply(struct engine_ctx *c, struct ticket *t, struct imperai_verification
 	    t->v.status == IMPERAI_IN_PROGRESS || (t->v.channel != NULL && t->v.status != old)))
 		t->sent_at = t->v.updated_at > 0 ? t->v.updated_at : c->now;
 	ch.tag = engine_change_tag(old, &t->v, old_action);
-	if (engine_resent(t, old, old_sent_at)) {
-		t->sent_at = t->v.sent_at;	/* the field shows the latest send */
+	if (resent) {	/* the field shows the latest send */
+		t->sent_at = t->v.sent_at > 0 ? t->v.sent_at : t->v.updated_at;
 		ch.tag = "sent";
 	}
 	if (engine_retry_due(c, t, f, old)) {

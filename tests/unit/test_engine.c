@@ -1219,6 +1219,11 @@ test_a_resend_while_sent_shows_the_latest_send_with_one_note(void **state)
 	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_LINK_SENT,
 	    .recipient = "j***n@e***.org", .sent_at = T0 + 500 }, T0 + 520), 0);
 	assert_kinds(h, "");
+	/* sent again within the same second (times have one-second steps) */
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_LINK_SENT,
+	    .recipient = "+*********67", .sent_at = T0 + 500 }, T0 + 530), 0);
+	assert_patch_has(effect(h, 0), "work_notes", "[imper.ai sent 1.4]");
+	assert_patch_has(effect(h, 0), "work_notes", "to +*********67.");
 	/* no send-again link once the outcome is in */
 	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_PASSED, .risk = 2,
 	    .recipient = "j***n@e***.org", .sent_at = T0 + 500, .completed_at = T0 + 600 },
