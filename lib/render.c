@@ -696,9 +696,12 @@ render_attempt_text(struct buf *b, const struct ticket *t)
 {
 	uint32_t n = ticket_attempt_number(t);
 	const struct ticket_attempt *a = t->nattempts ? &t->attempts[t->nattempts - 1] : NULL;
+	/* only on the request that used up the attempts, not on a later one */
+	int exhausted = t->retry_exhausted && (t->v.status == IMPERAI_TIMED_OUT ||
+	    t->v.status == IMPERAI_NOT_ENOUGH_QUESTIONS);
 	char when[20];
 
-	if (n > 1 && !t->retry_exhausted) {
+	if (n > 1 && !exhausted) {
 		buf_addf(b, "Attempt %" PRIu32 " of %" PRIu32, n, t->attempt_max > n ?
 		    t->attempt_max : n);
 		if (a != NULL && a->generation + 1 == t->generation) {
@@ -710,7 +713,7 @@ render_attempt_text(struct buf *b, const struct ticket *t)
 			}
 		}
 		buf_adds(b, ".");
-	} else if (t->retry_exhausted) {
+	} else if (exhausted) {
 		buf_adds(b, "No automatic attempt is left");
 		if (t->attempt_max > 1)
 			buf_addf(b, " (%" PRIu32 " of %" PRIu32 " used)", n, t->attempt_max);

@@ -210,6 +210,14 @@ show_fieldf(const char *indent, const char *label, const char *fmt, ...)
 	free(s);
 }
 
+/* The current request used up the flow's automatic attempts. */
+static int
+show_no_attempt_left(const struct ticket *t)
+{
+	return t->retry_exhausted && (t->v.status == IMPERAI_TIMED_OUT ||
+	    t->v.status == IMPERAI_NOT_ENOUGH_QUESTIONS);
+}
+
 /* Every request of the series: the earlier attempts, then the current. */
 static void
 show_text_attempts(const struct show *s)
@@ -229,7 +237,7 @@ show_text_attempts(const struct show *s)
 	}
 	printf("  %" PRIu32 ". %s  %s (current%s)\n", ticket_attempt_number(t),
 	    t->request_id ? t->request_id : "-", t->v.id ? ctl_status_label((int)t->v.status) :
-	    "Pending", t->retry_exhausted ? ", no automatic attempt left" : "");
+	    "Pending", show_no_attempt_left(t) ? ", no automatic attempt left" : "");
 }
 
 static void
@@ -487,7 +495,7 @@ show_json(const struct ctl *c, const struct show *s)
 	if (t->attempt_max > 0)
 		json_object_object_add(o, "attempts_allowed", json_object_new_int64(t->attempt_max));
 	json_object_object_add(o, "no_automatic_attempt_left",
-	    json_object_new_boolean(t->retry_exhausted));
+	    json_object_new_boolean(show_no_attempt_left(t)));
 	json_object_object_add(o, "history", show_json_history(t));
 	json_object_object_add(o, "pending_writes", show_json_writes(s));
 	json_object_object_add(o, "last_error", ctl_json_str(t->last_error));

@@ -1169,6 +1169,15 @@ test_not_enough_questions_three_times_leaves_no_attempt(void **state)
 	    "send the requester a new link");
 	assert_patch_has(effect(h, 0), "work_notes", "No automatic attempt is left (3 of 3 used).");
 	assert_int_equal(h->t.nattempts, 2);
+	/* another requester: a new series, nothing said of the old one's attempts */
+	assert_int_equal(patched(h, h->t.revision, 0), 0);
+	h->caller = CALLER2;
+	assert_int_equal(observe(h), 0);
+	assert_int_equal(h->t.state, TS_AWAITING_REQUEST);
+	assert_int_equal(ticket_attempt_number(&h->t), 1);
+	assert_kinds(h, "cancel,patch,create");
+	assert_null(strstr(effect(h, 1)->patch_json, "No automatic attempt"));
+	assert_null(strstr(effect(h, 1)->patch_json, "Attempt "));
 }
 
 static void
