@@ -94,6 +94,7 @@ enc_verification(const struct imperai_verification *v)
 	enc_int(o, "expires_at", v->expires_at);
 	enc_int(o, "completed_at", v->completed_at);
 	enc_int(o, "updated_at", v->updated_at);
+	enc_int(o, "sent_at", v->sent_at);
 	enc_str(a, "type", v->action.type);
 	enc_str(a, "status", imperai_action_status_name(v->action.status));
 	enc_int(a, "completed_at", v->action.completed_at);
@@ -119,10 +120,33 @@ enc_history(const struct ticket *t)
 	return a;
 }
 
+/* The automatic new attempts (flow retry); absent in older records. */
+static void
+enc_attempts(struct json_object *o, const struct ticket *t)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (size_t i = 0; i < t->nattempts && i < ENGINE_ATTEMPTS_MAX; i++) {
+		struct json_object *e = json_object_new_object();
+
+		enc_int(e, "generation", t->attempts[i].generation);
+		enc_int(e, "attempt", t->attempts[i].attempt);
+		enc_str(e, "request_id", t->attempts[i].request_id);
+		enc_str(e, "status", imperai_status_name(t->attempts[i].status));
+		enc_int(e, "at", t->attempts[i].at);
+		json_object_array_add(a, e);
+	}
+	json_object_object_add(o, "attempts", a);
+	enc_int(o, "attempt", t->attempt);
+	enc_int(o, "attempt_max", t->attempt_max);
+	enc_bool(o, "retry_exhausted", t->retry_exhausted);
+}
+
 /* The request and verification half of a ticket. */
 static void
 enc_ticket_request(struct json_object *o, const struct ticket *t)
 {
+	enc_attempts(o, t);
 	enc_str(o, "request_id", t->request_id);
 	enc_str(o, "requester", t->requester);
 	enc_str(o, "requester_name", t->requester_name);
@@ -471,6 +495,7 @@ dec_verification(struct codec_dec *d, struct json_object *root, struct imperai_v
 	dec_time(d, o, p, "expires_at", &v->expires_at);
 	dec_time(d, o, p, "completed_at", &v->completed_at);
 	dec_time(d, o, p, "updated_at", &v->updated_at);
+	dec_time(d, o, p, "sent_at", &v->sent_at);
 	dec_action(d, o, v);
 }
 
@@ -512,8 +537,49 @@ dec_history(struct codec_dec *d, struct json_object *o, struct ticket *t)
 }
 
 static void
+dec_attempt(struct codec_dec *d, struct json_object *e, struct ticket_attempt *a)
+{
+	static const char *const p = "attempts[].";
+	const char *st;
+
+	if (!json_object_is_type(e, json_type_object)) {
+		dec_fail(d, -EINVAL, "", "attempts[]", "expected an object");
+		return;
+	}
+	dec_u32(d, e, p, "generation", &a->generation);
+	dec_u32(d, e, p, "attempt", &a->attempt);
+	dec_str(d, e, p, "request_id", &a->request_id, CODEC_MAX_STRING, 0);
+	dec_time(d, e, p, "at", &a->at);
+	st = dec_word(d, e, p, "status", 1);
+	if (st != NULL && imperai_status_parse(st, &a->status) < 0)
+		dec_fail(d, -EINVAL, p, "status", "unknown value");
+}
+
+static void
+dec_attempts(struct codec_dec *d, struct json_object *o, struct ticket *t)
+{
+	struct json_object *a = dec_get(d, o, "", "attempts", json_type_array, 0);
+	size_t n;
+
+	dec_u32(d, o, "", "attempt", &t->attempt);
+	dec_u32(d, o, "", "attempt_max", &t->attempt_max);
+	dec_bool(d, o, "", "retry_exhausted", &t->retry_exhausted);
+	if (a == NULL)
+		return;
+	if ((n = json_object_array_length(a)) > ENGINE_ATTEMPTS_MAX) {
+		dec_fail(d, -EINVAL, "", "attempts", "more entries than ENGINE_ATTEMPTS_MAX");
+		return;
+	}
+	for (size_t i = 0; i < n && !d->err; i++) {
+		dec_attempt(d, json_object_array_get_idx(a, i), &t->attempts[i]);
+		t->nattempts = i + 1;
+	}
+}
+
+static void
 dec_ticket_request(struct codec_dec *d, struct json_object *o, struct ticket *t)
 {
+	dec_attempts(d, o, t);
 	dec_str(d, o, "", "request_id", &t->request_id, CODEC_MAX_STRING, 0);
 	dec_str(d, o, "", "requester", &t->requester, MAX_NAME, 0);
 	dec_str(d, o, "", "requester_name", &t->requester_name, CODEC_MAX_STRING, 0);

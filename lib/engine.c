@@ -226,6 +226,7 @@ engine_snapshot(struct imperai_verification *n, const struct imperai_verificatio
 	n->expires_at = engine_clamp_time(src->expires_at);
 	n->completed_at = engine_clamp_time(src->completed_at);
 	n->updated_at = engine_clamp_time(src->updated_at);
+	n->sent_at = engine_clamp_time(src->sent_at);
 	n->action.type = engine_dup_wire(src->action.type);
 	n->action.status = engine_action_known(src->action.status) ? src->action.status :
 	    IMPERAI_ACTION_NONE;
@@ -297,8 +298,16 @@ ticket_free(struct ticket *t)
 	free(t->requester_email);
 	engine_verif_clear(&t->v);
 	ticket_history_clear(t);
+	for (size_t i = 0; i < t->nattempts; i++)
+		free(t->attempts[i].request_id);
 	free(t->last_error);
 	memset(t, 0, sizeof(*t));
+}
+
+uint32_t
+ticket_attempt_number(const struct ticket *t)
+{
+	return str_eq(t->gen_reason, "retry") && t->attempt > 1 ? t->attempt : 1;
 }
 
 void
@@ -893,7 +902,8 @@ engine_verif_relevant(const struct imperai_verification *a,
 	    !str_eq(a->channel, b->channel) || !str_eq(a->recipient_masked, b->recipient_masked) ||
 	    !str_eq(a->initiated_by, b->initiated_by) ||
 	    !str_eq(a->recommendation, b->recommendation) ||
-	    !str_eq(a->send_link_url, b->send_link_url);
+	    !str_eq(a->send_link_url, b->send_link_url) ||
+	    (!imperai_status_is_final(a->status) && a->sent_at != b->sent_at);
 }
 
 static enum tstate
@@ -988,12 +998,11 @@ engine_resolve_refusal(const struct engine_ctx *c, const struct ticket *t,
 	if (f == NULL) {
 		buf_addf(why, "its flow %s is no longer configured.", engine_nz(t->flow));
 		code = "flow_gone";
+	} else if (!f->automated) {
+		code = "not_automated";	/* never resolves: nothing to explain */
 	} else if (engine_risk_high(c, t)) {
 		buf_adds(why, "the risk level is High.");
 		code = "risk_high";
-	} else if (!f->automated) {
-		buf_addf(why, "the flow %s is not automated; an agent resolves the ticket.", f->name);
-		code = "not_automated";
 	} else if (v->action.status != IMPERAI_ACTION_COMPLETED) {
 		buf_addf(why, "the %s %s.", action ? action : "requested action",
 		    v->action.status == IMPERAI_ACTION_FAILED ? "failed" : "is not completed yet");
@@ -1063,28 +1072,47 @@ engine_resolve(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 	return to;
 }
 
-/* The on_fail of the flow, once per generation. */
-static void
+/* Does the flow say what to do on a failure? */
+static int
+engine_has_on_fail(const struct flow *f)
+{
+	return f != NULL && (f->on_fail.assignment_group != NULL || f->on_fail.priority > 0 ||
+	    f->on_fail.work_note != NULL);
+}
+
+/* The on_fail of the flow, once per generation; returns 0 when the flow
+ * has none (nothing is applied, nothing is said). */
+static int
 engine_on_fail(struct engine_ctx *c, struct ticket *t, const struct flow *f,
     struct json_object *more, struct buf *extra)
 {
-	const char *note = f && f->on_fail.work_note ? f->on_fail.work_note : DEFAULT_ON_FAIL_NOTE;
+	const char *note;
 	char prio[16];
+	struct buf what;
 
+	if (!engine_has_on_fail(f))
+		return 0;
+	note = f->on_fail.work_note ? f->on_fail.work_note : DEFAULT_ON_FAIL_NOTE;
+	buf_init(&what);
 	if (!str_eq(note, t->v.recommendation))	/* the note shows the recommendation already */
 		buf_addf(extra, "%s\n", note);
-	if (f != NULL && f->on_fail.assignment_group != NULL) {
+	if (f->on_fail.assignment_group != NULL) {
 		engine_json_add(more, "assignment_group", f->on_fail.assignment_group);
 		buf_addf(extra, "Reassigned to %s.\n", f->on_fail.assignment_group);
+		buf_adds(&what, "assignment_group,");
 	}
-	if (f != NULL && f->on_fail.priority > 0) {
+	if (f->on_fail.priority > 0) {
 		snprintf(prio, sizeof(prio), "%d", f->on_fail.priority);
 		engine_json_add(more, "priority", prio);
 		buf_addf(extra, "Priority set to %s.\n", prio);
+		buf_adds(&what, "priority,");
 	}
+	buf_adds(&what, "work_note");
 	t->on_fail_applied = 1;
 	engine_event(c->out, LOG_LVL_NOTICE, "on_fail applied", "ticket", t->number,
-	    "verification", t->request_id, "flow", t->flow, NULL);
+	    "verification", t->request_id, "flow", t->flow, "changed", what.data, NULL);
+	buf_free(&what);
+	return 1;
 }
 
 /* Everything a change of a verification decides, merged into one PATCH. */
@@ -1113,12 +1141,100 @@ engine_passed(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 		ch->to = engine_resolve(c, t, f, ch->more);
 		ch->tag = "resolved";
 		ch->resolving = 1;
-	} else {
+	} else if (why.len > 0) {
 		buf_addf(&ch->extra, "Not resolved automatically: %s\n", why.data);
 		engine_event(c->out, LOG_LVL_INFO, "resolve refused", "ticket", t->number,
 		    "verification", t->request_id, "reason", code, NULL);
 	}
 	buf_free(&why);
+}
+
+/* The outcome starts a new attempt when the flow says so and attempts are
+ * left; never after a failure or a high risk.  Sets retry_exhausted when
+ * it would have but none is left. */
+static int
+engine_retry_due(struct engine_ctx *c, struct ticket *t, const struct flow *f,
+    enum imperai_status old)
+{
+	unsigned bit = t->v.status == IMPERAI_TIMED_OUT ? FLOW_RETRY_TIMED_OUT :
+	    t->v.status == IMPERAI_NOT_ENOUGH_QUESTIONS ? FLOW_RETRY_NOT_ENOUGH_QUESTIONS : 0;
+
+	t->retry_exhausted = 0;
+	if (f == NULL || bit == 0 || imperai_status_is_final(old) || engine_risk_high(c, t) ||
+	    t->ended)
+		return 0;
+	t->attempt_max = 1 + (uint32_t)f->retry.max;
+	if ((f->retry.on & bit) && ticket_attempt_number(t) < t->attempt_max)
+		return 1;
+	t->retry_exhausted = 1;
+	return 0;
+}
+
+/* Remembers the request that just ended as an earlier attempt. */
+static void
+engine_attempt_record(struct ticket *t)
+{
+	struct ticket_attempt *a;
+
+	if (t->nattempts == ENGINE_ATTEMPTS_MAX) {
+		free(t->attempts[0].request_id);
+		memmove(&t->attempts[0], &t->attempts[1],
+		    sizeof(t->attempts[0]) * (ENGINE_ATTEMPTS_MAX - 1));
+		t->nattempts--;
+	}
+	a = &t->attempts[t->nattempts++];
+	a->generation = t->generation;
+	a->attempt = ticket_attempt_number(t);
+	a->request_id = engine_dup(t->request_id);
+	a->status = t->v.status;
+	a->at = t->v.completed_at ? t->v.completed_at : t->v.updated_at;
+}
+
+/* What a new request for the same ticket is made of: the ticket as last
+ * observed, and the requester the current request was made for. */
+static void
+engine_obs_from_ticket(const struct ticket *t, struct snow_obs *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->number = t->number;
+	o->state = t->snow_state;
+	o->category = t->category;
+	o->subcategory = t->subcategory;
+	o->short_description = t->short_description;
+	o->description = t->description;
+	o->requester = t->requester;
+	o->requester_name = t->requester_name;
+	o->requester_email = t->requester_email;
+}
+
+static void engine_outcome_event(struct engine_ctx *c, const struct ticket *t);
+
+/* The verification ended unfinished and the flow allows another attempt:
+ * the next generation, its own request (and Idempotency-Key), and the
+ * field saying so; the one work note comes with the new link. */
+static void
+engine_retry(struct engine_ctx *c, struct ticket *t, const struct flow *f)
+{
+	struct snow_obs o;
+	uint32_t next = ticket_attempt_number(t) + 1;
+	char n[16], of[16];
+
+	engine_enter_state(t, engine_state_for(t->v.status), "outcome", c->now, c->out);
+	engine_outcome_event(c, t);
+	snprintf(n, sizeof(n), "%" PRIu32, next);
+	snprintf(of, sizeof(of), "%" PRIu32, t->attempt_max);
+	engine_event(c->out, LOG_LVL_INFO, "new attempt", "ticket", t->number,
+	    "verification", t->request_id, "after", imperai_status_name(t->v.status),
+	    "attempt", n, "of", of, NULL);
+	engine_attempt_record(t);
+	engine_obs_from_ticket(t, &o);
+	t->generation++;
+	engine_reset_request(t);
+	str_replace(&t->gen_reason, "retry");
+	t->attempt = next;
+	engine_enter_state(t, TS_AWAITING_REQUEST, "retry", c->now, c->out);
+	engine_patch(c, t, NULL, NULL, NULL);
+	engine_create(c, t, f, &o);
 }
 
 static void
@@ -1135,12 +1251,27 @@ engine_outcome_event(struct engine_ctx *c, const struct ticket *t)
 	free(r);
 }
 
+/* The agent sent the link again (to the same or another address) before
+ * the outcome, and the earlier link no longer works: a later send time, or
+ * (sends within one second) another recipient, channel or agent. */
+static int
+engine_resent(const struct imperai_verification *a, const struct imperai_verification *b)
+{
+	if (imperai_status_is_final(b->status) || a->status == IMPERAI_PENDING ||
+	    a->channel == NULL)
+		return 0;
+	return (a->sent_at > 0 && b->sent_at > a->sent_at) || !str_eq(a->channel, b->channel) ||
+	    !str_eq(a->recipient_masked, b->recipient_masked) ||
+	    !str_eq(a->initiated_by, b->initiated_by);
+}
+
 /* Applies the snapshot n (a relevant change of the current request) to t. */
 static void
 engine_apply(struct engine_ctx *c, struct ticket *t, struct imperai_verification *n)
 {
 	enum imperai_status old = t->v.status;
 	enum imperai_action_status old_action = t->v.action.status;
+	int resent = engine_resent(&t->v, n);
 	const struct flow *f = engine_flow(c, t->flow);
 	struct engine_change ch = { .to = t->state, .more = json_object_new_object() };
 
@@ -1154,14 +1285,23 @@ engine_apply(struct engine_ctx *c, struct ticket *t, struct imperai_verification
 	    t->v.status == IMPERAI_IN_PROGRESS || (t->v.channel != NULL && t->v.status != old)))
 		t->sent_at = t->v.updated_at > 0 ? t->v.updated_at : c->now;
 	ch.tag = engine_change_tag(old, &t->v, old_action);
-	if (t->v.status == IMPERAI_FAILED && old != IMPERAI_FAILED)
+	if (resent) {	/* the field shows the latest send */
+		t->sent_at = t->v.sent_at > 0 ? t->v.sent_at : t->v.updated_at;
+		ch.tag = "sent";
+	}
+	if (engine_retry_due(c, t, f, old)) {
+		engine_retry(c, t, f);
+		json_object_put(ch.more);
+		buf_free(&ch.extra);
+		return;
+	}
+	if (t->v.status == IMPERAI_FAILED && old != IMPERAI_FAILED && f != NULL && f->automated)
 		buf_adds(&ch.extra, "Not resolved automatically: the verification failed.\n");
 	if (t->v.status == IMPERAI_PASSED)
 		engine_passed(c, t, f, &ch);
-	if ((t->v.status == IMPERAI_FAILED || engine_risk_high(c, t)) && !t->on_fail_applied) {
-		engine_on_fail(c, t, f, ch.more, &ch.extra);
+	if ((t->v.status == IMPERAI_FAILED || engine_risk_high(c, t)) && !t->on_fail_applied &&
+	    engine_on_fail(c, t, f, ch.more, &ch.extra))
 		ch.tag = ch.resolving ? ch.tag : "on_fail";
-	}
 	engine_enter_state(t, ch.to, ch.tag, c->now, c->out);
 	engine_patch(c, t, ch.tag, ch.extra.data, ch.more);
 	if (ch.resolving)

@@ -61,6 +61,17 @@ struct ticket_history {
 	char		*why;		/* short event tag: "created", "outcome", ... */
 };
 
+#define ENGINE_ATTEMPTS_MAX 16
+
+/* An earlier request of the ticket that ended without a result. */
+struct ticket_attempt {
+	uint32_t	 generation;
+	uint32_t	 attempt;	/* its number in its series, 1-based */
+	char		*request_id;
+	enum imperai_status status;	/* how it ended: timed_out, not_enough_questions */
+	int64_t		 at;		/* when it ended */
+};
+
 /* Everything the daemon remembers about one ticket. */
 struct ticket {
 	char		*table;
@@ -100,7 +111,16 @@ struct ticket {
 	/* shown by imperai-snowctl show/list; NULL until observed */
 	char		*requester_email;	/* as ServiceNow has it; the CLI masks it */
 	char		*description;
+	/* automatic new attempts after an unfinished verification (flow retry) */
+	uint32_t	 attempt;	/* of the current request when gen_reason is "retry" */
+	uint32_t	 attempt_max;	/* attempts the flow allows in all; 0 unknown */
+	int		 retry_exhausted;	/* the outcome would start one: none is left */
+	struct ticket_attempt attempts[ENGINE_ATTEMPTS_MAX];
+	size_t		 nattempts;	/* the newest ENGINE_ATTEMPTS_MAX, oldest first */
 };
+/* The current request's attempt number in its series (1 unless it is an
+ * automatic new attempt). */
+uint32_t ticket_attempt_number(const struct ticket *t);
 
 /* A fresh ticket in TS_UNTRACKED, generation 0 (table may be NULL). */
 void ticket_init(struct ticket *t, const char *table, const char *sys_id);

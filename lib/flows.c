@@ -451,14 +451,56 @@ fk_work_note(struct fctx *x, const struct ynode *y, const char *path)
 	ystr(x->L, y, path, &x->f->on_fail.work_note);
 }
 
+/* retry.on: the outcomes a new attempt may follow; failed never does. */
+static void
+fk_retry_on(struct fctx *x, const struct ynode *y, const char *path)
+{
+	unsigned on = 0;
+
+	if (y->kind != Y_SEQ) {
+		ferr(x->L, y->line, y->col, path, "expected a list, like [timed_out, "
+		    "not_enough_questions] ([] for none)");
+		return;
+	}
+	for (size_t i = 0; i < y->n; i++) {
+		const struct ynode *k = &y->kids[i];
+
+		if (k->kind == Y_SCALAR && strcmp(k->s, "timed_out") == 0)
+			on |= FLOW_RETRY_TIMED_OUT;
+		else if (k->kind == Y_SCALAR && strcmp(k->s, "not_enough_questions") == 0)
+			on |= FLOW_RETRY_NOT_ENOUGH_QUESTIONS;
+		else if (k->kind == Y_SCALAR && (strcmp(k->s, "failed") == 0 ||
+		    strcmp(k->s, "high_risk") == 0))
+			ferr(x->L, k->line, k->col, path, "%s never starts a new attempt: a new "
+			    "link after a failure is what an impersonator wants (see on_fail)", k->s);
+		else
+			ferr(x->L, k->line, k->col, path, "expected timed_out or "
+			    "not_enough_questions");
+	}
+	x->f->retry.on = on;
+}
+
+static void
+fk_retry_max(struct fctx *x, const struct ynode *y, const char *path)
+{
+	if (y->kind != Y_SCALAR || !y->plain || strlen(y->s) != 1 || *y->s < '0' ||
+	    *y->s > '0' + FLOW_RETRY_MAX) {
+		ferr(x->L, y->line, y->col, path, "expected a number of new attempts from 0 to %d",
+		    FLOW_RETRY_MAX);
+		return;
+	}
+	x->f->retry.max = *y->s - '0';
+}
+
 static void fk_match(struct fctx *x, const struct ynode *y, const char *path);
 static void fk_on_fail(struct fctx *x, const struct ynode *y, const char *path);
+static void fk_retry(struct fctx *x, const struct ynode *y, const char *path);
 
 static const struct fkey flow_keys[] = {
 	{ "name", fk_name }, { "match", fk_match }, { "action", fk_action },
 	{ "automated", fk_automated }, { "close", fk_close }, { "close_code", fk_close_code },
 	{ "close_notes", fk_close_notes }, { "max_age", fk_max_age }, { "on_fail", fk_on_fail },
-	{ NULL, NULL },
+	{ "retry", fk_retry }, { NULL, NULL },
 };
 static const struct fkey match_keys[] = {
 	{ "table", fk_table }, { "categories", fk_categories },
@@ -467,6 +509,9 @@ static const struct fkey match_keys[] = {
 static const struct fkey on_fail_keys[] = {
 	{ "assignment_group", fk_assignment_group }, { "priority", fk_priority },
 	{ "work_note", fk_work_note }, { NULL, NULL },
+};
+static const struct fkey retry_keys[] = {
+	{ "on", fk_retry_on }, { "max", fk_retry_max }, { NULL, NULL },
 };
 
 static void
@@ -544,6 +589,14 @@ fk_on_fail(struct fctx *x, const struct ynode *y, const char *path)
 	fkeys_walk(x, on_fail_keys, y, path, seen);
 }
 
+static void
+fk_retry(struct fctx *x, const struct ynode *y, const char *path)
+{
+	const struct ynode *seen[ARRAY_SIZE(retry_keys)] = { NULL };
+
+	fkeys_walk(x, retry_keys, y, path, seen);
+}
+
 static const struct ynode *
 fseen(const struct fctx *x, const char *key)
 {
@@ -595,6 +648,8 @@ flow_init(struct flow *f, int line)
 	f->line = line;
 	f->action = xstrdup("none");
 	f->max_age = FLOWS_MAX_AGE_DEFAULT;
+	f->retry.on = FLOW_RETRY_TIMED_OUT | FLOW_RETRY_NOT_ENOUGH_QUESTIONS;
+	f->retry.max = 2;
 }
 
 static void

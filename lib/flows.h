@@ -17,6 +17,9 @@
  *         assignment_group: "Service Desk Security"
  *         priority: 2
  *         work_note: "High risk detected - Reject this request"
+ *       retry:                      # optional; this is the default
+ *         on: [timed_out, not_enough_questions]
+ *         max: 2                    # new attempts after the first, 0-5
  *
  * Flows are tried in file order; the first that matches a ticket wins.
  * Every error names the file, line and column. */
@@ -30,6 +33,11 @@
 
 struct snow_record;
 struct query;
+
+/* Outcomes after which a new attempt starts on its own (flow.retry.on). */
+#define FLOW_RETRY_TIMED_OUT		0x1
+#define FLOW_RETRY_NOT_ENOUGH_QUESTIONS	0x2
+#define FLOW_RETRY_MAX			5
 
 struct flow {
 	char		*name;
@@ -54,6 +62,10 @@ struct flow {
 		int	 priority;		/* 1-5; 0 = leave */
 		char	*work_note;
 	} on_fail;
+	struct {
+		unsigned on;	/* FLOW_RETRY_* bits; never failed or high risk */
+		int	 max;	/* new attempts after the first */
+	} retry;
 };
 
 struct flows {

@@ -556,6 +556,7 @@ static const struct imperai_sfield imperai_verification_times[] = {
 	{ "created_at", IMPERAI_VOFF(created_at), IMPERAI_F_NULLABLE },
 	{ "completed_at", IMPERAI_VOFF(completed_at), IMPERAI_F_NULLABLE },
 	{ "updated_at", IMPERAI_VOFF(updated_at), IMPERAI_F_REQUIRED },
+	{ "sent_at", IMPERAI_VOFF(sent_at), IMPERAI_F_NULLABLE },
 };
 
 static int

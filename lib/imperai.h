@@ -88,6 +88,7 @@ struct imperai_verification {
 	int64_t			 created_at;
 	int64_t			 completed_at;
 	int64_t			 updated_at;
+	int64_t			 sent_at;	/* the latest send of the link; 0 if none */
 	struct {
 		char			*type;
 		enum imperai_action_status status;

@@ -563,7 +563,22 @@ render_send_link(struct buf *b, const struct render_ctx *rc, const struct ticket
 		    "to an allowed imper.ai host.");
 	else
 		buf_adds(b, "imper.ai - Send Verification link: not available yet.");
-	buf_adds(b, "<br>");
+}
+
+/* While the link is out: send it again (a typo, an SMS that never came). */
+static void
+render_send_again(struct buf *b, const struct render_ctx *rc, const struct ticket *t)
+{
+	if (!render_url_allowed(rc, t->v.send_link_url))
+		return;
+	render_link(b, rc, t->v.send_link_url, "imper.ai - Send the link again");
+	buf_adds(b, " (to the same or another address or phone; the earlier link stops "
+	    "working)<br>");
+}
+
+static void
+render_link_expiry(struct buf *b, const struct ticket *t)
+{
 	if (t->v.expires_at > 0) {
 		buf_adds(b, "Link expires ");
 		render_time(b, t->v.expires_at);
@@ -614,8 +629,6 @@ render_outcome(struct buf *b, const struct render_ctx *rc, const struct ticket *
 	const char *risk = render_risk_label(rc, t->v.risk_score);
 	int64_t when = t->v.completed_at ? t->v.completed_at : t->v.updated_at;
 
-	buf_addf(b, "<strong>Verification Outcome: %s</strong><br>",
-	    render_status_label((int)t->v.status));
 	if (risk != NULL)
 		buf_addf(b, "Risk level: %s<br>", risk);
 	render_verification_id(b, rc, t);
@@ -668,7 +681,6 @@ render_resolved(struct buf *b, const struct ticket *t)
 static void
 render_canceled(struct buf *b, const struct render_ctx *rc, const struct ticket *t)
 {
-	buf_adds(b, "<strong>Verification Outcome: Canceled</strong><br>");
 	if (str_eq(render_state_why(t), "ticket_ended"))
 		buf_adds(b, "The ticket was closed before the verification completed.<br>");
 	else
@@ -676,29 +688,108 @@ render_canceled(struct buf *b, const struct render_ctx *rc, const struct ticket 
 	render_verification_id(b, rc, t);
 }
 
+/* "Attempt 2 of 3 - attempt 1: Timed out 2026-03-01 12:05:00 UTC." for an
+ * automatic new attempt; "No automatic attempt is left ..." after the
+ * last.  Plain text; empty when neither applies. */
 static void
-render_body(struct buf *b, const struct render_ctx *rc, const struct ticket *t)
+render_attempt_text(struct buf *b, const struct ticket *t)
+{
+	uint32_t n = ticket_attempt_number(t);
+	const struct ticket_attempt *a = t->nattempts ? &t->attempts[t->nattempts - 1] : NULL;
+	/* only on the request that used up the attempts, not on a later one */
+	int exhausted = t->retry_exhausted && (t->v.status == IMPERAI_TIMED_OUT ||
+	    t->v.status == IMPERAI_NOT_ENOUGH_QUESTIONS);
+	char when[20];
+
+	if (n > 1 && !exhausted) {
+		buf_addf(b, "Attempt %" PRIu32 " of %" PRIu32, n, t->attempt_max > n ?
+		    t->attempt_max : n);
+		if (a != NULL && a->generation + 1 == t->generation) {
+			buf_addf(b, " - attempt %" PRIu32 ": %s", a->attempt,
+			    render_status_label((int)a->status));
+			if (a->at > 0 && a->at <= RENDER_TIME_MAX) {
+				util_format_snow_time(a->at, when);
+				buf_addf(b, " %s UTC", when);
+			}
+		}
+		buf_adds(b, ".");
+	} else if (exhausted) {
+		buf_adds(b, "No automatic attempt is left");
+		if (t->attempt_max > 1)
+			buf_addf(b, " (%" PRIu32 " of %" PRIu32 " used)", n, t->attempt_max);
+		buf_adds(b, ". To send the requester a new link, set the ticket's category to one "
+		    "that needs no verification, save, and set it back: a new request starts.");
+	}
+}
+
+static void
+render_attempt(struct buf *b, const struct ticket *t)
+{
+	struct buf a;
+
+	buf_init(&a);
+	render_attempt_text(&a, t);
+	if (a.len > 0) {
+		buf_adds(b, a.data);	/* our own text: nothing to escape */
+		buf_adds(b, "<br>");
+	}
+	buf_free(&a);
+}
+
+/* The headline: what the agent needs to know first, in the largest type. */
+static void
+render_headline(struct buf *b, const struct render_ctx *rc, const struct ticket *t)
+{
+	buf_adds(b, "<h3>");
+	switch (t->state) {
+	case TS_UNTRACKED:
+		buf_adds(b, "No verification needed");
+		break;
+	case TS_AWAITING_REQUEST:
+	case TS_SUPERSEDED:
+		buf_adds(b, "Registering the verification request with imper.ai.");
+		break;
+	case TS_LINK_READY:
+		render_send_link(b, rc, t);
+		break;
+	case TS_LINK_SENT:
+		buf_adds(b, "Waiting for the requester to verify.");
+		break;
+	case TS_IN_PROGRESS:
+		buf_adds(b, "The requester is verifying now.");
+		break;
+	default:
+		buf_addf(b, "Verification Outcome: %s", render_status_label(t->state ==
+		    TS_CANCELED ? IMPERAI_CANCELED : (int)t->v.status));
+		break;
+	}
+	buf_adds(b, "</h3>");
+}
+
+/* The lines under the headline, each ending in <br>. */
+static void
+render_details(struct buf *b, const struct render_ctx *rc, const struct ticket *t)
 {
 	switch (t->state) {
 	case TS_UNTRACKED:
-		buf_adds(b, "No verification needed: the ticket left the verification "
-		    "categories.<br>");
+		buf_adds(b, "The ticket left the verification categories.<br>");
 		break;
 	case TS_AWAITING_REQUEST:
 	case TS_SUPERSEDED:
 		render_notice(b, t);
-		buf_adds(b, "Registering the verification request with imper.ai.<br>");
+		render_attempt(b, t);
 		break;
 	case TS_LINK_READY:
 		render_notice(b, t);
-		render_send_link(b, rc, t);
+		render_attempt(b, t);
+		render_link_expiry(b, t);
 		break;
 	case TS_LINK_SENT:
 	case TS_IN_PROGRESS:
 		render_notice(b, t);
-		buf_adds(b, t->state == TS_LINK_SENT ? "Waiting for the requester to verify.<br>" :
-		    "The requester is verifying now.<br>");
+		render_attempt(b, t);
 		render_sent(b, t);
+		render_send_again(b, rc, t);
 		render_verification_id(b, rc, t);
 		break;
 	case TS_CANCELED:
@@ -708,6 +799,7 @@ render_body(struct buf *b, const struct render_ctx *rc, const struct ticket *t)
 		render_outcome(b, rc, t);
 		render_action(b, t);
 		render_resolved(b, t);
+		render_attempt(b, t);
 		if (t->sent_at > 0 || t->v.channel != NULL || t->v.recipient_masked != NULL)
 			render_sent(b, t);
 		break;
@@ -717,13 +809,20 @@ render_body(struct buf *b, const struct render_ctx *rc, const struct ticket *t)
 char *
 render_field_html(const struct render_ctx *rc, const struct ticket *t)
 {
-	struct buf b;
+	struct buf b, d;
 
 	buf_init(&b);
-	buf_adds(&b, "<p class=\"imperai-verification\"><strong>imper.ai Verification</strong><br>");
-	render_body(&b, rc, t);
-	buf_addf(&b, "<span>" REV_PREFIX " %" PRIu32 ".%" PRIu32 "</span></p>",
+	buf_init(&d);
+	render_headline(&b, rc, t);
+	render_details(&d, rc, t);
+	if (d.len >= 4 && strcmp(d.data + d.len - 4, "<br>") == 0)
+		d.data[d.len -= 4] = '\0';
+	if (d.len > 0)
+		buf_addf(&b, "<p>%s</p>", d.data);
+	/* last and small, but visible text: the sanitizer keeps <small> */
+	buf_addf(&b, "<p><small>" REV_PREFIX " %" PRIu32 ".%" PRIu32 "</small></p>",
 	    t->generation, t->revision);
+	buf_free(&d);
 	return buf_detach(&b);
 }
 
@@ -817,6 +916,16 @@ render_note_action(struct buf *b, const struct ticket *t)
 }
 
 static void
+render_note_attempt(struct buf *b, const struct ticket *t)
+{
+	size_t len = b->len;
+
+	render_attempt_text(b, t);
+	if (b->len > len)
+		buf_adds(b, "\n");
+}
+
+static void
 render_note_link(struct buf *b, const struct render_ctx *rc, const struct ticket *t)
 {
 	if (render_url_allowed(rc, t->v.send_link_url))
@@ -827,6 +936,7 @@ render_note_link(struct buf *b, const struct render_ctx *rc, const struct ticket
 		    "host.\n");
 	render_note_id(b, t);
 	render_note_time(b, "Link expires ", t->v.expires_at);
+	render_note_attempt(b, t);
 }
 
 static int
@@ -853,6 +963,8 @@ render_note_body(struct buf *b, const struct render_ctx *rc, const struct ticket
 	    strcmp(tag, "update") == 0) {
 		render_note_outcome(b, rc, t);
 		render_note_action(b, t);
+		if (t->retry_exhausted)
+			render_note_attempt(b, t);
 	} else if (strcmp(tag, "action") == 0) {
 		render_note_action(b, t);
 		render_note_id(b, t);
@@ -960,7 +1072,8 @@ render_id_after(const char *p)
 	return n > 0 && n <= 128 ? xstrndup(p, n) : NULL;
 }
 
-/* The notice of a re-verification, which precedes the body. */
+/* The notice of a re-verification: before the body in fields of the old
+ * form, right after the headline since. */
 static const char *
 render_skip_notice(const char *p, struct render_shown *s)
 {
@@ -971,13 +1084,27 @@ render_skip_notice(const char *p, struct render_shown *s)
 	if ((q = render_expect(q, ":")) == NULL)
 		return p;
 	if (render_expect(q, "the requester changed.") != NULL) {
-		s->gen_reason = xstrdup("requester_changed");
+		str_replace(&s->gen_reason, "requester_changed");
 		return render_expect(q, "the requester changed.");
 	}
 	if (render_expect(q, "the ticket's verification flow changed.") != NULL) {
-		s->gen_reason = xstrdup("flow_changed");
+		str_replace(&s->gen_reason, "flow_changed");
 		return render_expect(q, "the ticket's verification flow changed.");
 	}
+	return p;
+}
+
+/* Past the link's text: its note when refused or not available yet. */
+static const char *
+render_line_after(const char *p)
+{
+	const char *q;
+
+	if ((q = render_expect(p, ": refused, the link does not point to an allowed imper.ai "
+	    "host.")) != NULL)
+		return q;
+	if ((q = render_expect(p, ": not available yet.")) != NULL)
+		return q;
 	return p;
 }
 
@@ -1067,15 +1194,19 @@ render_shown_body(const char *p, const char *action_type, struct render_shown *s
 
 	if (render_expect(p, "No verification needed") != NULL)
 		s->state = TS_UNTRACKED;
-	else if (render_expect(p, "Registering the verification request") != NULL)
+	else if ((q = render_expect(p, "Registering the verification request with imper.ai.")) !=
+	    NULL) {
 		s->state = TS_AWAITING_REQUEST;
-	else if (render_expect(p, "imper.ai - Send Verification link") != NULL) {
+		render_skip_notice(q, s);
+	}
+	else if ((q = render_expect(p, "imper.ai - Send Verification link")) != NULL) {
 		s->state = TS_LINK_READY;
 		s->status = IMPERAI_PENDING;
+		render_skip_notice(render_line_after(q), s);
 	} else if ((q = render_expect(p, "Waiting for the requester to verify.")) != NULL)
-		render_shown_sent(q, s, TS_LINK_SENT, IMPERAI_LINK_SENT);
+		render_shown_sent(render_skip_notice(q, s), s, TS_LINK_SENT, IMPERAI_LINK_SENT);
 	else if ((q = render_expect(p, "The requester is verifying now.")) != NULL)
-		render_shown_sent(q, s, TS_IN_PROGRESS, IMPERAI_IN_PROGRESS);
+		render_shown_sent(render_skip_notice(q, s), s, TS_IN_PROGRESS, IMPERAI_IN_PROGRESS);
 	else if ((s->status = render_outcome_status(p, &q)) == IMPERAI_CANCELED) {
 		s->state = TS_CANCELED;
 		s->closed_first = render_expect(q, "The ticket was closed") != NULL;
@@ -1099,9 +1230,10 @@ render_parse_field(const char *field, const char *action_type, struct render_sho
 	if (render_parse_revision(field, &out->generation, &out->revision) < 0)
 		return -ENOENT;
 	text = render_strip_tags(field);
-	p = strstr(text, "imper.ai Verification");
-	rc = p == NULL ? -EINVAL : render_shown_body(render_skip_notice(p +
-	    strlen("imper.ai Verification"), out), action_type, out);
+	/* fields written before 0.x began with a title and the notice */
+	if ((p = render_expect(text, "imper.ai Verification")) == NULL)
+		p = text;
+	rc = render_shown_body(render_skip_notice(p, out), action_type, out);
 	free(text);
 	if (rc < 0)
 		render_shown_free(out);

@@ -4,7 +4,7 @@
  * Text from a ticket or from imper.ai is HTML-escaped (and invalid UTF-8
  * or NUL replaced); links are emitted only when http(s) and their host is
  * one of the configured imper.ai hosts.  The field always shows the
- * complete current picture and ends with a visible revision tag
+ * complete current picture and ends with a small, visible revision tag
  * ("imperai-snow ref 1.3") by which the daemon recognises its own writes:
  * ServiceNow's HTML sanitizer may strip comments and data attributes.
  *
@@ -33,8 +33,10 @@ struct render_ctx {
 /* rc borrows c's strings: c must outlive rc. */
 void render_ctx_from_config(struct render_ctx *rc, const struct config *c);
 
-/* The field HTML for ticket t at t->revision: one <p class=
- * "imperai-verification"> holding only p, br, strong, span and a href. */
+/* The field HTML for ticket t at t->revision: an <h3> headline (the
+ * outcome, or the link to send), a <p> of details, and the revision tag
+ * last in <p><small>; only h3, p, br, strong, small and a href, which
+ * ServiceNow's sanitizer keeps (no style, data-* or comments). */
 char *render_field_html(const struct render_ctx *rc, const struct ticket *t);
 /* One work note (plain text, at most RENDER_NOTE_MAX bytes) for event tag
  * ("link", "sent", "progress", "outcome", "action", "update", "resolved",

@@ -207,6 +207,36 @@ show_fieldf(const char *indent, const char *label, const char *fmt, ...)
 	free(s);
 }
 
+/* The current request used up the flow's automatic attempts. */
+static int
+show_no_attempt_left(const struct ticket *t)
+{
+	return t->retry_exhausted && (t->v.status == IMPERAI_TIMED_OUT ||
+	    t->v.status == IMPERAI_NOT_ENOUGH_QUESTIONS);
+}
+
+/* Every request of the series: the earlier attempts, then the current. */
+static void
+show_text_attempts(const struct show *s)
+{
+	const struct ticket *t = &s->t;
+	char when[20];
+
+	if (t->nattempts == 0)
+		return;
+	printf("Attempts:\n");
+	for (size_t i = 0; i < t->nattempts; i++) {
+		const struct ticket_attempt *a = &t->attempts[i];
+
+		ctl_format_second(a->at, when);
+		printf("  %" PRIu32 ". %s  %s  %s%s\n", a->attempt, a->request_id ?
+		    a->request_id : "-", ctl_status_label((int)a->status), when, a->at ? " UTC" : "");
+	}
+	printf("  %" PRIu32 ". %s  %s (current%s)\n", ticket_attempt_number(t),
+	    t->request_id ? t->request_id : "-", t->v.id ? ctl_status_label((int)t->v.status) :
+	    "Pending", show_no_attempt_left(t) ? ", no automatic attempt left" : "");
+}
+
 static void
 show_text_verification(const struct ctl *c, const struct show *s)
 {
@@ -326,6 +356,7 @@ show_text(const struct ctl *c, const struct show *s)
 	ctl_format_second(t->state_since, when);
 	show_fieldf("", "State:", "%s since %s UTC", engine_state_name(t->state), when);
 	show_text_verification(c, s);
+	show_text_attempts(s);
 	printf("Links:\n");
 	show_field("  ", "Ticket:", s->ticket_url);
 	show_field("  ", "Details:", t->v.details_url);
@@ -336,6 +367,30 @@ show_text(const struct ctl *c, const struct show *s)
 }
 
 /* --- JSON ------------------------------------------------------------------ */
+
+static json_object *
+show_json_attempts(const struct ticket *t)
+{
+	json_object *a = json_object_new_array(), *e;
+
+	for (size_t i = 0; i < t->nattempts; i++) {
+		e = json_object_new_object();
+		json_object_object_add(e, "attempt", json_object_new_int64(t->attempts[i].attempt));
+		json_object_object_add(e, "verification", ctl_json_str(t->attempts[i].request_id));
+		json_object_object_add(e, "status",
+		    json_object_new_string(imperai_status_name(t->attempts[i].status)));
+		json_object_object_add(e, "ended", ctl_json_time(t->attempts[i].at));
+		json_object_array_add(a, e);
+	}
+	e = json_object_new_object();
+	json_object_object_add(e, "attempt", json_object_new_int64(ticket_attempt_number(t)));
+	json_object_object_add(e, "verification", ctl_json_str(t->request_id));
+	json_object_object_add(e, "status", json_object_new_string(t->v.id ?
+	    imperai_status_name(t->v.status) : "pending"));
+	json_object_object_add(e, "current", json_object_new_boolean(1));
+	json_object_array_add(a, e);
+	return a;
+}
 
 static json_object *
 show_json_verification(const struct ctl *c, const struct show *s)
@@ -435,6 +490,11 @@ show_json(const struct ctl *c, const struct show *s)
 	json_object_object_add(links, "ticket", ctl_json_str(s->ticket_url));
 	json_object_object_add(links, "details", ctl_json_str(t->v.details_url));
 	json_object_object_add(o, "links", links);
+	json_object_object_add(o, "attempts", show_json_attempts(t));
+	if (t->attempt_max > 0)
+		json_object_object_add(o, "attempts_allowed", json_object_new_int64(t->attempt_max));
+	json_object_object_add(o, "no_automatic_attempt_left",
+	    json_object_new_boolean(show_no_attempt_left(t)));
 	json_object_object_add(o, "history", show_json_history(t));
 	json_object_object_add(o, "pending_writes", show_json_writes(s));
 	json_object_object_add(o, "last_error", ctl_json_str(t->last_error));

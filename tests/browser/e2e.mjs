@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // The agent's and the requester's path through the pages, in headless
-// Chromium: the ticket in the ServiceNow agent view, imper.ai's send page,
-// the outbox, the verification page, the password reset, and the ticket
-// again, now passed and resolved by imperai-snowd.
+// Chromium: the ticket in the ServiceNow agent view, its first link left to
+// expire (the simulator's clock is the only thing driven from outside) and
+// the field with attempt 2 and a fresh link, imper.ai's send page (first to
+// a mistyped address, then sent again to the corrected one), the outbox,
+// the verification page, the password reset, and the ticket again, now
+// passed and resolved by imperai-snowd.
 //
 //   node e2e.mjs [--snow URL] [--imperai URL] [--artifacts DIR]
 //                [--ticket INC0010001] [--email ADDR] [--agent NAME]
@@ -160,6 +163,18 @@ async function submit(button) {
 }
 
 const field = () => text('#imperai-verification');
+const TYPO = () => opts.email.replace('@', '.typo@');
+
+// The simulator's control API (not a page anyone sees): POST body as JSON.
+async function simControl(path, body) {
+  const resp = await page.request.fetch(`${IMPERAI}${path}`, {
+    method: body === undefined ? 'GET' : 'POST',
+    data: body === undefined ? undefined : JSON.stringify(body),
+    headers: { 'Content-Type': 'application/json' },
+  });
+  expect(resp.ok(), `${path} answered ${resp.status()}: ${await resp.text()}`);
+  return resp.json();
+}
 const fieldAndState = async () =>
   `state "${await text('#state')}", field "${(await field() || '').replace(/\s+/g, ' ')}"`;
 
@@ -230,6 +245,23 @@ async function run() {
     await screenshot('ticket');
   });
 
+  await step('nobody sends the link before it expires: the field offers attempt 2', async () => {
+    const dump = await simControl('/sim/dump');
+    const mine = dump.verifications.filter((v) => v.ticket.number === ticket.number);
+    expect(mine.length === 1 && mine[0].status === 'pending',
+      `imper.ai holds ${JSON.stringify(mine.map((v) => v.status))} for ${ticket.number}`);
+    await simControl('/sim/act', { id: mine[0].id, do: 'expire' });
+    await waitOnPage(ticketUrl, 'the field to show attempt 2 with a fresh link',
+      async () => /Attempt 2 of 3 - attempt 1: Timed out/.test(await field()) &&
+        (await page.$('#imperai-verification a:has-text("imper.ai - Send Verification link")')),
+      fieldAndState);
+    const f = await field();
+    expect(f.indexOf('Send Verification link') < f.indexOf('Attempt 2 of 3'),
+      `the link is not the first thing in the field: "${f.replace(/\s+/g, ' ')}"`);
+    expect(!/imper\.ai Verification/.test(f), 'the field repeats its own title');
+    await screenshot('ticket-attempt-2');
+  });
+
   await step('the agent clicks "imper.ai - Send Verification link"', async () => {
     const link = await page.$('#imperai-verification a:has-text("imper.ai - Send Verification link")');
     expect(link, 'the field has no "imper.ai - Send Verification link" link');
@@ -244,9 +276,9 @@ async function run() {
     await screenshot('send-page');
   });
 
-  await step(`the agent enters the requester's private email (${opts.email}) and their name`,
+  await step(`the agent enters a mistyped address (${TYPO()}) and their name`,
     async () => {
-      await page.fill('#recipient', opts.email);
+      await page.fill('#recipient', TYPO());
       await page.fill('#agent', opts.agent);
       await screenshot('send-filled');
       await submit('#send');
@@ -262,9 +294,37 @@ async function run() {
     expect(page.url() === ticketUrl, `"Back to the ticket" opened ${page.url()}, ` +
       `expected ${ticketUrl}`);
     await waitOnPage(ticketUrl, `the field to say the link was sent by ${opts.agent}`,
-      async () => new RegExp(`Verification link sent by ${opts.agent}`).test(await field()),
+      async () => new RegExp(`Verification link sent by ${opts.agent}`).test(await field()) &&
+        (await page.$('#imperai-verification a:has-text("imper.ai - Send the link again")')),
       fieldAndState);
     await screenshot('ticket-link-sent');
+  });
+
+  let typoHref;
+  await step(`the agent sees the typo and sends the link again to ${opts.email}`, async () => {
+    const dump = await simControl('/sim/outbox');
+    const typo = dump.messages.find((m) => m.to === TYPO() && m.ticket_number === ticket.number);
+    expect(typo, `no message to ${TYPO()} in imper.ai's outbox`);
+    typoHref = typo.link;
+    await follow('#imperai-verification a:has-text("imper.ai - Send the link again")',
+      `${IMPERAI}/send/`);
+    expect(await text('#resend'), 'the send page does not say a link was sent already');
+    await page.fill('#recipient', opts.email);
+    await page.fill('#agent', opts.agent);
+    await screenshot('send-again');
+    await submit('#send');
+    expect(await text('#sent'), `no confirmation (#sent) after sending again; the page says: ` +
+      `${await text('#error') || await text('body')}`);
+    await follow('#ticket-link', ticketUrl);
+    const masked = opts.email.replace(/^(.).*(.)@(.).*(\.[^.]+)$/, '$1***$2@$3***$4');
+    await waitOnPage(ticketUrl, `the field to show the latest send, to ${masked}`,
+      async () => new RegExp(`Recipient: ${masked.replace(/[.*+]/g, '\\$&')}`).test(await field()),
+      fieldAndState);
+    await screenshot('ticket-sent-again');
+    await open(typoHref, [410]);
+    expect(/replaced by a newer one/.test(await text('#gone')),
+      `the first link does not say it was replaced: "${await text('body')}"`);
+    await screenshot('first-link-replaced');
   });
 
   let verifyHref;

@@ -61,7 +61,8 @@ TAG_RE = re.compile(r"<[^>]*>")
 REQUESTERS = ("abel.tuter", "beth.anglin", "charlie.whitherspoon", "david.loo",
               "fred.luddy", "bud.richman")
 
-# Two automated flows (resolve; resolve and close), one that is not.
+# Two automated flows (resolve; resolve and close), one that is not; no
+# automatic new attempt (retry), so a timed-out walk ends there.
 FLOWS = """flows:
   - name: reset-resolve
     match: { table: incident, categories: [password_reset] }
@@ -73,6 +74,7 @@ FLOWS = """flows:
       assignment_group: "Service Desk Security"
       priority: 2
       work_note: "High risk detected - Reject this request"
+    retry: { on: [], max: 0 }
   - name: reset-close
     match: { table: incident, categories: [account_access] }
     action: password_reset
@@ -83,9 +85,11 @@ FLOWS = """flows:
     on_fail:
       assignment_group: "Service Desk Security"
       priority: 2
+    retry: { on: [], max: 0 }
   - name: manual
     match: { table: incident, categories: [hardware] }
     action: none
+    retry: { on: [], max: 0 }
 """
 
 AUTOMATED = {"password_reset": "6", "account_access": "7"}

@@ -445,6 +445,7 @@ FLOWS = """flows:
     automated: false
     on_fail:
       work_note: "High risk detected - Reject this request"
+    retry: { on: [], max: 0 }
 """
 
 # The requester field of each table the simulator has.

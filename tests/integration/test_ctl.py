@@ -474,6 +474,30 @@ class ListShowTest(unittest.TestCase):
         self.assertIn("no such pending write: 999999", r.stderr)
 
 
+class AttemptsTest(unittest.TestCase):
+    """show lists every attempt of a ticket whose verification timed out."""
+
+    def test_show_lists_the_timed_out_attempt_and_the_current_one(self):
+        flows = harness.FLOWS.replace("    retry: { on: [], max: 0 }\n", "") % {
+            "categories": "password_reset"}
+        s = Stack(self, flows=flows).start()
+        t = s.snow.create_ticket(category="password_reset", caller="abel.tuter")
+        v1 = s.wait_verification(t["number"])
+        s.imperai.act(v1["id"], "expire")
+
+        want = re.compile(r"Attempts:\n  1\. %s  Timed out  \d{4}-\d\d-\d\d "
+                          r"\d\d:\d\d:\d\d UTC\n  2\. (vr_\w+)  Pending \(current\)"
+                          % re.escape(v1["id"]))
+        out = s.wait(lambda: want.search(s.ctl("show", t["number"]).stdout),
+                     what="show to list attempt 2")
+        self.assertNotEqual(out.group(1), v1["id"])
+        o = json.loads(s.ctl("show", t["number"], "--json").stdout)
+        self.assertEqual([(a["attempt"], a["status"]) for a in o["attempts"]],
+                         [(1, "timed_out"), (2, "pending")])
+        self.assertEqual(o["attempts"][0]["verification"], v1["id"])
+        self.assertEqual(o["attempts_allowed"], 3)
+
+
 class StoppedDaemonTest(unittest.TestCase):
     """status once the daemon is gone, and audit verify on a tampered log."""
 

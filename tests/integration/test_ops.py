@@ -258,12 +258,14 @@ REBUILD_FLOWS = """flows:
     close_code: "Solution provided"
     close_notes: "Password reset after imper.ai verification {verification_id}."
     max_age: 1h
+    retry: { on: [], max: 0 }
   - name: account-access
     match: { table: incident, categories: [account_access] }
     action: none
     automated: false
     on_fail:
       work_note: "High risk detected - Reject this request"
+    retry: { on: [], max: 0 }
 """
 NOTE_TAG = re.compile(r"^\[imper\.ai (\S+) (\d+)\.(\d+)\]")
 LABELS = {"passed": "Passed", "failed": "Failed", "timed_out": "Timed out",

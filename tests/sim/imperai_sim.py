@@ -240,6 +240,9 @@ class Store:
         for kind, tok in r["tokens"].items():
             if tok:
                 self.tokens[tok] = (kind, r["id"])
+        # links replaced by a re-send: still known, never usable again
+        for kind, tok in r.get("spent", []):
+            self.tokens[tok] = ("spent-" + kind, r["id"])
 
     def save_meta(self):
         if not self.persist:
@@ -325,8 +328,10 @@ class Store:
         return random.Random("%s:%d:%s" % (self.seed, self.meta["counter"], what))
 
     def token(self, r, kind):
+        # a replaced link never comes back, even with --seed
+        what = "%s:%s" % (r["id"], kind) + (":%d" % len(r["spent"]) if r.get("spent") else "")
         tok = base64.urlsafe_b64encode(
-            self.rng("%s:%s" % (r["id"], kind)).getrandbits(144).to_bytes(18, "big")).decode()
+            self.rng(what).getrandbits(144).to_bytes(18, "big")).decode()
         self.tokens[tok] = (kind, r["id"])
         r["tokens"][kind] = tok
         return tok
@@ -345,6 +350,7 @@ class Store:
             "details_url": "%s/verifications/%s" % (self.base_url, r["id"]),
             "expires_at": rfc3339(r["expires_at"]), "created_at": rfc3339(r["created_at"]),
             "completed_at": rfc3339(r["completed_at"]), "updated_at": rfc3339(r["updated_at"]),
+            "sent_at": rfc3339(r["sent_at"]),
             "action": {"type": a["type"], "status": a["status"],
                        "completed_at": rfc3339(a["completed_at"]), "automated": a["automated"]},
             "category": r["category"], "requested_action": r["requested_action"],
@@ -483,9 +489,9 @@ class Store:
                            "Enter your name (the agent sending the link), at most 100 characters.")
         with self.lock:
             r = self.get(vid)
-            if r["status"] != "pending":
+            if r["status"] not in EXPIRABLE:
                 raise ApiError(409, "invalid_transition",
-                               "%s is %s: a link can only be sent while pending" %
+                               "%s is %s: a link can only be sent before the outcome" %
                                (vid, r["status"]))
             probe = dict(r, recipient=recipient)
             if self.daily_cap and self.sent_today(self.cap_key(probe)) >= self.daily_cap:
@@ -493,14 +499,30 @@ class Store:
                                "This user has reached the limit of %d verifications per day. "
                                "Try again tomorrow or verify the user another way." %
                                self.daily_cap)
-            self.move(r, "link_sent")
+            if r["status"] == "pending":
+                self.move(r, "link_sent")
+            else:
+                # a re-send: the requester starts over with the new link
+                r["status"] = "link_sent"
+                self.spend(r, "verify")
             r.update(channel=channel, recipient=recipient, initiated_by=agent,
                      recipient_masked=mask_email(recipient) if channel == "email"
-                     else mask_phone(recipient), sent_at=self.now())
-            r["used"]["send"] = True
+                     else mask_phone(recipient), sent_at=self.now(),
+                     send_count=r.get("send_count", 0) + 1)
+            # the send link is single-use too: the next send takes a new one
+            self.spend(r, "send")
+            self.token(r, "send")
             self.token(r, "verify")
             self.touch(r)
             return r
+
+    def spend(self, r, kind):
+        """The link of kind stops working for good (replaced by a new one)."""
+        tok = r["tokens"].get(kind)
+        if tok:
+            r.setdefault("spent", []).append((kind, tok))
+            self.tokens[tok] = ("spent-" + kind, r["id"])
+            r["tokens"][kind] = None
 
     def start(self, vid):
         with self.lock:
@@ -633,6 +655,10 @@ def why_gone(r):
 
 def send_form(r, error=None, recipient="", agent=""):
     err = '<p id="error" class="error">%s</p>' % esc(error) if error else ""
+    if r["sent_at"] is not None:
+        err += ('<p id="resend">A link was sent to %s on %s by %s. Sending again replaces '
+                'it: the earlier link stops working.</p>') % (
+            esc(r["recipient_masked"]), esc(rfc3339(r["sent_at"])), esc(r["initiated_by"]))
     return page("Send verification link", (
         '<p>Ticket <strong id="ticket-number">%s</strong>: <span id="subject">%s</span></p>'
         '<p>Requester: <span id="requester">%s</span></p>%s'
@@ -1004,6 +1030,9 @@ class Handler(SimHandler):
             return 404, page("Not found", "<p>No such verification.</p>")
         if method in ("GET", "POST") and len(parts) == 2 and parts[0] in ("send", "verify",
                                                                           "reset"):
+            spent = store.by_token(parts[1], "spent-" + parts[0])
+            if spent is not None:
+                return self.spent_page(spent, parts[0])
             r = store.by_token(parts[1], parts[0])
             if r is None:
                 return 404, page("Not found", '<p id="gone" class="error">'
@@ -1011,16 +1040,22 @@ class Handler(SimHandler):
             return getattr(self, "%s_page" % parts[0])(r, query, self.form(raw))
         return 404, page("Not found", "<p>No such page.</p>")
 
+    def spent_page(self, r, kind):
+        """A link a later send replaced: each link works only once."""
+        if kind == "send":
+            return 410, page("Link already used", (
+                '<p id="gone" class="error">This link has already been used: a '
+                'verification link was sent to %s on %s by %s. To send it again, use the '
+                'newest link in the ticket.</p>') % (
+                esc(r["recipient_masked"]), esc(rfc3339(r["sent_at"])),
+                esc(r["initiated_by"])))
+        return gone_page("Link no longer valid", "This link was replaced by a newer one. "
+                         "Use the link in the most recent message.")
+
     def send_page(self, r, query, form):
         store = self.server.store
         with store.lock:
-            if r["used"]["send"]:
-                return 410, page("Link already used", (
-                    '<p id="gone" class="error">This link has already been used: a '
-                    'verification link was sent to %s on %s by %s.</p>') % (
-                    esc(r["recipient_masked"]), esc(rfc3339(r["sent_at"])),
-                    esc(r["initiated_by"])))
-            if r["status"] != "pending":
+            if r["status"] not in EXPIRABLE:
                 return gone_page("Link no longer valid", why_gone(r))
             if self.command == "GET":
                 return 200, send_form(r)

@@ -169,7 +169,8 @@ VERIFICATION_FIELDS = {
     "risk_score": (int, type(None)), "recommendation": (str, type(None)),
     "analysis_summary": (str, type(None)), "additional_info": (str, type(None)),
     "send_link_url": str, "details_url": str, "expires_at": str, "created_at": str,
-    "completed_at": (str, type(None)), "updated_at": str, "action": dict,
+    "completed_at": (str, type(None)), "updated_at": str, "sent_at": (str, type(None)),
+    "action": dict,
     "category": (str, type(None)), "requested_action": str, "subject": str,
 }
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -576,6 +577,39 @@ class PagesTest(SimCase):
         status, body = self.sim.page(path)  # the send link is single-use too
         self.assertEqual(status, 410)
         self.assertIn("already been used", body)
+
+    def test_send_again_while_sent_replaces_both_links(self):
+        v = self.sim.create(5)
+        self.send_via_page(v, recipient="jane.typo@example.org")
+        first = self.sim.ok("GET", API + "/" + v["id"])
+        link1 = self.outbox_link("INC0010005")
+        # the field's link is the request's newest send link
+        self.assertNotEqual(first["send_link_url"], v["send_link_url"])
+        status, body = self.sim.page(path_of(first["send_link_url"]))
+        self.assertEqual(status, 200)
+        self.assertIn('id="resend"', body)
+        self.sim.ok("POST", "/sim/clock", {"advance": 30})
+        self.send_via_page(first, recipient="+1 555 123 4567", agent="Ivy Agent")
+        got = self.sim.ok("GET", API + "/" + v["id"])
+        self.assertEqual((got["status"], got["channel"], got["recipient_masked"],
+                          got["initiated_by"]), ("link_sent", "sms", "+1********67", "Ivy Agent"))
+        self.assertGreater(got["sent_at"], first["sent_at"])
+        link2 = self.outbox_link("INC0010005")
+        self.assertNotEqual(link1, link2)
+        # links stay single-use: every earlier one is gone for good
+        status, body = self.sim.page(link1)
+        self.assertEqual(status, 410)
+        self.assertIn("replaced by a newer one", body)
+        for used in (v["send_link_url"], first["send_link_url"]):
+            status, body = self.sim.page(path_of(used))
+            self.assertEqual(status, 410)
+            self.assertIn("already been used", body)
+        status, body = self.sim.page(link2, {"q1": "Service desk", "q2": "Anna", "q3": "Prague"})
+        self.assertEqual(status, 200)
+        self.assertEqual(self.sim.ok("GET", API + "/" + v["id"])["status"], "passed")
+        # after the outcome nothing can be sent
+        status, body = self.sim.page(path_of(got["send_link_url"]))
+        self.assertEqual(status, 410)
 
     def test_outbox_verify_and_reset_flow(self):
         v = self.sim.create(2)

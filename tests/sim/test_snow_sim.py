@@ -246,6 +246,28 @@ class SanitizerTest(unittest.TestCase):
         self.assertEqual(out, '<a href="https://imper.ai/s/1" target="_blank">Send</a>'
                               "<a>x</a><a>z</a><img>")
 
+    def test_is_strict_about_what_cannot_carry_a_revision(self):
+        # the daemon must not rely on any of these to recognise its writes
+        out = snow_html.sanitize('<p><span style="x" data-rev="1.2" title="t">a</span>'
+                                 '<!-- imperai-snow ref 1.2 --><small data-x="y">b</small></p>')
+        self.assertEqual(out, '<p><span title="t">a</span><small>b</small></p>')
+
+    def test_the_daemons_fields_survive_unchanged_with_their_revision_last(self):
+        # every field render.c writes (tests/data/render, golden files)
+        data = os.path.join(HERE, "..", "data", "render")
+        names = sorted(n for n in os.listdir(data) if n.startswith("field_"))
+        self.assertGreater(len(names), 10)
+        for name in names:
+            with open(os.path.join(data, name), encoding="utf-8") as f:
+                field = f.read()
+            with self.subTest(field=name):
+                self.assertEqual(snow_html.sanitize(field), field)
+                text = re.sub(r"<[^>]*>", " ", snow_html.sanitize(field)).split()
+                self.assertEqual(text[-3:-1], ["imperai-snow", "ref"])
+                self.assertRegex(text[-1], r"^\d+\.\d+$")
+                self.assertTrue(field.endswith("</small></p>"))
+                self.assertNotIn("imper.ai Verification", field)
+
     def test_output_is_escaped_balanced_and_stable(self):
         out = snow_html.sanitize("<div><b>a &lt; b</b><iframe src=x>in</iframe>")
         self.assertEqual(out, "<div><b>a &lt; b</b></div>")

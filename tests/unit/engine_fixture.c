@@ -23,6 +23,9 @@ struct config cfg;
 
 static char *reset_cats[] = { "password_reset" };
 static char *unlock_cats[] = { "account_unlock" };
+static char *plain_cats[] = { "reset_plain" };
+static char *guarded_cats[] = { "unlock_guarded" };
+static char *retry_cats[] = { "reset_retry" };
 struct flow flow_v[] = {
 	{ .name = "password-reset", .table = "incident", .categories = reset_cats,
 	  .ncategories = 1, .action = "password_reset", .automated = 1, .close = 0,
@@ -37,6 +40,19 @@ struct flow flow_v[] = {
 	  .ncategories = 1, .action = "password_reset", .automated = 1, .max_age = 1800 },
 	{ .name = "task-reset", .table = "sc_task", .categories = reset_cats,
 	  .ncategories = 1, .action = "password_reset", .automated = 1 },
+	/* the other two corners of (automated or not) x (on_fail or not) */
+	{ .name = "reset-plain", .table = "incident", .categories = plain_cats,
+	  .ncategories = 1, .action = "password_reset", .automated = 1,
+	  .close_code = "Solution provided", .max_age = 3600 },
+	{ .name = "unlock-guarded", .table = "incident", .categories = guarded_cats,
+	  .ncategories = 1, .action = "account_unlock", .automated = 0, .max_age = 3600,
+	  .on_fail = { .assignment_group = "Service Desk Security", .priority = 2 } },
+	/* the default retry of flows.yaml */
+	{ .name = "reset-retry", .table = "incident", .categories = retry_cats,
+	  .ncategories = 1, .action = "password_reset", .automated = 1,
+	  .close_code = "Solution provided", .max_age = 3600,
+	  .on_fail = { .assignment_group = "Service Desk Security", .priority = 2 },
+	  .retry = { .on = FLOW_RETRY_TIMED_OUT | FLOW_RETRY_NOT_ENOUGH_QUESTIONS, .max = 2 } },
 };
 struct flows flows = { .v = flow_v, .n = ARRAY_SIZE(flow_v) };
 
@@ -214,6 +230,7 @@ feed(struct h *h, const struct chg *c, int64_t now)
 	v.updated_at = c->updated_at ? c->updated_at : now;
 	v.action.status = c->action ? c->action : IMPERAI_ACTION_PENDING;
 	v.action.completed_at = c->action_at;
+	v.sent_at = c->sent_at;
 	reset_result(h);
 	rc = engine_verification(&pol, &h->t, &v, now, &h->res);
 	v_free(&v);

@@ -49,6 +49,7 @@ struct chg {
 	const char			*rec;
 	const char			*recipient;
 	const char			*id;
+	int64_t				 sent_at;	/* the latest send, 0: none reported */
 };
 
 int setup(void **state);

@@ -574,9 +574,290 @@ test_not_automated_flow_stops_at_action_done(void **state)
 	assert_int_equal(action_done(h, 1), 0);
 	assert_patch_lacks(effect(h, 0), "state");
 	assert_patch_has(effect(h, 0), "work_notes", "[imper.ai action 1.4]");
-	assert_patch_has(effect(h, 0), "work_notes", "the flow account-unlock is not automated");
+	/* a flow that never resolves says nothing about not resolving */
+	assert_null(strstr(h->res.effects[0].patch_json, "Not resolved automatically"));
 	assert_int_equal(h->t.state, TS_ACTION_DONE);
-	assert_event(h, "resolve refused", "reason=not_automated");
+	assert_null(find_event(h, "resolve refused"));
+}
+
+/* One corner of (automated or not) x (on_fail or not) x outcome: what the
+ * outcome's one PATCH carries, and what is logged. */
+struct combo {
+	const char	*category;
+	int		 automated;
+	int		 on_fail;
+	enum imperai_status status;
+	int		 risk;		/* score */
+	const char	*tag;		/* "[imper.ai <tag> 1.3]" */
+	const char	*refusal;	/* "Not resolved automatically: ..." or NULL for none */
+};
+
+static void
+assert_note_lacks(const struct effect *e, const char *needle)
+{
+	char *s = patch_get(e, "work_notes");
+
+	assert_non_null(s);
+	if (strstr(s, needle) != NULL)
+		fail_msg("work note has \"%s\": %s", needle, s);
+	free(s);
+}
+
+static void
+run_combo(struct h *h, const struct combo *k)
+{
+	const struct effect *e;
+	char tag[64];
+
+	h->category = k->category;
+	to_link_sent(h);
+	assert_int_equal(feed(h, &(struct chg){ .status = k->status, .risk = k->risk + 1,
+	    .completed_at = T0 + 300, .action = k->status == IMPERAI_PASSED ?
+	    IMPERAI_ACTION_COMPLETED : IMPERAI_ACTION_NONE, .action_at = T0 + 300,
+	    .rec = "See the analysis" }, T0 + 300), 0);
+	assert_kinds(h, "patch");
+	e = effect(h, 0);
+	snprintf(tag, sizeof(tag), "[imper.ai %s 1.3]", k->tag);
+	assert_patch_has(e, "work_notes", tag);
+	if (k->refusal != NULL)
+		assert_patch_has(e, "work_notes", k->refusal);
+	else
+		assert_note_lacks(e, "Not resolved automatically");
+	if (k->on_fail && (k->status == IMPERAI_FAILED || k->risk > 6)) {
+		assert_patch_has(e, "assignment_group", "Service Desk Security");
+		assert_patch_has(e, "work_notes", "Reassigned to Service Desk Security.");
+		assert_event(h, "on_fail applied", "changed=assignment_group,priority,work_note");
+		assert_int_equal(h->t.on_fail_applied, 1);
+	} else {
+		assert_patch_lacks(e, "assignment_group");
+		assert_note_lacks(e, "Reassigned");
+		assert_note_lacks(e, "High risk detected");
+		assert_null(find_event(h, "on_fail applied"));
+		assert_int_equal(h->t.on_fail_applied, 0);
+	}
+	if (k->automated && k->status == IMPERAI_PASSED && k->risk <= 6)
+		assert_patch_has(e, "state", "6");
+	else
+		assert_patch_lacks(e, "state");
+	if (k->refusal == NULL)
+		assert_null(find_event(h, "resolve refused"));
+	assert_event(h, "outcome recorded", "result=");
+}
+
+#define NR	"Not resolved automatically: "
+#define COMBO(name, cat, aut, onf, st, risk, tag, why)					\
+static void										\
+test_##name(void **state)								\
+{											\
+	run_combo(*state, &(struct combo){ cat, aut, onf, st, risk, tag, why });	\
+}
+COMBO(combo_automated_on_fail_passed, "password_reset", 1, 1, IMPERAI_PASSED, 0, "resolved", NULL)
+COMBO(combo_automated_on_fail_failed, "password_reset", 1, 1, IMPERAI_FAILED, 10, "on_fail",
+    NR "the verification failed.")
+COMBO(combo_automated_on_fail_high_risk, "password_reset", 1, 1, IMPERAI_PASSED, 9, "on_fail",
+    NR "the risk level is High.")
+COMBO(combo_automated_on_fail_timed_out, "password_reset", 1, 1, IMPERAI_TIMED_OUT, -1,
+    "outcome", NULL)
+COMBO(combo_automated_plain_passed, "reset_plain", 1, 0, IMPERAI_PASSED, 0, "resolved", NULL)
+COMBO(combo_automated_plain_failed, "reset_plain", 1, 0, IMPERAI_FAILED, 10, "outcome",
+    NR "the verification failed.")
+COMBO(combo_automated_plain_high_risk, "reset_plain", 1, 0, IMPERAI_PASSED, 9, "outcome",
+    NR "the risk level is High.")
+COMBO(combo_automated_plain_timed_out, "reset_plain", 1, 0, IMPERAI_TIMED_OUT, -1, "outcome",
+    NULL)
+COMBO(combo_manual_on_fail_passed, "unlock_guarded", 0, 1, IMPERAI_PASSED, 0, "outcome", NULL)
+COMBO(combo_manual_on_fail_failed, "unlock_guarded", 0, 1, IMPERAI_FAILED, 10, "on_fail", NULL)
+COMBO(combo_manual_on_fail_high_risk, "unlock_guarded", 0, 1, IMPERAI_PASSED, 9, "on_fail",
+    NULL)
+COMBO(combo_manual_on_fail_timed_out, "unlock_guarded", 0, 1, IMPERAI_TIMED_OUT, -1, "outcome",
+    NULL)
+COMBO(combo_manual_plain_passed, "account_unlock", 0, 0, IMPERAI_PASSED, 0, "outcome", NULL)
+COMBO(combo_manual_plain_failed, "account_unlock", 0, 0, IMPERAI_FAILED, 10, "outcome", NULL)
+COMBO(combo_manual_plain_high_risk, "account_unlock", 0, 0, IMPERAI_PASSED, 9, "outcome", NULL)
+COMBO(combo_manual_plain_timed_out, "account_unlock", 0, 0, IMPERAI_TIMED_OUT, -1, "outcome",
+    NULL)
+
+/* The request of the current generation ends with st at T0 + at. */
+static int
+ends(struct h *h, enum imperai_status st, int64_t at)
+{
+	return feed(h, &(struct chg){ .status = st, .completed_at = T0 + at,
+	    .action = IMPERAI_ACTION_NONE }, T0 + at);
+}
+
+static void
+test_timed_out_starts_attempt_2_with_its_own_request_and_one_note(void **state)
+{
+	struct h *h = *state;
+	const struct effect *e;
+	char *field;
+
+	h->category = "reset_retry";
+	to_link_sent(h);
+	assert_int_equal(ends(h, IMPERAI_TIMED_OUT, 900), 0);
+	assert_kinds(h, "patch,create");
+	assert_patch_lacks(effect(h, 0), "work_notes");	/* the note comes with the link */
+	assert_patch_has(effect(h, 0), FIELD, "Registering the verification request");
+	assert_patch_has(effect(h, 0), FIELD, "Attempt 2 of 3 - attempt 1: Timed out "
+	    "2026-03-01 12:15:00 UTC.");
+	e = effect(h, 1);
+	assert_int_equal(e->generation, 2);
+	assert_string_equal(e->create.idempotency_key, "acme.service-now.com/incident/" SYS1 "/2");
+	assert_string_equal(e->create.requester_email, "jane.doe@example.com");
+	assert_string_equal(e->create.subject, "Cannot log in");
+	assert_int_equal(h->t.state, TS_AWAITING_REQUEST);
+	assert_event(h, "outcome recorded", "result=timed_out");
+	assert_event(h, "new attempt", "verification=vr_81 after=timed_out attempt=2 of=3");
+	assert_int_equal(h->t.nattempts, 1);
+	assert_string_equal(h->t.attempts[0].request_id, "vr_81");
+	assert_int_equal(h->t.attempts[0].status, IMPERAI_TIMED_OUT);
+
+	assert_int_equal(created(h, 2, "vr_82", T0 + 910), 0);
+	assert_kinds(h, "patch");
+	assert_patch_has(effect(h, 0), "work_notes", "[imper.ai link 2.");
+	assert_patch_has(effect(h, 0), "work_notes", "Attempt 2 of 3 - attempt 1: Timed out");
+	field = patch_get(effect(h, 0), FIELD);
+	assert_int_equal(strncmp(field, "<h3><a href=\"" SEND_URL "\">imper.ai - Send "
+	    "Verification link</a></h3><p>Attempt 2 of 3 - attempt 1: Timed out", 83), 0);
+	free(field);
+	/* the old request's late news changes nothing */
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_TIMED_OUT, .id = "vr_81",
+	    .rec = "late" }, T0 + 920), 0);
+	assert_kinds(h, "");
+}
+
+static void
+test_a_link_expired_before_it_was_sent_counts_as_timed_out(void **state)
+{
+	struct h *h = *state;
+
+	h->category = "reset_retry";
+	to_link_ready(h);
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_TIMED_OUT,
+	    .completed_at = T0 + 900 }, T0 + 900), 0);
+	assert_kinds(h, "patch,create");
+	assert_int_equal(h->t.generation, 2);
+	assert_event(h, "new attempt", "attempt=2 of=3");
+}
+
+static void
+test_not_enough_questions_three_times_leaves_no_attempt(void **state)
+{
+	struct h *h = *state;
+
+	h->category = "reset_retry";
+	to_link_sent(h);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(ends(h, IMPERAI_NOT_ENOUGH_QUESTIONS, 900 + 100 * i), 0);
+		assert_kinds(h, "patch,create");
+		assert_int_equal(created(h, h->t.generation, i ? "vr_83" : "vr_82",
+		    T0 + 950 + 100 * i), 0);
+		assert_patch_has(effect(h, 0), "work_notes", i ? "Attempt 3 of 3 - attempt 2: "
+		    "Not enough questions" : "Attempt 2 of 3 - attempt 1: Not enough questions");
+		assert_int_equal(patched(h, h->t.revision, 0), 0);
+	}
+	assert_int_equal(h->t.generation, 3);
+	assert_int_equal(ends(h, IMPERAI_NOT_ENOUGH_QUESTIONS, 1200), 0);
+	assert_kinds(h, "patch");
+	assert_null(find_event(h, "new attempt"));
+	assert_int_equal(h->t.state, TS_NOT_ENOUGH_QUESTIONS);
+	assert_patch_has(effect(h, 0), FIELD, "<h3>Verification Outcome: Not enough questions</h3>");
+	assert_patch_has(effect(h, 0), FIELD, "No automatic attempt is left (3 of 3 used). To "
+	    "send the requester a new link");
+	assert_patch_has(effect(h, 0), "work_notes", "No automatic attempt is left (3 of 3 used).");
+	assert_int_equal(h->t.nattempts, 2);
+	/* another requester: a new series, nothing said of the old one's attempts */
+	assert_int_equal(patched(h, h->t.revision, 0), 0);
+	h->caller = CALLER2;
+	assert_int_equal(observe(h), 0);
+	assert_int_equal(h->t.state, TS_AWAITING_REQUEST);
+	assert_int_equal(ticket_attempt_number(&h->t), 1);
+	assert_kinds(h, "cancel,patch,create");
+	assert_null(strstr(effect(h, 1)->patch_json, "No automatic attempt"));
+	assert_null(strstr(effect(h, 1)->patch_json, "Attempt "));
+}
+
+static void
+test_failed_or_high_risk_never_starts_a_new_attempt(void **state)
+{
+	struct h *h = *state;
+
+	h->category = "reset_retry";
+	to_link_sent(h);
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_FAILED, .risk = 10,
+	    .completed_at = T0 + 300, .action = IMPERAI_ACTION_NONE }, T0 + 300), 0);
+	assert_kinds(h, "patch");
+	assert_patch_has(effect(h, 0), "assignment_group", "Service Desk Security");
+	assert_null(find_event(h, "new attempt"));
+	assert_int_equal(h->t.generation, 1);
+	restart(h);
+	to_link_sent(h);
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_TIMED_OUT, .risk = 10,
+	    .completed_at = T0 + 300, .action = IMPERAI_ACTION_NONE }, T0 + 300), 0);
+	assert_kinds(h, "patch");
+	assert_null(find_event(h, "new attempt"));
+	assert_event(h, "on_fail applied", "changed=");
+}
+
+static void
+test_a_resend_while_sent_shows_the_latest_send_with_one_note(void **state)
+{
+	struct h *h = *state;
+
+	to_link_ready(h);
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_LINK_SENT,
+	    .sent_at = T0 + 60 }, T0 + 60), 0);
+	assert_patch_has(effect(h, 0), FIELD, "imper.ai - Send the link again</a>");
+	assert_int_equal(patched(h, h->t.revision, 0), 0);
+	/* the agent corrects the address: same request, a new link */
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_LINK_SENT,
+	    .recipient = "j***n@e***.org", .sent_at = T0 + 500 }, T0 + 500), 0);
+	assert_kinds(h, "patch");
+	assert_patch_has(effect(h, 0), "work_notes", "[imper.ai sent 1.3]");
+	assert_patch_has(effect(h, 0), "work_notes", "Verification link sent by Beth Anglin via "
+	    "email to j***n@e***.org.");
+	assert_patch_has(effect(h, 0), FIELD, "Verification link sent by Beth Anglin at "
+	    "2026-03-01 12:08:20 UTC");
+	assert_patch_has(effect(h, 0), FIELD, "Recipient: j***n@e***.org");
+	assert_patch_has(effect(h, 0), FIELD, "imper.ai - Send the link again</a>");
+	assert_int_equal(h->t.generation, 1);
+	/* the same send reported again changes nothing */
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_LINK_SENT,
+	    .recipient = "j***n@e***.org", .sent_at = T0 + 500 }, T0 + 520), 0);
+	assert_kinds(h, "");
+	/* sent again within the same second (times have one-second steps) */
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_LINK_SENT,
+	    .recipient = "+*********67", .sent_at = T0 + 500 }, T0 + 530), 0);
+	assert_patch_has(effect(h, 0), "work_notes", "[imper.ai sent 1.4]");
+	assert_patch_has(effect(h, 0), "work_notes", "to +*********67.");
+	/* no send-again link once the outcome is in */
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_PASSED, .risk = 2,
+	    .recipient = "j***n@e***.org", .sent_at = T0 + 500, .completed_at = T0 + 600 },
+	    T0 + 600), 0);
+	assert_null(strstr(effect(h, 0)->patch_json, "Send the link again"));
+}
+
+static void
+test_attempts_survive_the_store(void **state)
+{
+	struct h *h = *state;
+	struct ticket back;
+	char *enc, *cause = NULL;
+
+	h->category = "reset_retry";
+	to_link_sent(h);
+	assert_int_equal(ends(h, IMPERAI_TIMED_OUT, 900), 0);
+	enc = codec_ticket_encode(&h->t);
+	assert_int_equal(codec_ticket_decode(enc, strlen(enc), &back, &cause), 0);
+	assert_int_equal(back.nattempts, 1);
+	assert_string_equal(back.attempts[0].request_id, "vr_81");
+	assert_int_equal(back.attempts[0].status, IMPERAI_TIMED_OUT);
+	assert_int_equal(back.attempts[0].at, T0 + 900);
+	assert_int_equal(back.attempt, 2);
+	assert_int_equal(back.attempt_max, 3);
+	assert_int_equal(ticket_attempt_number(&back), 2);
+	ticket_free(&back);
+	free(enc);
 }
 
 static void
@@ -599,6 +880,7 @@ test_failed_applies_on_fail_once_and_explains(void **state)
 	assert_patch_has(e, FIELD, "Verification Outcome: Failed");
 	assert_int_equal(h->t.on_fail_applied, 1);
 	assert_event(h, "on_fail applied", "flow=password-reset");
+	assert_event(h, "on_fail applied", "changed=assignment_group,priority,work_note");
 
 	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_FAILED, .risk = 10,
 	    .completed_at = T0 + 300, .action = IMPERAI_ACTION_NONE,
@@ -990,8 +1272,8 @@ test_leaving_the_categories_untracks_and_notes_once(void **state)
 	assert_int_equal(h->t.state, TS_UNTRACKED);
 	assert_int_equal(h->res.forget, 0);
 	assert_int_equal(h->t.untracked_noted, 1);
-	assert_patch_has(effect(h, 1), FIELD, "No verification needed: the ticket left the "
-	    "verification categories");
+	assert_patch_has(effect(h, 1), FIELD, "<h3>No verification needed</h3><p>The ticket left "
+	    "the verification categories");
 	assert_patch_has(effect(h, 1), "work_notes", "[imper.ai untracked 1.3]");
 	assert_int_equal(patched(h, h->t.revision, 0), 0);
 	assert_int_equal(observe(h), 0);
@@ -1488,7 +1770,29 @@ main(void)
 		T(test_outcome_older_than_max_age_is_not_resolved),
 		T(test_outcome_age_falls_back_to_updated_at),
 		T(test_not_automated_flow_stops_at_action_done),
+		T(test_combo_automated_on_fail_passed),
+		T(test_combo_automated_on_fail_failed),
+		T(test_combo_automated_on_fail_high_risk),
+		T(test_combo_automated_on_fail_timed_out),
+		T(test_combo_automated_plain_passed),
+		T(test_combo_automated_plain_failed),
+		T(test_combo_automated_plain_high_risk),
+		T(test_combo_automated_plain_timed_out),
+		T(test_combo_manual_on_fail_passed),
+		T(test_combo_manual_on_fail_failed),
+		T(test_combo_manual_on_fail_high_risk),
+		T(test_combo_manual_on_fail_timed_out),
+		T(test_combo_manual_plain_passed),
+		T(test_combo_manual_plain_failed),
+		T(test_combo_manual_plain_high_risk),
+		T(test_combo_manual_plain_timed_out),
 		T(test_failed_applies_on_fail_once_and_explains),
+		T(test_timed_out_starts_attempt_2_with_its_own_request_and_one_note),
+		T(test_a_link_expired_before_it_was_sent_counts_as_timed_out),
+		T(test_not_enough_questions_three_times_leaves_no_attempt),
+		T(test_failed_or_high_risk_never_starts_a_new_attempt),
+		T(test_attempts_survive_the_store),
+		T(test_a_resend_while_sent_shows_the_latest_send_with_one_note),
 		T(test_timed_out_and_not_enough_questions_enter_their_states),
 		T(test_canceled_at_imperai_enters_canceled),
 		T(test_final_outcome_never_moves_backwards),

@@ -186,6 +186,7 @@ static const char good[] =
     "      assignment_group: \"Service Desk Security\"\n"
     "      priority: 2\n"
     "      work_note: \"High risk detected - Reject this request\"\n"
+    "    retry: { on: [timed_out], max: 3 }\n"
     "  - name: access\n"
     "    match: { table: incident, subcategories: [vpn, email], query: \"priority<=2\" }\n";
 
@@ -213,8 +214,13 @@ test_valid_file_loads_every_key(void **state)
 	assert_string_equal(a->on_fail.assignment_group, "Service Desk Security");
 	assert_int_equal(a->on_fail.priority, 2);
 	assert_string_equal(a->on_fail.work_note, "High risk detected - Reject this request");
+	assert_int_equal(a->retry.on, FLOW_RETRY_TIMED_OUT);
+	assert_int_equal(a->retry.max, 3);
 	b = &f->v[1];
-	assert_int_equal(b->line, 16);
+	assert_int_equal(b->line, 17);
+	/* the default: timed out and not enough questions, two more attempts */
+	assert_int_equal(b->retry.on, FLOW_RETRY_TIMED_OUT | FLOW_RETRY_NOT_ENOUGH_QUESTIONS);
+	assert_int_equal(b->retry.max, 2);
 	assert_int_equal(b->nsubcategories, 2);
 	assert_string_equal(b->subcategories[1], "email");
 	assert_string_equal(b->query, "priority<=2");
@@ -497,6 +503,48 @@ test_on_fail_priority_must_be_1_to_5(void **state)
 	    "    on_fail:\n"
 	    "      priority: 6\n",
 	    "flows.yaml:5:17: flows[0].on_fail.priority: expected a priority from 1 to 5");
+}
+
+static void
+test_retry_takes_only_unfinished_outcomes_and_0_to_5(void **state)
+{
+	struct flows *f;
+
+	(void)state;
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: [x] }\n"
+	    "    retry:\n"
+	    "      on: [timed_out, failed]\n",
+	    "flows.yaml:5:23: flows[0].retry.on: failed never starts a new attempt: a new link "
+	    "after a failure is what an impersonator wants (see on_fail)");
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: [x] }\n"
+	    "    retry: { on: [expired] }\n",
+	    "flows.yaml:4:19: flows[0].retry.on: expected timed_out or not_enough_questions");
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: [x] }\n"
+	    "    retry: { max: 6 }\n",
+	    "flows.yaml:4:19: flows[0].retry.max: expected a number of new attempts from 0 to 5");
+	assert_one_error(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: [x] }\n"
+	    "    retry: { tries: 1 }\n",
+	    "flows.yaml:4:14: flows[0].retry.tries: unknown key; known keys: on, max");
+	f = parse_ok(
+	    "flows:\n"
+	    "  - name: a\n"
+	    "    match: { table: incident, categories: [x] }\n"
+	    "    retry: { on: [], max: 0 }\n");
+	assert_int_equal(f->v[0].retry.on, 0);
+	assert_int_equal(f->v[0].retry.max, 0);
+	flows_free(f);
 }
 
 static void
@@ -789,6 +837,7 @@ main(void)
 		cmocka_unit_test(test_invalid_names_and_tokens_are_errors),
 		cmocka_unit_test(test_automated_needs_an_action),
 		cmocka_unit_test(test_close_needs_automated),
+		cmocka_unit_test(test_retry_takes_only_unfinished_outcomes_and_0_to_5),
 		cmocka_unit_test(test_automated_needs_close_code_and_notes),
 		cmocka_unit_test(test_unknown_placeholder_in_close_notes_is_an_error),
 		cmocka_unit_test(test_max_age_must_be_a_duration_from_1m_to_30d),

@@ -31,6 +31,7 @@
 	"\"details_url\":\"http://127.0.0.1:8081/verifications/vr_0a1b2c\"," \
 	"\"expires_at\":\"2026-11-25T10:00:00Z\",\"created_at\":\"2026-11-24T10:00:00Z\"," \
 	"\"completed_at\":\"2026-11-24T10:05:00Z\",\"updated_at\":\"2026-11-24T10:05:00+00:00\"," \
+	"\"sent_at\":\"2026-11-24T10:01:00Z\"," \
 	"\"action\":{\"type\":\"password_reset\",\"status\":\"pending\",\"completed_at\":null," \
 	"\"automated\":false},\"category\":\"password_reset\"," \
 	"\"requested_action\":\"password_reset\",\"subject\":\"Reset my password\"}"
@@ -255,6 +256,7 @@ test_parse_full_verification(void **state)
 	assert_int_equal(v.created_at, 1795514400);
 	assert_int_equal(v.completed_at, 1795514700);
 	assert_int_equal(v.updated_at, 1795514700);
+	assert_int_equal(v.sent_at, 1795514460);	/* the latest send */
 	assert_string_equal(v.action.type, "password_reset");
 	assert_int_equal(v.action.status, IMPERAI_ACTION_PENDING);
 	assert_int_equal(v.action.completed_at, 0);
@@ -338,6 +340,8 @@ test_parse_rejects_wrong_types_naming_the_field(void **state)
 	    "test: ticket.sys_id: missing");
 	assert_vmin_with_fails("\"ticket\":{\"instance\":\"i\",\"table\":\"t\",\"sys_id\":7,"
 	    "\"number\":\"n\"}", "test: ticket.sys_id: expected string, got integer");
+	assert_vmin_with_fails("\"sent_at\":\"yesterday\"",
+	    "test: sent_at: expected RFC 3339 time, got \"yesterday\"");
 	assert_vmin_with_fails("\"updated_at\":\"yesterday\"",
 	    "test: updated_at: expected RFC 3339 time, got \"yesterday\"");
 	assert_vmin_with_fails("\"updated_at\":1732442400",
