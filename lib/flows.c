@@ -286,6 +286,10 @@ flows_name_ok(const char *s)
 static const char *const flows_placeholders[] = {
 	"number", "requester", "verification_id", "action",
 };
+/* What a placeholder without a value reads as: a word, never "by  after". */
+static const char *const flows_missing[] = {
+	"(no number)", "(unknown requester)", "(no verification ID)", "(no action)",
+};
 
 static int
 flows_placeholder(const char *name, size_t len)
@@ -870,7 +874,7 @@ flows_expand(const char *tmpl, const char *number, const char *requester,
 			buf_addc(&b, *p);
 			continue;
 		}
-		buf_adds(&b, vals[i] ? vals[i] : "");
+		buf_adds(&b, vals[i] && *vals[i] ? vals[i] : flows_missing[i]);
 		p += n - 1;
 	}
 	return buf_detach(&b);

@@ -728,7 +728,10 @@ test_templates_expand_every_placeholder(void **state)
 	assert_string_equal(s, "XX {other} {} {num");
 	free(s);
 	s = flows_expand("by {requester}.", "X", NULL, "v", "a");
-	assert_string_equal(s, "by .");
+	assert_string_equal(s, "by (unknown requester).");
+	free(s);
+	s = flows_expand("by {requester} after {verification_id}", "X", "", "", "a");
+	assert_string_equal(s, "by (unknown requester) after (no verification ID)");
 	free(s);
 }
 
