@@ -8,6 +8,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import EX_UNAVAILABLE, Stack  # noqa: E402
 from test_e2e import CREATE, FIELD, Scenario  # noqa: E402
 
 HIDE_REQUESTER = {"imperai.integration": ["sys_user.name", "sys_user.email",
@@ -47,6 +48,28 @@ class UnreadableRequesterTest(unittest.TestCase):
         self.assertEqual(reqs[0]["requester"]["email"], "abel.tuter@example.com")
         sc.assert_one_note_per_event(t, ["requester_unreadable", "link"])
         self.assertNotIn("could not be read", sc.record(t)[FIELD])
+
+
+class RequesterProbeTest(unittest.TestCase):
+    def test_probe_and_setup_say_the_requester_cannot_be_read_and_what_to_grant(self):
+        s = Stack(self).start_sims().write_config()
+        r = s.ctl("check-config", "--probe")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("no ticket with a requester to read", r.stdout)
+        s.snow.create_ticket("incident", "abel.tuter", category="password_reset")
+        r = s.ctl("check-config", "--probe")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("the requester of INC", r.stdout)
+        s.snow.control.ok("POST", "/sim/settings", {"field_acl": HIDE_REQUESTER})
+        r = s.ctl("check-config", "--probe")
+        self.assertEqual(r.returncode, EX_UNAVAILABLE, r.stdout + r.stderr)
+        self.assertIn("imperai.integration cannot read the requester of INC", r.stderr)
+        self.assertIn("grant it read access to sys_user.name, sys_user.email and "
+                      "sys_user.user_name", r.stderr)
+        r = s.ctl("setup")
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertRegex(r.stdout, r"missing: +incident: imperai\.integration cannot read "
+                                   r"the requester of INC")
 
 
 if __name__ == "__main__":
