@@ -15,6 +15,7 @@
 #include "flows.h"
 #include "log.h"
 #include "loop.h"
+#include "refs.h"
 #include "sysd.h"
 #include "util.h"
 
@@ -84,6 +85,23 @@ main_load(const char *path, int flags, struct config **cfg, struct flows **flows
 	return rc;
 }
 
+/* Settings and policy, with the policy's references resolved to sys_ids
+ * (asks ServiceNow): -EINVAL for a bad reference, -EAGAIN unreachable. */
+static int
+main_load_resolved(const char *path, struct config **cfg, struct flows **flows,
+    struct errlist *errs, struct errlist *warns)
+{
+	int rc = main_load(path, 0, cfg, flows, errs, warns);
+
+	if (rc == 0 && (rc = refs_resolve(*cfg, *flows, errs)) < 0) {
+		flows_free(*flows);
+		config_free(*cfg);
+		*flows = NULL;
+		*cfg = NULL;
+	}
+	return rc;
+}
+
 static int
 main_check(const char *path)
 {
@@ -117,7 +135,7 @@ main_reload_config(struct loop *l, const char *path)
 	struct flows *flows;
 
 	sysd_notifyf("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)loop_now_ms() * 1000);
-	if (main_load(path, 0, &cfg, &flows, &errs, &warns) < 0) {
+	if (main_load_resolved(path, &cfg, &flows, &errs, &warns) < 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_kv(LOG_LVL_ERR, "reload refused", "error", errs.msg[i], NULL);
 		log_kv(LOG_LVL_WARN, "reload failed: keeping the running settings and policy",
@@ -162,12 +180,13 @@ main_run(const char *path)
 	char *cause = NULL, status[256];
 	int rc;
 
-	if (main_load(path, 0, &cfg, &flows, &errs, &warns) < 0) {
+	if ((rc = main_load_resolved(path, &cfg, &flows, &errs, &warns)) < 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_kv(LOG_LVL_ERR, "configuration error", "error", errs.msg[i], NULL);
 		errlist_free(&errs);
 		errlist_free(&warns);
-		return EX_CONFIG;
+		/* unreachable: temporary, systemd restarts it */
+		return rc == -EAGAIN ? EX_TEMPFAIL : EX_CONFIG;
 	}
 	for (size_t i = 0; i < warns.n; i++)
 		log_kv(LOG_LVL_WARN, "configuration warning", "warning", warns.msg[i], NULL);

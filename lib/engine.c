@@ -1244,7 +1244,8 @@ engine_on_fail(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 		buf_addf(extra, "%s\n", note);
 	if (f != NULL && f->on_fail.assignment_group != NULL) {
 		engine_json_add(more, "assignment_group", f->on_fail.assignment_group);
-		buf_addf(extra, "Reassigned to %s.\n", f->on_fail.assignment_group);
+		buf_addf(extra, "Reassigned to %s.\n", f->on_fail.assignment_group_name ?
+		    f->on_fail.assignment_group_name : f->on_fail.assignment_group);
 	}
 	if (f != NULL && f->on_fail.priority > 0) {
 		snprintf(prio, sizeof(prio), "%d", f->on_fail.priority);

@@ -439,6 +439,8 @@ static void
 fk_assignment_group(struct fctx *x, const struct ynode *y, const char *path)
 {
 	ystr(x->L, y, path, &x->f->on_fail.assignment_group);
+	x->f->on_fail.line = y->line;
+	x->f->on_fail.col = y->col;
 }
 
 static void
@@ -620,6 +622,7 @@ flow_free(struct flow *f)
 	free(f->close_code);
 	free(f->close_notes);
 	free(f->on_fail.assignment_group);
+	free(f->on_fail.assignment_group_name);
 	free(f->on_fail.work_note);
 }
 

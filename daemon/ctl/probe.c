@@ -16,6 +16,7 @@
 #include "flows.h"
 #include "http.h"
 #include "imperai.h"
+#include "refs.h"
 #include "snow.h"
 #include "util.h"
 
@@ -477,8 +478,26 @@ probe_free(struct probe *p)
 	errlist_free(&p->fail);
 }
 
+/* The references the flows write resolve to exactly one record each. */
+static void
+probe_refs(struct probe *p, struct flows *flows)
+{
+	struct errlist errs = { 0 };
+
+	if (flows == NULL)
+		return;
+	if (refs_resolve(p->cfg, flows, &errs) < 0)
+		for (size_t i = 0; i < errs.n; i++)
+			probe_fail(p, "%s", errs.msg[i]);
+	for (size_t i = 0; i < flows->n; i++)
+		if (flows->v[i].on_fail.assignment_group_name != NULL)
+			probe_ok(p, "servicenow: flow %s: on_fail.assignment_group is group %s",
+			    flows->v[i].name, flows->v[i].on_fail.assignment_group_name);
+	errlist_free(&errs);
+}
+
 static int
-probe(const struct config *cfg, const struct flows *flows)
+probe(const struct config *cfg, struct flows *flows)
 {
 	struct probe p = { .cfg = cfg, .flows = flows };
 	int rc;
@@ -489,6 +508,7 @@ probe(const struct config *cfg, const struct flows *flows)
 		if (p.login_ok) {
 			probe_submit_rest(&p);
 			probe_run(&p);
+			probe_refs(&p, flows);
 		}
 	}
 	for (size_t i = 0; i < p.fail.n; i++)

@@ -4,12 +4,16 @@ simulator's switchable real-instance behaviours (field read ACLs,
 references stored as given, ...) on, and the daemon checked from the
 simulators' own records."""
 import os
+import re
+import signal
+import subprocess
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import EX_UNAVAILABLE, Stack  # noqa: E402
-from test_e2e import CREATE, FIELD, Scenario  # noqa: E402
+import harness  # noqa: E402
+from harness import EX_CONFIG, EX_UNAVAILABLE, Stack  # noqa: E402
+from test_e2e import CREATE, FIELD, Scenario, shipped_flows  # noqa: E402
 
 HIDE_REQUESTER = {"imperai.integration": ["sys_user.name", "sys_user.email",
                                           "sys_user.user_name"]}
@@ -70,6 +74,72 @@ class RequesterProbeTest(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0, r.stdout)
         self.assertRegex(r.stdout, r"missing: +incident: imperai\.integration cannot read "
                                    r"the requester of INC")
+
+
+def group_sys_id(snow, name):
+    groups = snow.control.ok("GET", "/sim/dump")["tables"]["sys_user_group"]
+    return [g["sys_id"] for g in groups if g["name"] == name][0]
+
+
+class ReferenceTest(unittest.TestCase):
+    def test_a_group_given_by_name_lands_as_its_sys_id(self):
+        # ServiceNow stores a reference written by name as given: make the
+        # simulator do so, so only a sys_id written by the daemon can work.
+        sc = Scenario(self).start()
+        t = sc.create(category="password_reset")  # its caller given by user name
+        sc.snow.control.ok("POST", "/sim/settings", {"reference_input": "as_given"})
+        sc.verify_through_pages(t, answers=("fail", "x", "y"))
+        note = sc.wait_tag(t, "on_fail")
+        self.assertIn("Reassigned to Service Desk Security", note)
+        rec = sc.record(t)
+        self.assertEqual(rec["assignment_group"], group_sys_id(sc.snow, "Service Desk Security"))
+        patches = [w["fields"] for w in sc.writes(t) if "assignment_group" in w["fields"]]
+        self.assertTrue(all(re.fullmatch("[0-9a-f]{32}", p["assignment_group"]) for p in patches))
+
+    def test_a_group_that_matches_nothing_is_a_configuration_error(self):
+        flows = shipped_flows().replace('assignment_group: "Service Desk Security"',
+                                        'assignment_group: "Service Desk Securty"', 1)
+        self.assertNotEqual(flows, shipped_flows())
+        s = Stack(self, flows=flows).start_sims().write_config()
+        line = [i + 1 for i, ln in enumerate(flows.splitlines()) if "Securty" in ln][0]
+        r = s.ctl("check-config", "--probe")
+        self.assertEqual(r.returncode, EX_UNAVAILABLE, r.stdout + r.stderr)
+        self.assertRegex(r.stderr, r"flows\.yaml:%d:\d+: flows\[[^]]+\]\.on_fail\."
+                                   r"assignment_group: \"Service Desk Securty\" matches no "
+                                   r"group" % line)
+        d = subprocess.run([harness.DAEMON, "-f", "-c", s.conf], capture_output=True,
+                           text=True, env=s.env(), timeout=60)
+        self.assertEqual(d.returncode, EX_CONFIG, d.stdout + d.stderr)
+        self.assertIn("Service Desk Securty", d.stdout + d.stderr)
+
+    def test_a_reload_with_a_group_that_matches_nothing_keeps_the_old_policy(self):
+        sc = Scenario(self).start()
+        mark = sc.stack.daemon.log_size()
+        path = os.path.join(sc.stack.dir, "flows.yaml")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace("Service Desk Security", "No Such Group", 1))
+        sc.stack.daemon.proc.send_signal(signal.SIGHUP)
+        sc.wait(lambda: any("reload failed: keeping" in ln
+                            for ln in sc.stack.daemon.lines_since(mark)), "the refused reload")
+        lines = "\n".join(sc.stack.daemon.lines_since(mark))
+        self.assertIn('No Such Group\\" matches no group', lines)
+        # The old policy still reassigns to the real group, by sys_id.
+        t = sc.create(category="password_reset")
+        sc.verify_through_pages(t, answers=("fail", "x", "y"))
+        sc.wait_tag(t, "on_fail")
+        self.assertEqual(sc.record(t)["assignment_group"],
+                         group_sys_id(sc.snow, "Service Desk Security"))
+
+    def test_a_group_name_held_by_two_groups_is_a_configuration_error(self):
+        s = Stack(self, flows=shipped_flows()).start_sims().write_config()
+        s.snow.control.ok("POST", "/sim/update", {
+            "table": "sys_user_group", "sys_id": group_sys_id(s.snow, "Service Desk"),
+            "fields": {"name": "Service Desk Security"}})
+        r = s.ctl("check-config", "--probe")
+        self.assertEqual(r.returncode, EX_UNAVAILABLE, r.stdout + r.stderr)
+        self.assertIn('"Service Desk Security" matches several groups', r.stderr)
 
 
 if __name__ == "__main__":
