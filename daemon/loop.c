@@ -30,6 +30,7 @@
 #include "requests.h"
 #include "snow.h"
 #include "store.h"
+#include "sweep.h"
 #include "util.h"
 
 #define LOOP_MAX_ATTEMPTS	12	/* then the entry is parked for `imperai-snowctl retry` */
@@ -87,6 +88,7 @@ struct loop {
 
 	struct tpoll		*polls;
 	size_t			 npolls;
+	struct sweep		*sweep;		/* the reconciliation sweep (sweep.c) */
 
 	char			*cursor;	/* imper.ai change feed */
 	uint64_t		 feed_epoch;
@@ -761,6 +763,7 @@ loop_metrics_gather(struct loop *l, struct metrics *m, struct metrics_table *tab
 	for (size_t i = 0; i < l->npolls; i++) {
 		tabs[i].name = l->polls[i].table;
 		tabs[i].seen = l->polls[i].seen;
+		sweep_metrics(l->sweep, i, &tabs[i]);
 	}
 	m->tables = tabs;
 	m->ntables = l->npolls;
@@ -814,7 +817,9 @@ struct pollctx {
 static int
 loop_record_seen(struct lticket *lt, const struct snow_record *r)
 {
-	return lt->existed && lt->t.state != TS_UNTRACKED && r->mod_count <= lt->t.seen_mod_count;
+	/* a ticket waiting for a readable requester is read again as it is */
+	return lt->existed && lt->t.state != TS_UNTRACKED && r->mod_count <= lt->t.seen_mod_count &&
+	    !lt->t.requester_unreadable;
 }
 
 static void
@@ -833,6 +838,19 @@ loop_observe(struct loop *l, const char *table, const struct snow_record *r)
 		loop_apply(l, lt, &res);
 	loop_metrics_after(l, &mb, &lt->t);
 	loop_keep_result(l, &res);
+}
+
+/* The sweep's observation: 1 for a ticket needing verification that
+ * nothing had seen before. */
+static int
+loop_sweep_observe(void *arg, const char *table, const struct snow_record *r)
+{
+	struct loop *l = arg;
+	struct lticket *lt = loop_ticket(l, table, r->sys_id);
+	int known = lt->existed || lt->t.generation > 0;
+
+	loop_observe(l, table, r);
+	return !known && lt->t.generation > 0;
 }
 
 static void loop_poll_submit(struct loop *l, struct tpoll *p);
@@ -2263,6 +2281,7 @@ loop_new(struct config *cfg, struct flows *flows, struct loop **out, char **caus
 	if ((rc = loop_clients(l, cause)) < 0)
 		goto fail;
 	loop_polls_init(l);
+	l->sweep = sweep_new(l->npolls, loop_now_ms(), cfg->snow.sweep_interval);
 	loop_load_positions(l);
 	l->m_base[0].name = "servicenow";
 	l->m_base[1].name = "imperai";
@@ -2301,6 +2320,8 @@ loop_reload(struct loop *l, struct config *cfg, struct flows *flows)
 		free(cause);
 	}
 	loop_polls_init(l);
+	sweep_free(l->sweep);
+	l->sweep = sweep_new(l->npolls, loop_now_ms(), cfg->snow.sweep_interval);
 	for (size_t i = 0; i < l->npolls; i++)
 		for (size_t k = 0; k < nsaved; k++)
 			if (strcmp(l->polls[i].table, names[k]) == 0) {
@@ -2329,6 +2350,10 @@ loop_schedule(struct loop *l, int64_t now)
 		l->feed_started_ms = now;
 		loop_feed_submit(l);
 	}
+	for (size_t i = 0; i < l->npolls; i++)
+		sweep_schedule(l->sweep, i, l->polls[i].table, (const char *const *)l->polls[i].fields,
+		    l->polls[i].nfields, l->polls[i].wm.updated_on, &(struct sweep_env){ l->cfg,
+		    l->flows, l->snow, loop_sweep_observe, l }, now);
 }
 
 static void
@@ -2351,6 +2376,7 @@ loop_write_status(struct loop *l)
 		if (l->polls[i].last_error)
 			json_object_object_add(t, "last_error",
 			    json_object_new_string(l->polls[i].last_error));
+		sweep_status(l->sweep, i, t);
 		json_object_object_add(tabs, l->polls[i].table, t);
 	}
 	json_object_object_add(o, "tables", tabs);
@@ -2401,6 +2427,7 @@ loop_idle_ms(const struct loop *l, int64_t now, int64_t until)
 			next = loop_min(next, l->polls[i].next_ms);
 	if (!l->feed_inflight)
 		next = loop_min(next, l->feed_next_ms);
+	next = loop_min(next, sweep_next_ms(l->sweep));
 	next = loop_min(next, l->status_ms + LOOP_STATUS_EVERY_MS);
 	if (l->cfg->metrics_file && *l->cfg->metrics_file)
 		next = loop_min(next, l->metrics_ms);
@@ -2472,6 +2499,7 @@ loop_free(struct loop *l)
 	if (l == NULL)
 		return;
 	loop_clients_free(l);
+	sweep_free(l->sweep);
 	loop_pending_clear(l);
 	loop_polls_free(l);
 	outq_free(l->oq);

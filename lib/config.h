@@ -54,6 +54,7 @@ struct config {
 		int			 page_size;
 		int			 poll_interval;	/* seconds */
 		int			 poll_overlap;	/* seconds */
+		int			 sweep_interval;	/* seconds between sweeps, 0: off */
 		int			 write_settle;	/* seconds before a lost write is read back */
 		struct config_http	 http;
 	} snow;

@@ -8,12 +8,14 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import EX_CONFIG, EX_UNAVAILABLE, Stack  # noqa: E402
-from test_e2e import CREATE, FIELD, Scenario, shipped_flows  # noqa: E402
+from test_e2e import CREATE, FIELD, REF, SEND_LINK, Scenario, shipped_flows  # noqa: E402
 
 HIDE_REQUESTER = {"imperai.integration": ["sys_user.name", "sys_user.email",
                                           "sys_user.user_name"]}
@@ -140,6 +142,56 @@ class ReferenceTest(unittest.TestCase):
         r = s.ctl("check-config", "--probe")
         self.assertEqual(r.returncode, EX_UNAVAILABLE, r.stdout + r.stderr)
         self.assertIn('"Service Desk Security" matches several groups', r.stderr)
+
+
+class CommitLagTest(unittest.TestCase):
+    """Rows committed twice poll_overlap (2 s in the tests) after their
+    sys_updated_on are behind the watermark when they appear: only the
+    sweep (every 3 s here) can find them."""
+
+    SWEEP = 3
+
+    def test_lag_of_twice_the_overlap_every_ticket_handled_within_one_sweep(self):
+        s = Stack(self, flows=shipped_flows(),
+                  snow_extra="  sweep_interval = %d;\n" % self.SWEEP).start()
+        sc = Scenario.__new__(Scenario)
+        sc.test, sc.stack, sc.snow, sc.imp, sc.tables = self, s, s.snow, s.imperai, ["incident"]
+        snow = s.snow.control
+        control = sc.create(category="password_reset")
+        sc.wait_link(control)
+        mark = s.daemon.log_size()
+        snow.ok("POST", "/sim/settings", {"commit_lag": 4})
+        made = snow.ok("POST", "/sim/tickets", {"count": 6, "caller": "abel.tuter",
+                                                "fields": {"category": "password_reset"}})
+        lagged = [dict(t, table="incident") for t in made["tickets"]]
+        # Meanwhile the watermark moves on: the control ticket keeps changing.
+        stop = threading.Event()
+
+        def edits():
+            n = 0
+            while not stop.wait(0.5):
+                n += 1
+                s.snow.patch("incident", control["sys_id"], short_description="edit %d" % n)
+        editor = threading.Thread(target=edits)
+        editor.start()
+        try:
+            for t in lagged:
+                f = sc.wait(lambda t=t: (lambda f: f if f and SEND_LINK.search(f) else None)(
+                    sc.field(t)), "the send link in %s" % t["number"],
+                    timeout=4 + self.SWEEP + 10)
+                self.assertEqual(REF.search(f).group(1), "1")
+        finally:
+            stop.set()
+            editor.join()
+        log = "\n".join(s.daemon.lines_since(mark))
+        self.assertIn("sweep found a ticket the poll missed", log)
+        self.assertIn("raise servicenow.poll_overlap", log)
+        for t in lagged:
+            self.assertEqual(len(sc.requests_for(t)), 1, t["number"])
+        said = re.compile(r"sweep: \d+ runs, [1-9]\d* missed tickets found(.|\n)*"
+                          r"visible later than poll_overlap allows, largest lag [3-9] s")
+        # the status snapshot is rewritten every few seconds
+        sc.wait(lambda: said.search(s.ctl("status").stdout), "status to show the lag")
 
 
 if __name__ == "__main__":
