@@ -89,6 +89,7 @@ struct loop {
 	struct tpoll		*polls;
 	size_t			 npolls;
 	struct sweep		*sweep;		/* the reconciliation sweep (sweep.c) */
+	int64_t			 unpark_ms;	/* parked writes are released again then */
 
 	char			*cursor;	/* imper.ai change feed */
 	uint64_t		 feed_epoch;
@@ -1189,7 +1190,7 @@ loop_job_end(struct job *j, int done)
 
 /* A transient failure: try again later, with backoff; park after too many. */
 static void
-loop_job_again(struct job *j, const char *why, int park)
+loop_job_again(struct job *j, const char *why)
 {
 	struct loop *l = j->l;
 	struct job *copy = xcalloc(1, sizeof(*copy));
@@ -1197,16 +1198,11 @@ loop_job_again(struct job *j, const char *why, int park)
 	int64_t delay;
 
 	str_replace(&j->e.last_error, why);
-	if (park) {
+	if (j->e.attempts >= LOOP_MAX_ATTEMPTS) {
 		j->e.not_before = LOOP_PARKED;
-		log_kv(LOG_LVL_ERR, "write parked: a read-back was refused and asking again "
-		    "will not help; run imperai-snowctl retry once the cause is fixed",
-		    "ticket", j->e.number, "effect", engine_effect_name(j->e.kind), "error", why,
-		    NULL);
-	} else if (j->e.attempts >= LOOP_MAX_ATTEMPTS) {
-		j->e.not_before = LOOP_PARKED;
-		log_kv(LOG_LVL_ERR, "write parked after repeated failures: run imperai-snowctl retry "
-		    "once the cause is fixed", "ticket", j->e.number, "effect",
+		log_kv(LOG_LVL_ERR, "write parked after repeated failures: it is retried on its "
+		    "own every servicenow.parked_retry, or at once with imperai-snowctl retry once "
+		    "the cause is fixed", "ticket", j->e.number, "effect",
 		    engine_effect_name(j->e.kind), "error", why, NULL);
 	} else {
 		delay = http_backoff_ms(j->e.attempts, 1000, 300000, (double)rand() / RAND_MAX);
@@ -1232,7 +1228,7 @@ loop_job_again(struct job *j, const char *why, int park)
 static void
 loop_job_retry(struct job *j, const char *why)
 {
-	loop_job_again(j, why, 0);
+	loop_job_again(j, why);
 }
 
 /* A permanent failure: the engine decides what the ticket shows. */
@@ -1360,7 +1356,9 @@ loop_patch_done(int err, long status, const char *cause, struct snow_record *rec
 		return;
 	}
 	if (err < 0) {
-		if (status >= 400 && status < 500 && status != 401 && status != 429) {
+		/* only ServiceNow's own JSON error on the write itself is final */
+		if (err != -EAGAIN && status >= 400 && status < 500 && status != 401 &&
+		    status != 429) {
 			loop_job_failed(j, cause ? cause : strerror(-err));
 			return;
 		}
@@ -1421,12 +1419,13 @@ loop_check_done(int err, long status, const char *cause, struct snow_record *rec
 		loop_job_end(j, 1);
 		return;
 	}
-	/* A 4xx other than 401/429 (403 ACL, 400) is not retried: asking again
-	 * will not heal it, and whether the write landed stays unknown, so it
-	 * is neither dropped nor sent blind -- parked for the operator. */
+	/* A read-back is a GET: whatever answered (a proxy's HTML page, an
+	 * ACL's 403 until an admin fixes it), asking again later is safe, so it
+	 * is retried with backoff; whether the write landed stays unknown, so
+	 * it is neither dropped nor sent blind. */
 	if (err < 0) {
-		loop_job_again(j, cause ? cause : strerror(-err),
-		    status >= 400 && status < 500 && status != 401 && status != 429);
+		(void)status;
+		loop_job_retry(j, cause ? cause : strerror(-err));
 		return;
 	}
 	ct = config_table(l->cfg, j->e.table);
@@ -2136,7 +2135,8 @@ loop_retry(struct loop *l, const struct req *r)
 	if (rc < 0)
 		log_kv(LOG_LVL_ERR, "retry failed", "error", store_strerror(rc), NULL);
 	else
-		log_kv(LOG_LVL_NOTICE, "parked writes released", "count", count, NULL);
+		log_kv(u.n || r->seq ? LOG_LVL_NOTICE : LOG_LVL_DEBUG, "parked writes released",
+		    "count", count, NULL);
 	for (size_t i = 0; i < u.n; i++) {
 		if (rc == 0)
 			outq_set_due(l->oq, u.keys[i], u.seqs[i], 0);
@@ -2428,6 +2428,8 @@ loop_idle_ms(const struct loop *l, int64_t now, int64_t until)
 	if (!l->feed_inflight)
 		next = loop_min(next, l->feed_next_ms);
 	next = loop_min(next, sweep_next_ms(l->sweep));
+	if (l->cfg->snow.parked_retry > 0 && l->unpark_ms != 0)
+		next = loop_min(next, l->unpark_ms);
 	next = loop_min(next, l->status_ms + LOOP_STATUS_EVERY_MS);
 	if (l->cfg->metrics_file && *l->cfg->metrics_file)
 		next = loop_min(next, l->metrics_ms);
@@ -2447,6 +2449,12 @@ loop_step(struct loop *l, int max_wait_ms)
 	if (now >= l->requests_ms) {
 		loop_requests(l);
 		l->requests_ms = now + 1000;
+	}
+	/* a misconfiguration fixed by an admin heals without imperai-snowctl retry */
+	if (l->cfg->snow.parked_retry > 0 && now >= l->unpark_ms) {
+		if (l->unpark_ms != 0 && l->snow != NULL)
+			loop_retry(l, &(struct req){ .seq = 0 });
+		l->unpark_ms = now + (int64_t)l->cfg->snow.parked_retry * 1000;
 	}
 	/* what became due (retries, operator requests) starts now */
 	loop_commit(l, 1);

@@ -194,5 +194,41 @@ class CommitLagTest(unittest.TestCase):
         sc.wait(lambda: said.search(s.ctl("status").stdout), "status to show the lag")
 
 
+class ProxyPageTest(unittest.TestCase):
+    def test_an_html_400_on_read_backs_and_the_outcome_lands_without_operator_action(self):
+        sc = Scenario(self).start()
+        t = sc.create(category="password_reset")
+        result = sc.verify_through_pages(t)
+        sc.wait_tag(t, "outcome")
+        mark = sc.stack.daemon.log_size()
+        # A proxy answers the next single-record GETs (the read-back before
+        # the resolving PATCH) with its own HTML 400.
+        sc.snow.control.ok("POST", "/sim/faults", {"proxy_count": 3, "proxy_status": 400,
+                                                   "path_prefix": "/api/"})
+        sc.reset_password(result)
+        sc.wait_tag(t, "resolved")
+        self.assertEqual(sc.record(t)["state"], "7")
+        faults = sc.snow.control.ok("GET", "/sim/stats")["faults"]
+        self.assertEqual(faults.get("proxy_html"), 3, faults)
+        log = "\n".join(sc.stack.daemon.lines_since(mark))
+        self.assertIn("not ServiceNow's JSON error", log)
+        self.assertNotIn("parked", log)
+        sc.assert_one_note_per_event(t, ["link", "sent", "progress", "outcome", "resolved"])
+
+    def test_an_html_404_from_a_proxy_on_a_write_does_not_drop_it(self):
+        sc = Scenario(self).start()
+        t = sc.create(category="password_reset")
+        sc.wait_link(t)
+        sc.snow.control.ok("POST", "/sim/faults", {"proxy_count": 1, "proxy_status": 404,
+                                                   "proxy_methods": ["PATCH"],
+                                                   "path_prefix": "/api/"})
+        _, url = sc.wait_link(t)
+        sc.send(t, url)
+        sc.wait_tag(t, "sent")
+        faults = sc.snow.control.ok("GET", "/sim/stats")["faults"]
+        self.assertEqual(faults.get("proxy_html"), 1, faults)
+        sc.assert_one_note_per_event(t, ["link", "sent"])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
