@@ -400,6 +400,8 @@ status_json_tables(const struct status *s)
 		status_json_add(e, "last_error", t, "last_error");
 		status_json_add(e, "sweep_runs", t, "sweep_runs");
 		status_json_add(e, "sweep_missed", t, "sweep_missed");
+		status_json_add(e, "sweep_last_requests", t, "sweep_last_requests");
+		status_json_add(e, "sweep_last_ms", t, "sweep_last_ms");
 		status_json_add(e, "late_records", t, "late_records");
 		status_json_add(e, "late_max_lag", t, "late_max_lag");
 		json_object_object_add(out, name, e);
