@@ -42,6 +42,7 @@ loop_step(struct loop *l, int max_wait_ms)
 		ops_requests(l);
 		l->requests_ms = now + 1000;
 	}
+	ops_unpark_due(l, now);
 	/* what became due (retries, operator requests) starts now */
 	commit_step(l, 1);
 	while (l->http && http_pending(l->http) > 0 && loop_now_ms() < until) {
@@ -70,7 +71,7 @@ loop_step(struct loop *l, int max_wait_ms)
 static int64_t
 loop_idle_ms(const struct loop *l, int64_t now, int64_t until)
 {
-	int64_t next = report_next_ms(l, poll_next_ms(l, until));
+	int64_t next = report_next_ms(l, ops_next_ms(l, poll_next_ms(l, until)));
 	int64_t due = outbox_index_next_due(l->oq);
 
 	if (l->requests_ms < next)

@@ -19,6 +19,11 @@
 #include "loop.h"
 #include "metrics.h"
 #include "outlog.h"
+#include "sweep.h"
+
+/* Then a write is parked, released by servicenow.parked_retry or
+ * imperai-snowctl retry. */
+#define OUTBOX_MAX_ATTEMPTS	12
 #include "snow.h"
 
 struct config;
@@ -95,6 +100,8 @@ struct loop {
 
 	struct tpoll		*polls;
 	size_t			 npolls;
+	struct sweep		*sweep;		/* the reconciliation sweep (sweep.c) */
+	int64_t			 unpark_ms;	/* parked writes are released again then */
 
 	char			*cursor;	/* imper.ai change feed */
 	uint64_t		 feed_epoch;
@@ -266,10 +273,12 @@ void outbox_unsent(struct outbox_entry *en);
 int outbox_may_merge(const struct outbox_entry *first, const struct outbox_entry *next);
 /* Whether the field read back shows en's revision: it landed. */
 int outbox_shows(const struct outbox_entry *en, const char *field);
-/* en is tried again later (backoff from rnd in [0,1)), or parked: with
- * park, or after too many attempts.  1 if parked. */
-int outbox_again(struct outbox_entry *en, const char *why, int park, int64_t now, double rnd);
-/* Released by imperai-snowctl retry: due now, keeping its read-back. */
+/* en is tried again later (backoff from rnd in [0,1)), or parked after
+ * too many attempts.  1 if parked.  Nothing parks on one answer: a
+ * read-back is a GET, safe to ask again whatever answered it. */
+int outbox_again(struct outbox_entry *en, const char *why, int64_t now, double rnd);
+/* Released by imperai-snowctl retry or servicenow.parked_retry: due now,
+ * keeping its read-back. */
 void outbox_unpark(struct outbox_entry *en);
 
 /* outbox.c: the daemon's outbox */
@@ -288,7 +297,7 @@ void outbox_batch_free(struct loop *l, struct outbox_batch *b, int void_jobs);
 /* j is over: done (the entry leaves the outbox) or not (it waits again). */
 void outbox_job_end(struct job *j, int done);
 /* j failed for now: tried again later, or parked; logged. */
-void outbox_job_again(struct job *j, const char *why, int park);
+void outbox_job_again(struct job *j, const char *why);
 void outbox_job_free(struct job *j);
 
 /* send.c */
@@ -330,5 +339,10 @@ int64_t report_next_ms(const struct loop *l, int64_t until);
 /* ops.c */
 /* Takes the operator's requests (resync, retry) and starts them. */
 void ops_requests(struct loop *l);
+/* Every servicenow.parked_retry, parked writes are released on their own: a
+ * misconfiguration fixed by an admin heals without imperai-snowctl retry. */
+void ops_unpark_due(struct loop *l, int64_t now_ms);
+/* When ops_unpark_due next has something to do, at most until. */
+int64_t ops_next_ms(const struct loop *l, int64_t until);
 
 #endif

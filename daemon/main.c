@@ -16,6 +16,7 @@
 #include "flows.h"
 #include "log.h"
 #include "loop.h"
+#include "refs.h"
 #include "sysd.h"
 #include "util.h"
 
@@ -87,6 +88,23 @@ main_load(const char *path, int flags, struct config **cfg, struct flows **flows
 	return rc;
 }
 
+/* Settings and policy, with the policy's references resolved to sys_ids
+ * (asks ServiceNow): -EINVAL for a bad reference, -EAGAIN unreachable. */
+static int
+main_load_resolved(const char *path, struct config **cfg, struct flows **flows,
+    struct errlist *errs, struct errlist *warns)
+{
+	int rc = main_load(path, 0, cfg, flows, errs, warns);
+
+	if (rc == 0 && (rc = refs_resolve(*cfg, *flows, errs)) < 0) {
+		flows_free(*flows);
+		config_free(*cfg);
+		*flows = NULL;
+		*cfg = NULL;
+	}
+	return rc;
+}
+
 /* -n: errors exit 78; a missing secret is a warning ("OK, but cannot
  * start"), and exits 78 too under --strict (the unit's ExecStartPre=). */
 static int
@@ -126,7 +144,7 @@ main_reload_config(struct loop *l, const char *path)
 	struct flows *flows;
 
 	sysd_notifyf("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)loop_now_ms() * 1000);
-	if (main_load(path, 0, &cfg, &flows, &errs, &warns) < 0) {
+	if (main_load_resolved(path, &cfg, &flows, &errs, &warns) < 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_kv(LOG_LVL_ERR, "reload refused", "error", errs.msg[i], NULL);
 		log_kv(LOG_LVL_WARN, "reload failed: keeping the running settings and policy",
@@ -159,15 +177,16 @@ main_watchdog(struct loop *l, uint64_t wd_usec, int64_t *last_ping)
 	*last_ping = now;
 }
 
-/* Settings and policy for a start; every problem is logged (and, while
- * starting detached, shown on stderr too). */
+/* Settings and policy for a start, references resolved; every problem is
+ * logged (and, while starting detached, shown on stderr too).  -EAGAIN:
+ * ServiceNow could not be asked (temporary). */
 static int
 main_load_start(const char *path, struct config **cfg, struct flows **flows)
 {
 	struct errlist errs = { 0 }, warns = { 0 };
 	int rc;
 
-	rc = main_load(path, 0, cfg, flows, &errs, &warns);
+	rc = main_load_resolved(path, cfg, flows, &errs, &warns);
 	for (size_t i = 0; i < errs.n; i++)
 		log_kv(LOG_LVL_ERR, "configuration error", "error", errs.msg[i], NULL);
 	for (size_t i = 0; i < warns.n; i++)
@@ -352,9 +371,10 @@ main(int argc, char **argv)
 		log_set_level(LOG_LVL_DEBUG);
 	}
 	/* Checked before the fork: a bad file fails where it was started. */
-	if (main_load_start(path, &cfg, &flows) < 0) {
+	if ((rc = main_load_start(path, &cfg, &flows)) < 0) {
 		free(abs);
-		return EX_CONFIG;
+		/* unreachable: temporary, systemd restarts it */
+		return rc == -EAGAIN ? EX_TEMPFAIL : EX_CONFIG;
 	}
 	ready_fd = detach ? main_detach() : -1;
 	main_signals();

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "log.h"
 #include "loopd.h"
 #include "requests.h"
@@ -145,11 +146,30 @@ ops_retry(struct loop *l, const struct req *r)
 	if (rc < 0)
 		log_kv(LOG_LVL_ERR, "retry failed", "error", store_strerror(rc), NULL);
 	else
-		log_kv(LOG_LVL_NOTICE, "parked writes released", "count", count, NULL);
+		log_kv(u.n || r->seq ? LOG_LVL_NOTICE : LOG_LVL_DEBUG, "parked writes released",
+		    "count", count, NULL);
 	for (size_t i = 0; rc == 0 && i < u.n; i++)
 		outbox_index_set_due(l->oq, u.keys[i], u.seqs[i], 0);
 	ops_unpark_clear(&u);
 	l->outbox_dirty = 1;
+}
+
+void
+ops_unpark_due(struct loop *l, int64_t now_ms)
+{
+	if (l->cfg->snow.parked_retry <= 0 || now_ms < l->unpark_ms)
+		return;
+	if (l->unpark_ms != 0 && l->snow != NULL)
+		ops_retry(l, &(struct req){ .seq = 0 });
+	l->unpark_ms = now_ms + (int64_t)l->cfg->snow.parked_retry * 1000;
+}
+
+int64_t
+ops_next_ms(const struct loop *l, int64_t until)
+{
+	if (l->cfg->snow.parked_retry > 0 && l->unpark_ms != 0 && l->unpark_ms < until)
+		return l->unpark_ms;
+	return until;
 }
 
 void

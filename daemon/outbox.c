@@ -31,8 +31,6 @@
 #include "store.h"
 #include "util.h"
 
-#define OUTBOX_MAX_ATTEMPTS	12	/* then the entry is parked for `imperai-snowctl retry` */
-
 struct oq_entry {
 	struct oq_entry	*next;		/* the ticket's next entry, by seq */
 	uint64_t	 seq;
@@ -485,12 +483,12 @@ outbox_shows(const struct outbox_entry *en, const char *field)
 /* Nothing parks on a transient answer until it has been tried
  * OUTBOX_MAX_ATTEMPTS times; backoff between 1 s and 5 min. */
 int
-outbox_again(struct outbox_entry *en, const char *why, int park, int64_t now, double rnd)
+outbox_again(struct outbox_entry *en, const char *why, int64_t now, double rnd)
 {
 	int64_t delay;
 
 	str_replace(&en->last_error, why);
-	if (park || en->attempts >= OUTBOX_MAX_ATTEMPTS) {
+	if (en->attempts >= OUTBOX_MAX_ATTEMPTS) {
 		en->not_before = OUTBOX_PARKED_AT;
 		en->phase = OUTBOX_PARKED;
 		return 1;
@@ -544,19 +542,15 @@ outbox_job_end(struct job *j, int done)
 }
 
 static void
-outbox_job_log(const struct job *j, const char *why, int park, int parked)
+outbox_job_log(const struct job *j, const char *why, int parked)
 {
 	const struct effect *e = &j->en.e;
 	char att[16];
 
-	if (park)
-		log_kv(LOG_LVL_ERR, "write parked: a read-back was refused and asking again "
-		    "will not help; run imperai-snowctl retry once the cause is fixed",
-		    "ticket", e->number, "effect", engine_effect_name(e->kind), "error", why,
-		    NULL);
-	else if (parked)
-		log_kv(LOG_LVL_ERR, "write parked after repeated failures: run imperai-snowctl retry "
-		    "once the cause is fixed", "ticket", e->number, "effect",
+	if (parked)
+		log_kv(LOG_LVL_ERR, "write parked after repeated failures: it is retried on its "
+		    "own every servicenow.parked_retry, or at once with imperai-snowctl retry once "
+		    "the cause is fixed", "ticket", e->number, "effect",
 		    engine_effect_name(e->kind), "error", why, NULL);
 	else {
 		snprintf(att, sizeof(att), "%d", j->en.attempts);
@@ -569,14 +563,14 @@ outbox_job_log(const struct job *j, const char *why, int park, int parked)
 
 /* The rewritten entry is committed with the step. */
 void
-outbox_job_again(struct job *j, const char *why, int park)
+outbox_job_again(struct job *j, const char *why)
 {
 	struct loop *l = j->l;
 	struct job *copy = xcalloc(1, sizeof(*copy));
-	int parked = outbox_again(&j->en, why, park, loop_wall(), (double)rand() / RAND_MAX);
+	int parked = outbox_again(&j->en, why, loop_wall(), (double)rand() / RAND_MAX);
 	char *enc;
 
-	outbox_job_log(j, why, park, parked);
+	outbox_job_log(j, why, parked);
 	copy->l = l;
 	copy->seq = j->seq;
 	enc = codec_entry_encode(&j->en);

@@ -46,7 +46,9 @@ poll_observe_ticket(struct loop *l, struct lticket *lt, const char *table,
 static int
 poll_record_seen(const struct lticket *lt, const struct snow_record *r)
 {
-	return lt->existed && lt->t.state != TS_UNTRACKED && r->mod_count <= lt->t.seen_mod_count;
+	/* a ticket waiting for a readable requester is read again as it is */
+	return lt->existed && lt->t.state != TS_UNTRACKED && r->mod_count <= lt->t.seen_mod_count &&
+	    !lt->t.requester_unreadable;
 }
 
 void
@@ -56,6 +58,19 @@ poll_observe(struct loop *l, const char *table, const struct snow_record *r)
 
 	if (!poll_record_seen(lt, r))
 		poll_observe_ticket(l, lt, table, r);
+}
+
+/* The sweep's observation: 1 for a ticket needing verification that
+ * nothing had seen before. */
+static int
+poll_sweep_observe(void *arg, const char *table, const struct snow_record *r)
+{
+	struct loop *l = arg;
+	struct lticket *lt = commit_ticket(l, table, r->sys_id);
+	int known = lt->existed || lt->t.generation > 0;
+
+	poll_observe(l, table, r);
+	return !known && lt->t.generation > 0;
 }
 
 /* --- ServiceNow polling ---------------------------------------------------------------- */
@@ -328,6 +343,10 @@ poll_schedule(struct loop *l, int64_t now)
 		l->feed_started_ms = now;
 		poll_feed_submit(l);
 	}
+	for (size_t i = 0; i < l->npolls; i++)
+		sweep_schedule(l->sweep, i, l->polls[i].table, (const char *const *)l->polls[i].fields,
+		    l->polls[i].nfields, l->polls[i].wm.updated_on, &(struct sweep_env){ l->cfg,
+		    l->flows, l->snow, poll_sweep_observe, l }, now);
 }
 
 int64_t
@@ -340,6 +359,8 @@ poll_next_ms(const struct loop *l, int64_t until)
 			next = l->polls[i].next_ms;
 	if (!l->feed_inflight && l->feed_next_ms < next)
 		next = l->feed_next_ms;
+	if (sweep_next_ms(l->sweep) < next)
+		next = sweep_next_ms(l->sweep);
 	return next;
 }
 
@@ -377,6 +398,7 @@ poll_init(struct loop *l)
 		l->polls[i].table = xstrdup(l->cfg->snow.tables[i].name);
 		poll_table_fields(l, &l->polls[i]);
 	}
+	l->sweep = sweep_new(l->npolls, loop_now_ms(), l->cfg->snow.sweep_interval);
 }
 
 void
@@ -392,6 +414,8 @@ poll_free(struct loop *l)
 	free(l->polls);
 	l->polls = NULL;
 	l->npolls = 0;
+	sweep_free(l->sweep);
+	l->sweep = NULL;
 }
 
 struct tpoll *

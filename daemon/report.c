@@ -177,6 +177,7 @@ report_gather(struct loop *l, struct metrics *m, struct metrics_table *tabs)
 	for (size_t i = 0; i < l->npolls; i++) {
 		tabs[i].name = l->polls[i].table;
 		tabs[i].seen = l->polls[i].seen;
+		sweep_metrics(l->sweep, i, &tabs[i]);
 	}
 	m->tables = tabs;
 	m->ntables = l->npolls;
@@ -230,6 +231,7 @@ report_status_tables(const struct loop *l, json_object *o)
 		if (l->polls[i].last_error)
 			json_object_object_add(t, "last_error",
 			    json_object_new_string(l->polls[i].last_error));
+		sweep_status(l->sweep, i, t);
 		json_object_object_add(tabs, l->polls[i].table, t);
 	}
 	json_object_object_add(o, "tables", tabs);

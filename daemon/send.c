@@ -55,7 +55,7 @@ send_error(struct job *j, long status, const char *why)
 	if (http_status_permanent(status))
 		send_refused(j, why);
 	else
-		outbox_job_again(j, why, 0);
+		outbox_job_again(j, why);
 }
 
 struct send_created {
@@ -179,7 +179,12 @@ send_patch_done(int err, long status, const char *cause, struct snow_record *rec
 		 * before doing anything. */
 		if (status == 429 || status == 401)
 			outbox_unsent(&j->en);
-		send_error(j, status, send_why(err, cause));
+		/* only ServiceNow's own JSON error on the write itself is final:
+		 * a proxy's page (-EAGAIN) is tried again */
+		if (err == -EAGAIN)
+			outbox_job_again(j, send_why(err, cause));
+		else
+			send_error(j, status, send_why(err, cause));
 		return;
 	}
 	send_patched(j, rec);
@@ -233,10 +238,12 @@ send_check_done(int err, long status, const char *cause, struct snow_record *rec
 		outbox_job_end(j, err == -ENOENT);
 		return;
 	}
-	/* A read-back refused for good leaves whether the write landed
-	 * unknown: neither dropped nor sent blind -- parked for the operator. */
+	/* A read-back is a GET: whatever answered (a proxy's HTML page, an
+	 * ACL's 403 until an admin fixes it), asking again later is safe, so it
+	 * is retried with backoff; whether the write landed stays unknown, so
+	 * it is neither dropped nor sent blind. */
 	if (err < 0) {
-		outbox_job_again(j, send_why(err, cause), http_status_permanent(status));
+		outbox_job_again(j, send_why(err, cause));
 		return;
 	}
 	ct = config_table(l->cfg, j->en.e.table);

@@ -157,6 +157,7 @@ enc_ticket_request(struct json_object *o, const struct ticket *t)
 	enc_int(o, "sent_at", t->sent_at);
 	enc_bool(o, "on_fail_applied", t->on_fail_applied);
 	enc_bool(o, "untracked_noted", t->untracked_noted);
+	enc_bool(o, "requester_unreadable", t->requester_unreadable);
 	enc_int(o, "resolve_revision", t->resolve_revision);
 	enc_bool(o, "resolve_failed", t->resolve_failed);
 	enc_int(o, "resolved_at", t->resolved_at);
@@ -590,6 +591,7 @@ dec_ticket_request(struct codec_dec *d, struct json_object *o, struct ticket *t)
 	dec_time(d, o, "", "sent_at", &t->sent_at);
 	dec_bool(d, o, "", "on_fail_applied", &t->on_fail_applied);
 	dec_bool(d, o, "", "untracked_noted", &t->untracked_noted);
+	dec_bool(d, o, "", "requester_unreadable", &t->requester_unreadable);
 	dec_u32(d, o, "", "resolve_revision", &t->resolve_revision);
 	dec_bool(d, o, "", "resolve_failed", &t->resolve_failed);
 	dec_time(d, o, "", "resolved_at", &t->resolved_at);

@@ -152,6 +152,12 @@ static const struct cfg_key cfg_keys[] = {
 	  "seconds between polls of each table", C(snow.poll_interval), NULL, 0 },
 	{ "servicenow.poll_overlap", CFG_INT, 0, 300, "5",
 	  "seconds each poll reaches back before the watermark", C(snow.poll_overlap), NULL, 0 },
+	{ "servicenow.sweep_interval", CFG_INT, 0, 86400, "300",
+	  "seconds between reconciliation sweeps of each table, 0 = off",
+	  C(snow.sweep_interval), NULL, 0 },
+	{ "servicenow.parked_retry", CFG_INT, 0, 86400, "1800",
+	  "seconds between automatic retries of parked writes, 0 = only imperai-snowctl retry",
+	  C(snow.parked_retry), NULL, 0 },
 	{ "servicenow.write_settle", CFG_INT, 0, 3600, "60",
 	  "seconds after sending a write whose answer was lost before it is read back "
 	  "(a request still in ServiceNow's queue may land until then)",

@@ -54,6 +54,8 @@ struct config {
 		int			 page_size;
 		int			 poll_interval;	/* seconds */
 		int			 poll_overlap;	/* seconds */
+		int			 sweep_interval;	/* seconds between sweeps, 0: off */
+		int			 parked_retry;	/* seconds between releases of parked writes */
 		int			 write_settle;	/* seconds before a lost write is read back */
 		struct config_http	 http;
 	} snow;

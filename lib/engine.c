@@ -603,6 +603,36 @@ engine_create(struct engine_ctx *c, const struct ticket *t, const struct flow *f
 	    t->sys_id, t->generation);
 }
 
+static int
+engine_empty(const char *s)
+{
+	return s == NULL || *s == '\0';
+}
+
+/* Name, email and user name all read as "": the ACLs hide the requester
+ * (or there is none), and a verification must never go out blind. */
+static int
+engine_requester_unreadable(const struct snow_obs *o)
+{
+	return engine_empty(o->requester_name) && engine_empty(o->requester_email) &&
+	    engine_empty(o->requester_user_name);
+}
+
+/* No request for an identity that could not be read: the field and one
+ * work note say why and what to grant; the ticket waits for readable data. */
+static void
+engine_blind(struct engine_ctx *c, struct ticket *t)
+{
+	int noted = t->requester_unreadable;
+
+	t->requester_unreadable = 1;
+	engine_patch(c, t, noted ? NULL : "requester_unreadable", NULL, NULL);
+	if (!noted)
+		engine_event(c->out, LOG_LVL_WARN, "requester could not be read: no verification "
+		    "requested; grant the integration user read access to the requester's name, "
+		    "email and user name", "ticket", t->number, "requester", t->requester, NULL);
+}
+
 /* Forgets the request of the previous generation. */
 static void
 engine_reset_request(struct ticket *t)
@@ -637,8 +667,31 @@ engine_start_generation(struct engine_ctx *c, struct ticket *t, const struct flo
 	if (o->number != NULL)
 		engine_set_text(&t->number, o->number, MAX_NUMBER);
 	engine_enter_state(t, TS_AWAITING_REQUEST, reason, c->now, c->out);
+	if (engine_requester_unreadable(o)) {
+		engine_blind(c, t);
+		return;
+	}
+	t->requester_unreadable = 0;
 	if (strcmp(reason, "requester_changed") == 0 || strcmp(reason, "flow_changed") == 0)
 		engine_patch(c, t, reason, NULL, NULL);
+	engine_create(c, t, f, o);
+}
+
+/* A ticket that waited for a readable requester gets its request once the
+ * requester can be read (the sweep or any later observation shows it). */
+static void
+engine_unblind(struct engine_ctx *c, struct ticket *t, const struct flow *f,
+    const struct snow_obs *o)
+{
+	if (!t->requester_unreadable || t->state != TS_AWAITING_REQUEST ||
+	    t->request_id != NULL || f == NULL || o->ended || engine_requester_unreadable(o))
+		return;
+	t->requester_unreadable = 0;
+	engine_set_text(&t->requester_name, o->requester_name, MAX_NAME);
+	engine_set_text(&t->requester_email, o->requester_email, MAX_NAME);
+	engine_event(c->out, LOG_LVL_NOTICE, "requester readable now: verification requested",
+	    "ticket", t->number, NULL);
+	engine_patch(c, t, NULL, NULL, NULL);
 	engine_create(c, t, f, o);
 }
 
@@ -808,7 +861,7 @@ engine_observe(const struct engine_policy *p, struct ticket *t, const char *tabl
 
 	if ((rc = engine_begin(&c, p, t, table, r, now, out)) < 0)
 		return rc;
-	if (t->generation > 0 && r->mod_count <= t->seen_mod_count)
+	if (t->generation > 0 && r->mod_count <= t->seen_mod_count && !t->requester_unreadable)
 		return 0;
 	snow_obs_parse(c.tc, r, &o);
 	f = p->match(p->flows, table, r);
@@ -818,6 +871,7 @@ engine_observe(const struct engine_policy *p, struct ticket *t, const char *tabl
 	engine_landed_from_field(t, o.field);
 	if (r->mod_count != t->own_mod_count)
 		engine_decide(&c, t, f, &o);
+	engine_unblind(&c, t, f, &o);
 	engine_remember(t, r, &o);
 	return 0;
 }
@@ -1032,6 +1086,9 @@ engine_close_notes(const struct ticket *t, const struct flow *f)
 	char *action = engine_action_phrase(t->v.action.type);
 	const char *vals[] = { t->number, t->requester_name, t->request_id, action };
 	const char *keys[] = { "{number}", "{requester}", "{verification_id}", "{action}" };
+	/* A missing value reads as a word, never as "by  after". */
+	const char *missing[] = { "(no number)", "(unknown requester)", "(no verification ID)",
+	    "(no action)" };
 	struct buf b;
 	char *s;
 
@@ -1045,7 +1102,7 @@ engine_close_notes(const struct ticket *t, const struct flow *f)
 			buf_addc(&b, *p);
 			continue;
 		}
-		buf_adds(&b, engine_nz(vals[k]));
+		buf_adds(&b, engine_empty(vals[k]) ? missing[k] : vals[k]);
 		p += strlen(keys[k]) - 1;
 	}
 	s = render_plain(b.data ? b.data : "", 4000);
@@ -1098,7 +1155,8 @@ engine_on_fail(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 		buf_addf(extra, "%s\n", note);
 	if (f->on_fail.assignment_group != NULL) {
 		engine_json_add(more, "assignment_group", f->on_fail.assignment_group);
-		buf_addf(extra, "Reassigned to %s.\n", f->on_fail.assignment_group);
+		buf_addf(extra, "Reassigned to %s.\n", f->on_fail.assignment_group_name ?
+		    f->on_fail.assignment_group_name : f->on_fail.assignment_group);
 		buf_adds(&what, "assignment_group,");
 	}
 	if (f->on_fail.priority > 0) {

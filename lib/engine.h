@@ -100,6 +100,7 @@ struct ticket {
 	int64_t		 sent_at;	/* when the link was first reported sent */
 	int		 on_fail_applied;
 	int		 untracked_noted;	/* "no longer needs verification" said */
+	int		 requester_unreadable;	/* no request: the requester could not be read */
 	uint32_t	 resolve_revision;	/* the PATCH that resolved it, 0 if none */
 	int		 resolve_failed;	/* ServiceNow refused our resolve: never retried */
 	int64_t		 resolved_at;

@@ -284,6 +284,10 @@ flows_name_ok(const char *s)
 static const char *const flows_placeholders[] = {
 	"number", "requester", "verification_id", "action",
 };
+/* What a placeholder without a value reads as: a word, never "by  after". */
+static const char *const flows_missing[] = {
+	"(no number)", "(unknown requester)", "(no verification ID)", "(no action)",
+};
 
 static int
 flows_placeholder(const char *name, size_t len)
@@ -433,6 +437,8 @@ static void
 fk_assignment_group(struct fctx *x, const struct ynode *y, const char *path)
 {
 	ystr(x->L, y, path, &x->f->on_fail.assignment_group);
+	x->f->on_fail.line = y->line;
+	x->f->on_fail.col = y->col;
 }
 
 static void
@@ -669,6 +675,7 @@ flow_free(struct flow *f)
 	free(f->close_code);
 	free(f->close_notes);
 	free(f->on_fail.assignment_group);
+	free(f->on_fail.assignment_group_name);
 	free(f->on_fail.work_note);
 }
 
@@ -905,7 +912,7 @@ flows_expand(const char *tmpl, const char *number, const char *requester,
 			buf_addc(&b, *p);
 			continue;
 		}
-		buf_adds(&b, vals[i] ? vals[i] : "");
+		buf_adds(&b, vals[i] && *vals[i] ? vals[i] : flows_missing[i]);
 		p += n - 1;
 	}
 	return buf_detach(&b);

@@ -58,7 +58,10 @@ struct flow {
 	char		*close_notes;	/* template: {number} {requester} {verification_id} {action} */
 	int64_t		 max_age;	/* seconds an outcome stays usable */
 	struct {
-		char	*assignment_group;	/* sys_id or name; NULL = leave */
+		char	*assignment_group;	/* sys_id or name; NULL = leave;
+						 * a sys_id once refs_resolve() ran */
+		char	*assignment_group_name;	/* the group's name, once resolved */
+		int	 line, col;		/* where assignment_group is given */
 		int	 priority;		/* 1-5; 0 = leave */
 		char	*work_note;
 	} on_fail;

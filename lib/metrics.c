@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +135,21 @@ metrics_process(struct buf *b, const struct metrics *m)
 	    "When the daemon started, in UNIX seconds.", m->started);
 }
 
+/* One counter family with a sample per table, the field at off. */
+static void
+metrics_table_u(struct buf *b, const struct metrics *m, const char *name, const char *type,
+    const char *help, size_t off)
+{
+	metrics_family(b, name, type, help);
+	for (size_t i = 0; i < m->ntables; i++) {
+		const char *base = (const char *)&m->tables[i];
+		uint64_t v;
+
+		memcpy(&v, base + off, sizeof(v));
+		metrics_sample(b, name, metrics_u(v), "table", m->tables[i].name, NULL, NULL);
+	}
+}
+
 static void
 metrics_tickets(struct buf *b, const struct metrics *m)
 {
@@ -141,6 +157,22 @@ metrics_tickets(struct buf *b, const struct metrics *m)
 	    "ServiceNow records read by the poll, by table (a ticket read again counts again).");
 	for (size_t i = 0; i < m->ntables; i++)
 		metrics_sample(b, "tickets_seen_total", metrics_u(m->tables[i].seen), "table",
+		    m->tables[i].name, NULL, NULL);
+	metrics_table_u(b, m, "sweep_runs_total", "counter",
+	    "Reconciliation sweeps completed, by table.", offsetof(struct metrics_table, sweep_runs));
+	metrics_table_u(b, m, "sweep_records_total", "counter",
+	    "Records read by the reconciliation sweeps, by table.",
+	    offsetof(struct metrics_table, sweep_records));
+	metrics_table_u(b, m, "sweep_missed_total", "counter",
+	    "Tickets the sweep found that the poll had missed, by table.",
+	    offsetof(struct metrics_table, sweep_missed));
+	metrics_table_u(b, m, "late_records_total", "counter",
+	    "Records the poll saw older than its watermark minus poll_overlap, by table.",
+	    offsetof(struct metrics_table, late_records));
+	metrics_family(b, "late_record_max_lag_seconds", "gauge",
+	    "Largest lag of such a record behind the watermark, by table.");
+	for (size_t i = 0; i < m->ntables; i++)
+		metrics_sample(b, "late_record_max_lag_seconds", m->tables[i].late_max_lag, "table",
 		    m->tables[i].name, NULL, NULL);
 	metrics_one(b, "tickets_tracked_total", "counter",
 	    "Tickets that began a verification (new tickets matching a flow, restarts).",

@@ -46,6 +46,11 @@ struct metrics_service {
 struct metrics_table {
 	const char	*name;
 	uint64_t	 seen;			/* records read by the poll */
+	uint64_t	 sweep_runs;		/* reconciliation sweeps completed */
+	uint64_t	 sweep_records;		/* records read by them */
+	uint64_t	 sweep_missed;		/* tickets they found that the poll had missed */
+	uint64_t	 late_records;		/* records older than watermark - overlap */
+	int64_t		 late_max_lag;		/* seconds, the largest such lag */
 };
 
 struct metrics {

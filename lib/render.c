@@ -551,6 +551,17 @@ render_notice(struct buf *b, const struct ticket *t)
 		    "flow changed.<br>");
 }
 
+/* What an admin must grant for the daemon to read the requester. */
+#define RENDER_GRANT "Grant the integration user read access to the requester's Name, " \
+	"Email and User ID (sys_user.name, sys_user.email, sys_user.user_name)."
+
+static void
+render_unreadable(struct buf *b)
+{
+	buf_adds(b, "The requester could not be read, so no verification was requested.<br>"
+	    RENDER_GRANT "<br>");
+}
+
 static void
 render_send_link(struct buf *b, const struct render_ctx *rc, const struct ticket *t)
 {
@@ -747,7 +758,8 @@ render_headline(struct buf *b, const struct render_ctx *rc, const struct ticket 
 		break;
 	case TS_AWAITING_REQUEST:
 	case TS_SUPERSEDED:
-		buf_adds(b, "Registering the verification request with imper.ai.");
+		buf_adds(b, t->requester_unreadable ? "Verification not started" :
+		    "Registering the verification request with imper.ai.");
 		break;
 	case TS_LINK_READY:
 		render_send_link(b, rc, t);
@@ -776,6 +788,10 @@ render_details(struct buf *b, const struct render_ctx *rc, const struct ticket *
 		break;
 	case TS_AWAITING_REQUEST:
 	case TS_SUPERSEDED:
+		if (t->requester_unreadable) {
+			render_unreadable(b);
+			break;
+		}
 		render_notice(b, t);
 		render_attempt(b, t);
 		break;
@@ -981,6 +997,11 @@ render_note_body(struct buf *b, const struct render_ctx *rc, const struct ticket
 		buf_adds(b, str_eq(render_state_why(t), "ticket_ended") ?
 		    "Verification canceled: the ticket was closed before the verification "
 		    "completed.\n" : "Verification canceled at imper.ai.\n");
+	else if (strcmp(tag, "requester_unreadable") == 0)
+		buf_adds(b, "Verification not started: the requester could not be read (name, "
+		    "email and user name are empty for the integration user), so no verification "
+		    "was requested. " RENDER_GRANT " The verification starts by itself once they "
+		    "can be read.\n");
 	else if (strcmp(tag, "untracked") == 0)
 		buf_adds(b, "No verification needed: the ticket left the verification categories.\n");
 	else if (strcmp(tag, "error") == 0)
@@ -1195,7 +1216,7 @@ render_shown_body(const char *p, const char *action_type, struct render_shown *s
 	if (render_expect(p, "No verification needed") != NULL)
 		s->state = TS_UNTRACKED;
 	else if ((q = render_expect(p, "Registering the verification request with imper.ai.")) !=
-	    NULL) {
+	    NULL || (q = render_expect(p, "Verification not started")) != NULL) {
 		s->state = TS_AWAITING_REQUEST;
 		render_skip_notice(q, s);
 	}

@@ -41,7 +41,7 @@ char *render_field_html(const struct render_ctx *rc, const struct ticket *t);
 /* One work note (plain text, at most RENDER_NOTE_MAX bytes) for event tag
  * ("link", "sent", "progress", "outcome", "action", "update", "resolved",
  * "requester_changed", "flow_changed", "canceled", "untracked", "on_fail",
- * "error"); begins with "[imper.ai <tag> <gen>.<rev>]".  extra (may be
+ * "requester_unreadable", "error"); begins with "[imper.ai <tag> <gen>.<rev>]".  extra (may be
  * NULL) is appended as further lines, sanitized and with emails masked. */
 char *render_work_note(const struct render_ctx *rc, const struct ticket *t, const char *tag,
     const char *extra);

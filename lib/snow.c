@@ -989,7 +989,17 @@ snow_map(const struct snow_client *s, const struct snow_op *op, const struct htt
 		free(where);
 		return -EPROTO;
 	}
-	if ((detail = snow_parse_error(r->body, r->body_len)) == NULL)
+	detail = snow_parse_error(r->body, r->body_len);
+	/* A 4xx without ServiceNow's own JSON error is a proxy's or load
+	 * balancer's answer, not the instance's verdict: transient. */
+	if (detail == NULL && r->status >= 400 && r->status < 500 && r->status != 401 &&
+	    r->status != 429) {
+		*cause = xprintf("ServiceNow at %s answered %ld for %s with %s, not ServiceNow's "
+		    "JSON error (a proxy or load balancer in front?); retrying later", s->instance,
+		    r->status, op->what, html ? "an HTML page" : "no error message");
+		return -EAGAIN;
+	}
+	if (detail == NULL)
 		detail = xprintf(html ? "an HTML page" : "no error message");
 	if (r->status >= 500) {
 		*cause = xprintf("ServiceNow at %s failed with %ld (%s); retrying later",

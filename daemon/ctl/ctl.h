@@ -133,6 +133,15 @@ int ctl_setup_tz_is_utc(const char *tz);
 const char *ctl_setup_role_for(const char *table, char *const *roles, size_t n);
 /* The POST body that creates the verification field of table. */
 char *ctl_setup_field_body(const char *table, const char *field);
+/* The query (returned) and the fields (filled, caller frees each) that read
+ * the requester of the newest ticket of a table whose requester field is rf. */
+#define CTL_REQUESTER_NFIELDS	5
+char *ctl_requester_query(const char *rf, char *fields[CTL_REQUESTER_NFIELDS]);
+/* What that page says: 1 the requester is readable, 0 there is no ticket to
+ * check, -1 name, email and user name all read empty (the daemon would not
+ * verify anyone).  *msg (caller frees) says so, and what to grant. */
+int ctl_requester_verdict(const char *table, const char *rf, const char *user,
+    const struct snow_list *l, char **msg);
 
 /* --- fmt.c: text ------------------------------------------------------ */
 

@@ -1,6 +1,7 @@
 /* ctl-plan: what `setup` concludes from ServiceNow's answers, without I/O
  * (unit-tested in tests/unit/test_ctl_plan.c). */
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -88,4 +89,51 @@ ctl_setup_field_body(const char *table, const char *field)
 	s = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	return s;
+}
+
+char *
+ctl_requester_query(const char *rf, char *fields[CTL_REQUESTER_NFIELDS])
+{
+	fields[0] = xstrdup("sys_id");
+	fields[1] = xstrdup("number");
+	fields[2] = xprintf("%s.name", rf);
+	fields[3] = xprintf("%s.email", rf);
+	fields[4] = xprintf("%s.user_name", rf);
+	return xprintf("%sISNOTEMPTY^ORDERBYDESCsys_updated_on", rf);
+}
+
+static int
+plan_blank(const struct snow_record *r, const char *rf, const char *suffix)
+{
+	char *name = xprintf("%s.%s", rf, suffix);
+	const char *v = snow_record_get(r, name);
+
+	free(name);
+	return v == NULL || *v == '\0';
+}
+
+int
+ctl_requester_verdict(const char *table, const char *rf, const char *user,
+    const struct snow_list *l, char **msg)
+{
+	const struct snow_record *r = l->n > 0 ? &l->v[0] : NULL;
+	const char *number = r ? snow_record_get(r, "number") : NULL;
+
+	if (r == NULL) {
+		*msg = xprintf("%s: no ticket with a requester to read: requester fields not "
+		    "checked", table);
+		return 0;
+	}
+	number = number && *number ? number : r->sys_id;
+	if (plan_blank(r, rf, "name") && plan_blank(r, rf, "email") &&
+	    plan_blank(r, rf, "user_name")) {
+		*msg = xprintf("%s: %s cannot read the requester of %s (%s.name, .email and "
+		    ".user_name read empty): grant it read access to sys_user.name, "
+		    "sys_user.email and sys_user.user_name, or no ticket will be verified",
+		    table, user, number, rf);
+		return -1;
+	}
+	*msg = xprintf("%s: the requester of %s is readable (%s.name, .email, .user_name)",
+	    table, number, rf);
+	return 1;
 }

@@ -1,8 +1,9 @@
 /* ctl-probe: `imperai-snowctl check-config [--probe]`.  Without --probe it
  * is `imperai-snowd -n` (same loading, same messages).  --probe then asks
  * ServiceNow and imper.ai whether the settings and the policy work: the
- * login, each watched table, its verification field, the categories the
- * flows name, the imper.ai key.  Every failure is one line saying what to
+ * login, each watched table, its verification field, whether the requester
+ * of its newest ticket can be read, the categories the flows name, the
+ * imper.ai key.  Every failure is one line saying what to
  * change.  Nothing is written anywhere. */
 #include <errno.h>
 #include <stdarg.h>
@@ -15,10 +16,11 @@
 #include "flows.h"
 #include "http.h"
 #include "imperai.h"
+#include "refs.h"
 #include "snow.h"
 #include "util.h"
 
-enum probe_kind { P_LOGIN, P_TABLE, P_FIELD, P_CHOICE, P_IMPERAI };
+enum probe_kind { P_LOGIN, P_TABLE, P_FIELD, P_CHOICE, P_IMPERAI, P_REQUESTER };
 
 struct probe;
 
@@ -242,6 +244,48 @@ probe_field_done(int err, const char *cause, struct snow_list *page, void *arg)
 }
 
 static void
+probe_requester_done(int err, const char *cause, struct snow_list *page, void *arg)
+{
+	struct pcall *pc = arg;
+	struct probe *p = pc->p;
+	const struct config *c = p->cfg;
+	char *msg = NULL;
+
+	if (!probe_first(pc))
+		return;
+	if (err != 0) {
+		probe_fail(p, "servicenow: cannot read the requester of %s tickets: %s", pc->table,
+		    probe_why(err, cause));
+		return;
+	}
+	if (ctl_requester_verdict(pc->table, c->snow.tables[pc->ti].requester_field,
+	    c->snow.user ? c->snow.user : "the integration user", page, &msg) < 0)
+		probe_fail(p, "servicenow: %s", msg);
+	else
+		probe_ok(p, "servicenow: %s", msg);
+	free(msg);
+}
+
+/* The requester of the newest ticket of a table: the daemon never verifies
+ * an identity it cannot read, so an ACL hiding it stops every verification. */
+static void
+probe_submit_requester(struct probe *p, size_t ti)
+{
+	const char *rf = p->cfg->snow.tables[ti].requester_field;
+	char *fields[CTL_REQUESTER_NFIELDS], *q;
+	struct pcall *pc = probe_call(p, P_REQUESTER);
+
+	pc->ti = ti;
+	pc->table = p->cfg->snow.tables[ti].name;
+	q = ctl_requester_query(rf, fields);
+	probe_query(pc, pc->table, q, (const char *const *)fields, CTL_REQUESTER_NFIELDS,
+	    probe_requester_done);
+	free(q);
+	for (size_t i = 0; i < CTL_REQUESTER_NFIELDS; i++)
+		free(fields[i]);
+}
+
+static void
 probe_choice_done(int err, const char *cause, struct snow_list *page, void *arg)
 {
 	struct pcall *pc = arg;
@@ -353,6 +397,8 @@ probe_submit_rest(struct probe *p)
 		q = xprintf("name=%s^element=%s", pc->table, c->snow.tables[i].field);
 		probe_query(pc, "sys_dictionary", q, dfields, ARRAY_SIZE(dfields), probe_field_done);
 		free(q);
+		if (c->snow.tables[i].requester_field != NULL)
+			probe_submit_requester(p, i);
 	}
 	for (size_t i = 0; p->flows && i < p->flows->n; i++) {
 		const struct flow *f = &p->flows->v[i];
@@ -432,8 +478,26 @@ probe_free(struct probe *p)
 	errlist_free(&p->fail);
 }
 
+/* The references the flows write resolve to exactly one record each. */
+static void
+probe_refs(struct probe *p, struct flows *flows)
+{
+	struct errlist errs = { 0 };
+
+	if (flows == NULL)
+		return;
+	if (refs_resolve(p->cfg, flows, &errs) < 0)
+		for (size_t i = 0; i < errs.n; i++)
+			probe_fail(p, "%s", errs.msg[i]);
+	for (size_t i = 0; i < flows->n; i++)
+		if (flows->v[i].on_fail.assignment_group_name != NULL)
+			probe_ok(p, "servicenow: flow %s: on_fail.assignment_group is group %s",
+			    flows->v[i].name, flows->v[i].on_fail.assignment_group_name);
+	errlist_free(&errs);
+}
+
 static int
-probe(const struct config *cfg, const struct flows *flows)
+probe(const struct config *cfg, struct flows *flows)
 {
 	struct probe p = { .cfg = cfg, .flows = flows };
 	int rc;
@@ -444,6 +508,7 @@ probe(const struct config *cfg, const struct flows *flows)
 		if (p.login_ok) {
 			probe_submit_rest(&p);
 			probe_run(&p);
+			probe_refs(&p, flows);
 		}
 	}
 	for (size_t i = 0; i < p.fail.n; i++)

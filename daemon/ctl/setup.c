@@ -208,6 +208,36 @@ setup_field_query(struct setup *s, struct snow_client *who, const struct setup_t
 	return rc;
 }
 
+/* The requester of the newest ticket must be readable: the daemon never
+ * verifies an identity it cannot read. */
+static void
+setup_check_requester(struct setup *s, const struct setup_table *t)
+{
+	const struct config_table *ct = config_table(s->cfg, t->name);
+	char *fields[CTL_REQUESTER_NFIELDS], *q, *msg = NULL, *cause = NULL;
+	struct snow_list l;
+	int rc;
+
+	if (ct == NULL || ct->requester_field == NULL)
+		return;
+	q = ctl_requester_query(ct->requester_field, fields);
+	rc = ctl_snow_list(&s->net, s->net.snow, t->name, q, (const char *const *)fields,
+	    CTL_REQUESTER_NFIELDS, 1, &l, &cause);
+	free(q);
+	for (size_t i = 0; i < CTL_REQUESTER_NFIELDS; i++)
+		free(fields[i]);
+	if (rc < 0) {
+		setup_say(s, "unchecked:", "requester of %s tickets: %s", t->name, cause);
+		free(cause);
+		return;
+	}
+	rc = ctl_requester_verdict(t->name, ct->requester_field, setup_user(s), &l, &msg);
+	/* no ticket yet is the normal first-time setup: a note, not a gap */
+	setup_say(s, rc < 0 ? "missing:" : rc == 0 ? "note:" : "ok:", "%s", msg);
+	free(msg);
+	snow_list_free(&l);
+}
+
 static int
 setup_check_field(struct setup *s, struct setup_table *t)
 {
@@ -330,6 +360,9 @@ setup_run(struct setup *s)
 		setup_check_field(s, &s->tables[i]);
 	if (s->unreachable)
 		return CTL_EX_UNAVAILABLE;
+	for (size_t i = 0; i < s->ntables; i++)
+		if (s->tables[i].watched)
+			setup_check_requester(s, &s->tables[i]);
 	setup_check_roles(s);
 	setup_check_tz(s);
 	for (size_t i = 0; i < s->ntables; i++)

@@ -267,6 +267,24 @@ status_text_daemon(struct ctl *c, const struct status *s)
 	    status_int(s->daemon, "pid"), when, up, age);
 }
 
+/* The sweep's findings and the lag they measured (sweep.c). */
+static void
+status_text_sweep(json_object *t)
+{
+	int64_t late = status_int(t, "late_records");
+
+	if (!json_object_object_get_ex(t, "sweep_runs", NULL))
+		return;
+	printf("  %-14s sweep: %" PRId64 " runs, %" PRId64 " missed tickets found, last run %"
+	    PRId64 " requests in %" PRId64 " ms\n", "", status_int(t, "sweep_runs"),
+	    status_int(t, "sweep_missed"), status_int(t, "sweep_last_requests"),
+	    status_int(t, "sweep_last_ms"));
+	if (late > 0)
+		printf("  %-14s %" PRId64 " record%s visible later than poll_overlap allows, largest "
+		    "lag %" PRId64 " s: raise servicenow.poll_overlap above it\n", "", late,
+		    late == 1 ? "" : "s", status_int(t, "late_max_lag"));
+}
+
 static void
 status_text_poll(struct ctl *c, const char *name, json_object *t, const char *okkey,
     const char *errkey)
@@ -287,6 +305,7 @@ status_text_poll(struct ctl *c, const char *name, json_object *t, const char *ok
 	if (err && *err)
 		printf("  %-14s last error: %s\n", "", safe);
 	free(safe);
+	status_text_sweep(t);
 }
 
 static void
@@ -377,6 +396,12 @@ status_json_tables(const struct status *s)
 		json_object_object_add(e, "last_ok", ctl_json_time(status_int(t, "last_ok")));
 		status_json_add(e, "watermark", t, "watermark");
 		status_json_add(e, "last_error", t, "last_error");
+		status_json_add(e, "sweep_runs", t, "sweep_runs");
+		status_json_add(e, "sweep_missed", t, "sweep_missed");
+		status_json_add(e, "sweep_last_requests", t, "sweep_last_requests");
+		status_json_add(e, "sweep_last_ms", t, "sweep_last_ms");
+		status_json_add(e, "late_records", t, "late_records");
+		status_json_add(e, "late_max_lag", t, "late_max_lag");
 		json_object_object_add(out, name, e);
 	}
 	return out;

@@ -522,6 +522,73 @@ def scenario_steady(args, out):
         stop_stack(stack)
 
 
+# ---------------------------------------------------------------- sweep and commit lag
+
+def sweep_status(stack):
+    r = stack.ctl("status", "--json")
+    return (json.loads(r.stdout).get("tables") or {}).get("incident") or {} if r.stdout else {}
+
+
+def sweep_stack(args, interval):
+    st = make_stack(args, poll=1)
+    st.snow_extra += "  sweep_interval = %d;\n" % interval
+    return st
+
+
+def scenario_sweep_cost(args, out):
+    """A table of N active tickets in the flows' category, each already
+    handled (resolved, still active: never verified): one sweep's cost."""
+    stack = sweep_stack(args, args.sweep_interval)
+    try:
+        stack.start()
+        stack.snow.control.ok("POST", "/sim/tickets", {
+            "table": "incident", "count": args.sweep_tickets, "caller": "abel.tuter",
+            "fields": {"category": "password_reset", "state": "6",
+                       "close_code": "Solution provided", "close_notes": "done"}})
+        deadline = time.monotonic() + args.timeout
+        while True:
+            st = sweep_status(stack)
+            if (st.get("sweep_runs") or 0) >= 2:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError("no second sweep in time\n" + stack.logs())
+            time.sleep(0.5)
+        out.append(("sweep", "one sweep of %d active tickets (page_size %d)"
+                    % (args.sweep_tickets, args.page_size), "", "", None, ""))
+        out.append(("sweep", "requests per run", "%d" % st["sweep_last_requests"],
+                    "ceil(N / page_size) + 1", None, ""))
+        out.append(("sweep", "seconds per run", "%.2f s" % (st["sweep_last_ms"] / 1000.0),
+                    "", None, ""))
+    finally:
+        stop_stack(stack)
+
+
+def scenario_sweep_lag(args, out):
+    """A ticket committed 3 x poll_overlap late while the watermark moves
+    on: the poll never reads it; time from its creation to its field."""
+    stack = sweep_stack(args, args.sweep_interval)
+    overlap = 2  # the harness's poll_overlap
+    try:
+        stack.start()
+        control = create_tickets(stack, 1)[0]
+        wait_fields(stack, [control["sys_id"]], args.timeout)
+        stack.snow.control.ok("POST", "/sim/settings", {"commit_lag": 3 * overlap})
+        late = create_tickets(stack, 1)[0]
+        stop, n = time.monotonic() + 3 * overlap + 2, 0
+        while time.monotonic() < stop:  # the watermark moves past it meanwhile
+            n += 1
+            stack.snow.patch("incident", control["sys_id"], short_description="edit %d" % n)
+            time.sleep(0.3)
+        first, created, _ = wait_fields(stack, [late["sys_id"]], args.timeout)
+        ttf = first[late["sys_id"]] - created[late["sys_id"]]
+        out.append(("sweep", "time to field, visible %d s (3 x overlap) late" % (3 * overlap),
+                    "%.1f s" % (ttf / 1000.0), "<= lag + sweep_interval (%d s) + a poll"
+                    % args.sweep_interval, None,
+                    "met" if ttf <= (3 * overlap + args.sweep_interval + 2) * 1000 else "NOT met"))
+    finally:
+        stop_stack(stack)
+
+
 # ---------------------------------------------------------------- life of a ticket
 
 def wait_state(stack, state, n, timeout):
@@ -711,7 +778,7 @@ def print_table(rows):
             print("  ".join("-" * w for w in widths))
 
 
-SCENARIOS = ("sims", "burst", "steady", "life", "idle")
+SCENARIOS = ("sims", "burst", "steady", "life", "idle", "sweep")
 
 
 def parse_args(argv):
@@ -734,6 +801,8 @@ def parse_args(argv):
     p.add_argument("--idle-windows", type=int, default=6, help="idle: windows, median taken")
     p.add_argument("--idle-warmup", type=float, default=3.0)
     p.add_argument("--sims-seconds", type=float, default=2.0)
+    p.add_argument("--sweep-tickets", type=int, default=10000, help="sweep: table size")
+    p.add_argument("--sweep-interval", type=int, default=10, help="sweep: seconds")
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--json", help="also write the rows as JSON to this file")
     p.add_argument("--keep", action="store_true", help="keep the temporary directories")
@@ -742,6 +811,7 @@ def parse_args(argv):
         a.tickets, a.steady_seconds, a.life_tickets = 100, 2.0, 3
         a.idle_sizes, a.idle_seconds, a.idle_warmup, a.idle_windows = "100,2000", 2.0, 1.0, 2
         a.sims_seconds, a.rate, a.timeout = 0.2, 10.0, 120.0
+        a.sweep_tickets, a.sweep_interval = 200, 3
     a.idle_sizes = [int(x) for x in a.idle_sizes.split(",")]
     a.only = [s for s in a.only.split(",") if s]
     for s in a.only:
@@ -773,6 +843,9 @@ def main(argv):
             scenario_backlog(args, rows)
         elif name == "idle":
             scenario_idle(args, rows)
+        elif name == "sweep":
+            scenario_sweep_cost(args, rows)
+            scenario_sweep_lag(args, rows)
     print("imperai-snow benchmark%s: %s" % (" (--quick: figures not meaningful)"
                                             if args.quick else "", machine()))
     print("binaries: %s; %.0f s in all" % (args.builddir, time.monotonic() - t0))

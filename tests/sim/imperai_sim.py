@@ -28,8 +28,8 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from simcommon import (  # noqa: E402 - the shared simulator pieces, next to this file
     LOOPBACK, PRE_ACTIONS, FaultError, FaultInjector, LoopbackServer, Response, Script,
-    ScriptError, SimHandler, Stats, add_tls_args, announce, atomic_write, send_scripted,
-    serve_until_signal, setup_tls)
+    ScriptError, SimHandler, Stats, add_tls_args, announce, atomic_write, proxy_page,
+    send_scripted, serve_until_signal, setup_tls)
 
 API = "/v1/verification-requests"
 FINAL = ("passed", "failed", "timed_out", "not_enough_questions", "canceled")
@@ -836,6 +836,8 @@ class Handler(SimHandler):
 
     def fault_answer(self, action, status):
         cfg = self.server.faults.config()
+        if action == "proxy_html":
+            return proxy_page(status)
         if action == "html":
             return Response.html(cfg["html_status"], page(
                 "Service maintenance", "<p>imper.ai is under maintenance.</p>"))

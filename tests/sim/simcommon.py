@@ -8,10 +8,12 @@ JSON answers, dropping a connection with a TCP reset).
 """
 
 import base64
+import http
 import http.server
 import json
 import os
 import random
+import re
 import signal
 import socket
 import ssl
@@ -130,6 +132,16 @@ FAULT_DEFAULTS = {
     "client_error_methods": ["GET"],
     "client_error_path": "",
     "client_error_window_ms": 900,  # the same request again within this: a retry
+    # A proxy or load balancer in front of the service answering, unprocessed,
+    # with its own text/html page of status proxy_status: to the next
+    # proxy_count requests selected above whose method is in proxy_methods
+    # and, with proxy_records_only, whose path names one record (ends in a
+    # 32-hex id), and then to a proxy_rate share of them (own generator).
+    "proxy_count": 0,
+    "proxy_rate": 0.0,
+    "proxy_status": 400,
+    "proxy_methods": ["GET"],
+    "proxy_records_only": True,
 }
 
 # Order in which one uniform draw is mapped to an action; the first four
@@ -144,7 +156,11 @@ FAULT_ACTIONS = (
     ("slow_body", "slow_body_rate"),
     ("malformed", "malformed_rate"),
 )
-PRE_ACTIONS = frozenset(("reset", "error", "rate_429", "html", "client_error"))
+PRE_ACTIONS = frozenset(("reset", "error", "rate_429", "html", "client_error", "proxy_html"))
+RECORD_PATH_RE = re.compile(r"/[0-9a-f]{32}/?$")
+PROXY_PAGE = ("<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+              "<center><h1>%d %s</h1></center>\r\n<hr><center>nginx</center>\r\n"
+              "</body>\r\n</html>\r\n")
 
 
 class FaultError(ValueError):
@@ -184,6 +200,9 @@ def parse_fault_config(obj):
         cfg["client_error_codes"] = [400]
     if any(not isinstance(c, int) or not 400 <= c <= 499 for c in cfg["client_error_codes"]):
         raise FaultError("client_error_codes must be 4xx statuses")
+    cfg["proxy_methods"] = [str(m).upper() for m in cfg["proxy_methods"]]
+    if not isinstance(cfg["proxy_status"], int) or not 400 <= cfg["proxy_status"] <= 599:
+        raise FaultError("proxy_status must be a 4xx or 5xx status")
     return cfg
 
 
@@ -200,6 +219,8 @@ class FaultInjector:
             self._cfg = cfg
             self._rng = random.Random(cfg["seed"])
             self._client_rng = random.Random(None if cfg["seed"] is None else cfg["seed"] + 1)
+            self._proxy_rng = random.Random(None if cfg["seed"] is None else cfg["seed"] + 2)
+            self._proxy_left = int(cfg["proxy_count"])
             self._client_errors = {}  # (method, target) -> monotonic time of the 4xx
             self._burst_left = 0
         return cfg
@@ -224,6 +245,18 @@ class FaultInjector:
             return int(at is not None and
                        time.monotonic() - at < self._cfg["client_error_window_ms"] / 1000.0)
 
+    def _proxy_hit(self, method, path):
+        """The proxy answers this request itself (lock held)."""
+        cfg = self._cfg
+        if method not in cfg["proxy_methods"]:
+            return False
+        if cfg["proxy_records_only"] and not RECORD_PATH_RE.search(path):
+            return False
+        if self._proxy_left > 0:
+            self._proxy_left -= 1
+            return True
+        return bool(cfg["proxy_rate"]) and self._proxy_rng.random() < cfg["proxy_rate"]
+
     def decide(self, method, path, is_oauth=False, target=None):
         """(latency seconds, action or None, error status or None).
 
@@ -238,6 +271,8 @@ class FaultInjector:
             if cfg["jitter_ms"]:
                 latency += rng.uniform(-cfg["jitter_ms"], cfg["jitter_ms"])
             latency = max(0.0, latency) / 1000.0
+            if self._proxy_hit(method, path):
+                return latency, "proxy_html", cfg["proxy_status"]
             if (cfg["client_error_rate"] and method in cfg["client_error_methods"] and
                     (not cfg["client_error_path"] or path == cfg["client_error_path"]) and
                     self._client_rng.random() < cfg["client_error_rate"]):
@@ -330,6 +365,13 @@ class Response:
     @classmethod
     def html(cls, status, text, headers=None):
         return cls(status, text.encode(), "text/html;charset=UTF-8", headers)
+
+
+def proxy_page(status):
+    """What nginx in front of a service answers on its own: text/html."""
+    reason = http.HTTPStatus(status).phrase if status in http.HTTPStatus._value2member_map_ \
+        else "Error"
+    return Response.html(status, PROXY_PAGE % (status, reason, status, reason))
 
 
 class LoopbackServer(http.server.ThreadingHTTPServer):

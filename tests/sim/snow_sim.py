@@ -40,7 +40,7 @@ sys.path.insert(0, HERE)
 import snow_agent  # noqa: E402
 from simcommon import (FaultError, FaultInjector, LOOPBACK, LoopbackServer,  # noqa: E402
                        PRE_ACTIONS, Response, Script, ScriptError, SimClock, SimHandler,
-                       Stats, add_tls_args, announce, fmt_time, send_scripted,
+                       Stats, add_tls_args, announce, fmt_time, proxy_page, send_scripted,
                        serve_until_signal, setup_tls)
 from snow_store import Store, build_schema  # noqa: E402
 from snow_table import (DEFAULT_SETTINGS, NO_ROWS_V1, NOT_FOUND, RenderOpts,  # noqa: E402
@@ -332,6 +332,8 @@ class SnowHandler(SimHandler):
 
     def fault_answer(self, action, status):
         cfg = self.server.faults.config()
+        if action == "proxy_html":
+            return proxy_page(status)
         if action == "html":
             return Response.html(cfg["html_status"], HIBERNATING_PAGE)
         if action == "rate_429":
@@ -397,6 +399,7 @@ class SnowHandler(SimHandler):
         if isinstance(auth, Response):
             return auth
         user, headers = auth
+        self.user = user
         allowed, rl_headers, retry = self.server.ratelimit.check(user)
         headers = headers + rl_headers
         if not allowed:
@@ -428,13 +431,14 @@ class SnowHandler(SimHandler):
                     version, table, user)
             if method == "POST":
                 return self.post(table, user, body)
-            rec = inst.get(table, user, sys_id)
+            rec = inst.get(table, user, sys_id, latest=True)
             if rec is None:
                 return Response.json(404, NOT_FOUND)
             if method == "DELETE":
                 inst.delete(table, user, rec)
                 return Response(204, b"")
-            return self.record_answer(table, *inst.write(table, user, method, body, rec))
+            return self.record_answer(table, *inst.write(table, user, method, body, rec,
+                                                         lookup=self.lookup_references()))
 
     def json_body(self):
         if not self.body.strip():
@@ -445,6 +449,18 @@ class SnowHandler(SimHandler):
             return None
         return body if isinstance(body, dict) else None
 
+    def lookup_references(self):
+        """Whether a reference given by name is looked up: documented for
+        sysparm_input_display_value=true; without it ServiceNow stores the
+        value as given (setting reference_input "as_given")."""
+        return (self.params.get("sysparm_input_display_value", "").lower() == "true" or
+                self.server.settings["reference_input"] == "lookup")
+
+    def render_opts(self):
+        opts = RenderOpts.from_params(self.params)
+        opts.hidden = frozenset(self.server.inst.hidden_fields(getattr(self, "user", "")))
+        return opts
+
     def get_one(self, table, sys_id, user):
         rec = self.server.inst.get(table, user, sys_id)
         if rec is None:
@@ -452,7 +468,8 @@ class SnowHandler(SimHandler):
         return self.record_answer(table, 200, rec)
 
     def post(self, table, user, body):
-        status, rec = self.server.inst.write(table, user, "POST", body)
+        status, rec = self.server.inst.write(table, user, "POST", body,
+                                             lookup=self.lookup_references(), lagged=True)
         resp = self.record_answer(table, status, rec)
         if status == 201:
             resp.headers.append(("Location", "%s/api/now/table/%s/%s" % (
@@ -462,7 +479,7 @@ class SnowHandler(SimHandler):
     def record_answer(self, table, status, rec):
         if status >= 400:
             return Response.json(status, rec)
-        result = self.server.inst.render(table, rec, RenderOpts.from_params(self.params))
+        result = self.server.inst.render(table, rec, self.render_opts())
         return Response.json(status, {"result": result})
 
     def list_params(self):
@@ -484,7 +501,7 @@ class SnowHandler(SimHandler):
         rows, total = inst.query(table, user, query, offset, limit)
         if version == "v1" and not rows:
             return Response.json(404, NO_ROWS_V1)
-        opts = RenderOpts.from_params(self.params)
+        opts = self.render_opts()
         headers = []
         if self.params.get("sysparm_no_count", "").lower() != "true":
             headers.append(("X-Total-Count", str(total)))
@@ -688,10 +705,10 @@ class SnowHandler(SimHandler):
         with self.server.store.lock:
             if user not in self.server.store.auth:
                 raise ValueError("unknown user %s" % user)
-            rec = inst.get(table, "admin", sys_id)
+            rec = inst.get(table, "admin", sys_id, latest=True)
             if rec is None:
                 return Response.json(404, NOT_FOUND)
-            status, out = inst.write(table, user, "PATCH", fields, rec)
+            status, out = inst.write(table, user, "PATCH", fields, rec, lagged=True)
             return Response.json(status, {"result": out} if status < 300 else out)
 
     def sim_settings(self):
@@ -702,7 +719,17 @@ class SnowHandler(SimHandler):
 
 # ---------------------------------------------------------------- settings & CLI
 
-SETTING_CHOICES = {"unknown_field_mode": ("ignore", "empty"), "unordered": ("insertion", "shuffle")}
+SETTING_CHOICES = {"unknown_field_mode": ("ignore", "empty"), "unordered": ("insertion", "shuffle"),
+                   "reference_input": ("lookup", "as_given")}
+
+
+def field_acl_value(value):
+    """{"user": ["table.field", ...]} checked, as the field_acl setting."""
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and
+            all(isinstance(f, str) and f.count(".") == 1 for f in v) for k, v in value.items()):
+        raise ValueError('field_acl must map user names to lists of "table.field"')
+    return {k: list(v) for k, v in value.items()}
 
 
 def apply_settings(settings, update):
@@ -716,6 +743,8 @@ def apply_settings(settings, update):
         if key in SETTING_CHOICES:
             if value not in SETTING_CHOICES[key]:
                 raise ValueError("%s must be one of %s" % (key, SETTING_CHOICES[key]))
+        elif key == "field_acl":
+            value = field_acl_value(value)
         elif isinstance(default, bool):
             value = bool(value)
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -750,6 +779,13 @@ def parse_args(argv):
                    help="enable the OAuth client_credentials grant")
     p.add_argument("--token-ttl", type=int, help="access token lifetime, seconds")
     p.add_argument("--unknown-field-mode", choices=("ignore", "empty"))
+    p.add_argument("--commit-lag", type=float,
+                   help="seconds people's writes stay invisible after their sys_updated_on")
+    p.add_argument("--field-acl", action="append", default=[], metavar="USER=TABLE.FIELD,...",
+                   help="fields that read as empty for USER, e.g. "
+                        "imperai.integration=sys_user.name,sys_user.email")
+    p.add_argument("--reference-input", choices=("lookup", "as_given"),
+                   help="a reference written by name: looked up, or stored as given")
     p.add_argument("--rate-limit", type=int, default=0, help="requests per user per hour, 0 = off")
     p.add_argument("--rate-lag", type=float, default=30, help="seconds between count commits")
     p.add_argument("--rate-rule", default="Table API")
@@ -768,6 +804,16 @@ def build_settings(args):
         update["token_ttl"] = args.token_ttl
     if args.unknown_field_mode:
         update["unknown_field_mode"] = args.unknown_field_mode
+    if args.commit_lag is not None:
+        update["commit_lag"] = args.commit_lag
+    if args.reference_input:
+        update["reference_input"] = args.reference_input
+    if args.field_acl:
+        acl = dict(update.get("field_acl", {}))
+        for item in args.field_acl:
+            user, _, fields = item.partition("=")
+            acl[user] = [f for f in fields.split(",") if f]
+        update["field_acl"] = acl
     apply_settings(settings, update)
     return settings
 

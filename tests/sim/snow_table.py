@@ -34,6 +34,9 @@ DEFAULT_SETTINGS = {
     "bump_on_noop": False,            # a PATCH that changes nothing still bumps sys_mod_count
     "unordered": "insertion",         # or "shuffle": rows without ORDERBY come in random order
     "session_timeout": 1800,          # idle seconds before a server session expires
+    "commit_lag": 0,                  # seconds people's writes stay invisible after sys_updated_on
+    "field_acl": {},                  # user -> ["table.field", ...] that read as "" for that user
+    "reference_input": "lookup",      # or "as_given": a reference written by name is stored as is
 }
 
 
@@ -67,10 +70,11 @@ def to_bool(text):
 class RenderOpts:
     """sysparm_fields / sysparm_display_value / sysparm_exclude_reference_link."""
 
-    def __init__(self, fields=None, display="false", exclude_links=False):
+    def __init__(self, fields=None, display="false", exclude_links=False, hidden=()):
         self.fields = fields
         self.display = display if display in ("true", "all") else "false"
         self.exclude_links = exclude_links
+        self.hidden = frozenset(hidden)  # "table.field" the reader may not read
 
     @classmethod
     def from_params(cls, params):
@@ -95,6 +99,7 @@ class SnowInstance:
         self.base_url = base_url
         self.row_acl = row_acl or {}
         self._choices = None
+        self._pending = {}  # (table, sys_id) -> (visible at, version visible until then or None)
 
     # ------------------------------------------------------------ users & ACLs
 
@@ -120,6 +125,10 @@ class SnowInstance:
             digest = hashlib.md5(("%s:%s" % (user_name, rec["sys_id"])).encode()).hexdigest()
             return int(digest[:8], 16) / 2.0 ** 32 >= rate
         return True
+
+    def hidden_fields(self, user_name):
+        """Field ACL: the "table.field" names that read as "" for this user."""
+        return self.settings["field_acl"].get(user_name, ())
 
     def user_sys_id(self, user_name):
         rec = self.store.user_by_name(user_name)
@@ -210,6 +219,9 @@ class SnowInstance:
 
     def _render_value(self, found, opts):
         tdef, fdef, rec, raw = found
+        if opts.hidden and "%s.%s" % (tdef.name, fdef.name) in opts.hidden:
+            # A field the reader may not read comes back empty, not absent.
+            return {"display_value": "", "value": ""} if opts.display == "all" else ""
         link = None
         if fdef.type == "reference" and raw and not opts.exclude_links:
             link = "%s/api/now/table/%s/%s" % (self.base_url, fdef.ref, raw)
@@ -232,7 +244,7 @@ class SnowInstance:
         pred = snow_query.compile_query(q, field_type, value_of,
                                         self.settings["unknown_field_mode"])
         rows = [] if pred is snow_query.NO_ROWS else [
-            r for r in self.store.rows(table) if pred(r)]
+            r for r in self.committed_rows(table) if pred(r)]
         if q.order:
             snow_query.sort_rows(rows, q.order, field_type, value_of)
         elif self.settings["unordered"] == "shuffle":
@@ -241,20 +253,57 @@ class SnowInstance:
         # The limit is applied before ACLs, so a page may come back short.
         return [r for r in page if self.visible(user_name, table, r)], len(rows)
 
-    def get(self, table, user_name, sys_id):
+    def get(self, table, user_name, sys_id, latest=False):
+        """The record as this user may read it; latest: the newest version
+        (a write waits for a lagging transaction, then applies on top)."""
         rec = self.store.get(table, sys_id)
         if rec is None or not self.visible(user_name, table, rec):
             return None
-        return rec
+        seen = self.committed(table, rec)
+        return rec if latest and seen is not None else seen
+
+    # ------------------------------------------------------------ commit lag
+
+    def committed(self, table, rec):
+        """The version other sessions see: a write under commit lag shows
+        its previous version (None for a new row) until it commits."""
+        if not self._pending:
+            return rec
+        key = (table, rec["sys_id"])
+        entry = self._pending.get(key)
+        if entry is None:
+            return rec
+        if self.clock.now() >= entry[0]:
+            del self._pending[key]
+            return rec
+        return entry[1]
+
+    def committed_rows(self, table):
+        rows = self.store.rows(table)
+        if not self._pending:
+            return rows
+        return [v for v in (self.committed(table, r) for r in rows) if v is not None]
+
+    def _lag(self, table, existing, new, lagged):
+        """Remember the version visible while this write's commit lags."""
+        key = (table, new["sys_id"])
+        if not lagged or not self.settings["commit_lag"]:
+            self._pending.pop(key, None)  # it waited for the lagging one: all visible now
+            return
+        before = self._pending.get(key, (0, dict(existing) if existing else None))[1]
+        self._pending[key] = (self.clock.now() + self.settings["commit_lag"], before)
 
     # ------------------------------------------------------------ writing
 
-    def write(self, table, user_name, method, body, existing=None, commit=True):
+    def write(self, table, user_name, method, body, existing=None, commit=True,
+              lookup=True, lagged=False):
         """Apply a POST (existing None) or PATCH/PUT.  Returns (status,
         record or error body); durable before returning unless commit is
-        False (the caller then commits a batch)."""
+        False (the caller then commits a batch).  lookup: a reference
+        given by name is looked up; lagged: the write is a person's, subject
+        to commit_lag."""
         tdef = self.schema[table]
-        changes, journal = self._coerce(tdef, body)
+        changes, journal = self._coerce(tdef, body, lookup)
         old = existing or {}
         new = dict(existing) if existing else self._blank(tdef, user_name)
         new.update(changes)
@@ -267,6 +316,7 @@ class SnowInstance:
         if existing and not changed and not journal and not self.settings["bump_on_noop"]:
             return 200, existing  # nothing to update: ServiceNow skips the update
         self._apply_write(tdef, user_name, method, existing, new, changed, journal)
+        self._lag(tdef.name, existing, new, lagged)
         if tdef.name == "sys_dictionary" and not existing:
             self._add_column(new)
         if commit:
@@ -327,7 +377,7 @@ class SnowInstance:
             rec["opened_by"] = self.user_sys_id(user_name)
         return rec
 
-    def _coerce(self, tdef, body):
+    def _coerce(self, tdef, body, lookup=True):
         """Body -> (field changes, journal entries).  Unknown, read-only
         (sys_*) and empty journal values are dropped without an error."""
         changes, journal = {}, []
@@ -342,7 +392,7 @@ class SnowInstance:
                 continue
             if fdef.type == "html":
                 text = sanitize(text)
-            elif fdef.type == "reference":
+            elif fdef.type == "reference" and lookup:
                 text = self._reference_value(fdef.ref, text)
             elif fdef.type == "boolean":
                 text = to_bool(text)
@@ -406,7 +456,8 @@ class SnowInstance:
                 body.setdefault(ref_field, caller)
         status, created = 201, []
         for _ in range(count):
-            status, rec = self.write(table, caller or "admin", "POST", body, commit=False)
+            status, rec = self.write(table, caller or "admin", "POST", body, commit=False,
+                                     lagged=True)
             if status != 201:
                 break  # e.g. the close-fields data policy: same for every copy
             created.append({"number": rec.get("number", ""), "sys_id": rec["sys_id"]})

@@ -186,7 +186,8 @@ class SimTestCase(unittest.TestCase):
         self.sim.ctl("POST", "/sim/settings", {
             "unknown_field_mode": "ignore", "client_credentials": False, "token_ttl": 1800,
             "acl_hide_rate": 0.0, "row_acl": True, "bump_on_noop": False,
-            "unordered": "insertion"})
+            "unordered": "insertion", "commit_lag": 0, "field_acl": {},
+            "reference_input": "lookup"})
 
     def tag(self):
         return "t" + uuid.uuid4().hex[:12]
@@ -1361,6 +1362,135 @@ class ControlTest(SimTestCase):
         r = self.sim.request("POST", "/sim/settings", {"no_such": 1}, auth=None)
         self.assertEqual(r.status, 400)
         self.assertEqual(self.sim.ctl("GET", "/sim/settings")["unknown_field_mode"], "ignore")
+
+
+# ====================================================================== a real instance's ways
+
+class RealInstanceTest(SimTestCase):
+    """Switchable behaviours of real instances the daemon must survive:
+    commit lag, field ACLs, a proxy's HTML page, references stored as given."""
+
+    def group_sys_id(self, name):
+        r = self.sim.list("sys_user_group", "name=" + name, "&sysparm_fields=sys_id")
+        return r.result[0]["sys_id"]
+
+    def test_commit_lag_shows_a_new_row_late_with_its_earlier_updated_on(self):
+        T = self.tag()
+        self.sim.ctl("POST", "/sim/settings", {"commit_lag": 8})
+        t0 = self.sim.ctl("GET", "/sim/clock")["now"]
+        made = self.sim.ctl("POST", "/sim/tickets", {"count": 2, "fields": {"short_description": T}})
+        self.assertEqual(self.sim.numbers("short_description=" + T), [])
+        hidden = self.sim.get("incident", made["tickets"][0]["sys_id"])
+        self.assertEqual(hidden.status, 404)
+        self.sim.ctl("POST", "/sim/clock", {"advance": 9})
+        r = self.sim.list("incident", "short_description=" + T, "&sysparm_fields=sys_updated_on")
+        self.assertEqual(len(r.result), 2)
+        self.assertLessEqual(r.result[0]["sys_updated_on"], fmt(t0 + 1))
+
+    def test_commit_lag_keeps_the_previous_version_of_an_agent_edit_visible(self):
+        rec = self.sim.create(short_description="before")
+        self.sim.ctl("POST", "/sim/settings", {"commit_lag": 5})
+        self.sim.ctl("POST", "/sim/update", {"sys_id": rec["sys_id"],
+                                             "fields": {"short_description": "after"}})
+        self.assertEqual(self.sim.get("incident", rec["sys_id"])["short_description"], "before")
+        self.sim.ctl("POST", "/sim/clock", {"advance": 6})
+        got = self.sim.get("incident", rec["sys_id"])
+        self.assertEqual((got["short_description"], got["sys_mod_count"]), ("after", "1"))
+
+    def test_commit_lag_spares_the_writers_own_patch(self):
+        rec = self.sim.create(short_description="mine")
+        self.sim.ctl("POST", "/sim/settings", {"commit_lag": 30})
+        r = self.sim.patch("incident", rec["sys_id"], {"short_description": "patched"},
+                           auth=INTEGRATION)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.sim.get("incident", rec["sys_id"])["short_description"], "patched")
+
+    def test_field_acl_blanks_dot_walked_requester_fields(self):
+        rec = self.sim.create(short_description="acl", caller_id="abel.tuter")
+        self.sim.ctl("POST", "/sim/settings", {"field_acl": {"imperai.integration": [
+            "sys_user.name", "sys_user.email", "sys_user.user_name"]}})
+        fields = "sysparm_fields=caller_id,caller_id.name,caller_id.email,caller_id.user_name"
+        got = self.sim.get("incident", rec["sys_id"], fields, auth=INTEGRATION)
+        self.assertEqual((got["caller_id.name"], got["caller_id.email"],
+                          got["caller_id.user_name"]), ("", "", ""))
+        self.assertRegex(got["caller_id"]["value"], "^[0-9a-f]{32}$")  # the reference stays
+        admin = self.sim.get("incident", rec["sys_id"], fields)
+        self.assertEqual(admin["caller_id.email"], "abel.tuter@example.com")
+        r = self.sim.list("incident", "sys_id=" + rec["sys_id"],
+                          "&sysparm_display_value=all&sysparm_fields=caller_id.email",
+                          auth=INTEGRATION)
+        self.assertEqual(r.result[0]["caller_id.email"], {"display_value": "", "value": ""})
+
+    def test_field_acl_setting_is_checked(self):
+        r = self.sim.request("POST", "/sim/settings", {"field_acl": {"x": ["no_table_dot"]}},
+                             auth=None)
+        self.assertEqual(r.status, 400)
+
+    def test_proxy_answers_the_next_record_gets_with_html_unprocessed(self):
+        rec = self.sim.create(short_description="proxy")
+        path = "/api/now/table/incident/" + rec["sys_id"]
+        self.sim.ctl("POST", "/sim/faults", {"proxy_count": 2, "proxy_status": 400})
+        self.sim.ctl("POST", "/sim/stats/reset")
+        listed = self.sim.list("incident", "sys_id=" + rec["sys_id"])
+        self.assertEqual(listed.status, 200)  # a list is not a single record
+        for _ in range(2):
+            r = self.sim.request("GET", path)
+            self.assertEqual(r.status, 400)
+            self.assertTrue(r.header("Content-Type").startswith("text/html"))
+            self.assertIn(b"400 Bad Request", r.body)
+        self.assertEqual(self.sim.request("GET", path).status, 200)
+        self.assertEqual(self.sim.patch("incident", rec["sys_id"], {"work_notes": "x"}).status,
+                         200)
+        self.assertEqual(self.sim.ctl("GET", "/sim/stats")["faults"], {"proxy_html": 2})
+
+    def test_proxy_rate_may_hit_writes_too(self):
+        rec = self.sim.create(short_description="proxy write")
+        self.sim.ctl("POST", "/sim/faults", {"proxy_rate": 1.0, "proxy_methods": ["PATCH"],
+                                             "proxy_status": 403})
+        r = self.sim.patch("incident", rec["sys_id"], {"short_description": "changed"})
+        self.assertEqual(r.status, 403)
+        self.assertTrue(r.header("Content-Type").startswith("text/html"))
+        self.sim.ctl("POST", "/sim/faults", {})
+        self.assertEqual(self.sim.get("incident", rec["sys_id"])["short_description"], "proxy write")
+
+    def test_reference_by_name_stored_as_given_displays_empty(self):
+        rec = self.sim.create(short_description="ref")
+        self.sim.ctl("POST", "/sim/settings", {"reference_input": "as_given"})
+        self.sim.patch("incident", rec["sys_id"], {"assignment_group": "Service Desk Security"})
+        got = self.sim.get("incident", rec["sys_id"],
+                           "sysparm_display_value=all&sysparm_fields=assignment_group,"
+                           "assignment_group.name")
+        self.assertEqual(got["assignment_group"]["value"], "Service Desk Security")
+        self.assertEqual(got["assignment_group"]["display_value"], "")
+        self.assertEqual(got["assignment_group.name"]["value"], "")
+
+    def test_input_display_value_resolves_a_reference_name(self):
+        rec = self.sim.create(short_description="ref dv")
+        self.sim.ctl("POST", "/sim/settings", {"reference_input": "as_given"})
+        r = self.sim.patch("incident", rec["sys_id"], {"assignment_group": "Service Desk Security"},
+                           params="sysparm_input_display_value=true")
+        self.assertEqual(r.result["assignment_group"]["value"],
+                         self.group_sys_id("Service Desk Security"))
+        self.sim.patch("incident", rec["sys_id"],
+                       {"assignment_group": self.group_sys_id("Service Desk")})
+        got = self.sim.get("incident", rec["sys_id"], "sysparm_display_value=true")
+        self.assertEqual(got["assignment_group"]["display_value"], "Service Desk")
+
+
+class RealInstanceFlagsTest(unittest.TestCase):
+    def test_command_line_switches_the_behaviours(self):
+        sim = Sim("--commit-lag", "8", "--reference-input", "as_given", "--field-acl",
+                  "imperai.integration=sys_user.name,sys_user.email",
+                  "--fault", "proxy_count=3").start()
+        try:
+            settings = sim.ctl("GET", "/sim/settings")
+            self.assertEqual((settings["commit_lag"], settings["reference_input"],
+                              settings["field_acl"]),
+                             (8, "as_given",
+                              {"imperai.integration": ["sys_user.name", "sys_user.email"]}))
+            self.assertEqual(sim.ctl("GET", "/sim/faults")["proxy_count"], 3)
+        finally:
+            sim.cleanup()
 
 
 # ====================================================================== agent view

@@ -138,12 +138,14 @@ record(struct h *h, struct snow_record *r)
 	snow_record_set(r, "short_description", "Cannot log in");
 	snow_record_set(r, "description", "Locked out after vacation");
 	snow_record_set(r, rf, h->caller);
+	/* ACLs that hide a field make ServiceNow answer "" for it */
 	snprintf(walk, sizeof(walk), "%s.name", rf);
-	snow_record_set(r, walk, john ? "John Roe" : "Jane Doe");
+	snow_record_set(r, walk, h->hide ? "" : john ? "John Roe" : "Jane Doe");
 	snprintf(walk, sizeof(walk), "%s.email", rf);
-	snow_record_set(r, walk, john ? "john.roe@example.com" : "jane.doe@example.com");
+	snow_record_set(r, walk, h->hide == 1 ? "" : john ? "john.roe@example.com" :
+	    "jane.doe@example.com");
 	snprintf(walk, sizeof(walk), "%s.user_name", rf);
-	snow_record_set(r, walk, john ? "john.roe" : "jane.doe");
+	snow_record_set(r, walk, h->hide ? "" : john ? "john.roe" : "jane.doe");
 	snow_record_set(r, "assigned_to.name", "Beth Anglin");
 	snow_record_set(r, FIELD, "");
 }

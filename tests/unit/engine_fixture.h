@@ -36,6 +36,7 @@ struct h {
 	const char		*category;
 	const char		*state;
 	const char		*caller;
+	int			 hide;		/* 1: requester unreadable, 2: only its email readable */
 };
 
 /* One change of the current request as the feed reports it. */

@@ -118,11 +118,64 @@ test_field_body_creates_an_html_field_of_65000(void **state)
 	free(b);
 }
 
+static void
+page_of(struct snow_list *l, const char *name, const char *email, const char *user)
+{
+	memset(l, 0, sizeof(*l));
+	l->v = xcalloc(1, sizeof(*l->v));
+	l->n = 1;
+	snow_record_set(&l->v[0], "number", "INC0010001");
+	snow_record_set(&l->v[0], "caller_id.name", name);
+	snow_record_set(&l->v[0], "caller_id.email", email);
+	snow_record_set(&l->v[0], "caller_id.user_name", user);
+}
+
+static void
+test_requester_check_reads_the_newest_tickets_requester(void **state)
+{
+	char *fields[CTL_REQUESTER_NFIELDS];
+	char *q = ctl_requester_query("caller_id", fields);
+
+	(void)state;
+	assert_string_equal(q, "caller_idISNOTEMPTY^ORDERBYDESCsys_updated_on");
+	assert_string_equal(fields[3], "caller_id.email");
+	assert_string_equal(fields[4], "caller_id.user_name");
+	free(q);
+	for (size_t i = 0; i < CTL_REQUESTER_NFIELDS; i++)
+		free(fields[i]);
+}
+
+static void
+test_requester_hidden_by_acls_is_a_problem_naming_what_to_grant(void **state)
+{
+	struct snow_list l = { 0 };
+	char *msg;
+
+	(void)state;
+	assert_int_equal(ctl_requester_verdict("incident", "caller_id", "imperai.integration",
+	    &l, &msg), 0);
+	free(msg);
+	page_of(&l, "", "", "");
+	assert_int_equal(ctl_requester_verdict("incident", "caller_id", "imperai.integration",
+	    &l, &msg), -1);
+	assert_non_null(strstr(msg, "imperai.integration cannot read the requester of "
+	    "INC0010001"));
+	assert_non_null(strstr(msg, "sys_user.email"));
+	free(msg);
+	snow_list_free(&l);
+	page_of(&l, "", "abel@example.com", "");
+	assert_int_equal(ctl_requester_verdict("incident", "caller_id", "u", &l, &msg), 1);
+	free(msg);
+	snow_list_free(&l);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_field_type_is_read_from_a_plain_string),
+		cmocka_unit_test(test_requester_check_reads_the_newest_tickets_requester),
+		cmocka_unit_test(test_requester_hidden_by_acls_is_a_problem_naming_what_to_grant),
 		cmocka_unit_test(test_field_type_is_read_from_a_reference_object),
 		cmocka_unit_test(test_field_type_falls_back_to_the_dot_walked_name_for_a_sys_id),
 		cmocka_unit_test(test_only_utc_time_zones_pass_and_empty_is_not_utc),

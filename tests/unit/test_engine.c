@@ -75,6 +75,99 @@ test_new_ticket_in_a_flow_registers_a_request_filled_from_the_record(void **stat
 	    "ticket=INC0010001 from=untracked to=awaiting_request why=new");
 }
 
+/* The sweep reads the ticket again unchanged (same sys_mod_count). */
+static int
+observe_again(struct h *h)
+{
+	struct snow_record r;
+	int rc;
+
+	record(h, &r);
+	reset_result(h);
+	rc = engine_observe(&pol, &h->t, h->table, &r, T0 + 10 * h->mod + 5, &h->res);
+	snow_record_free(&r);
+	return rc;
+}
+
+static void
+test_unreadable_requester_gets_no_request_and_the_field_says_why(void **state)
+{
+	struct h *h = *state;
+	const struct engine_event *ev;
+
+	h->hide = 1;
+	assert_int_equal(observe(h), 0);
+	assert_kinds(h, "patch");
+	assert_int_equal(h->t.state, TS_AWAITING_REQUEST);
+	assert_int_equal(h->t.requester_unreadable, 1);
+	assert_patch_has(effect(h, 0), FIELD, "the requester could not be read");
+	assert_patch_has(effect(h, 0), FIELD, "sys_user.email");
+	assert_patch_has(effect(h, 0), "work_notes", "[imper.ai requester_unreadable 1.1]");
+	assert_patch_has(effect(h, 0), "work_notes", "Grant the integration user read access");
+	ev = find_event(h, "requester could not be read: no verification requested; grant the "
+	    "integration user read access to the requester's name, email and user name");
+	assert_non_null(ev);
+	assert_int_equal(ev->level, LOG_LVL_WARN);
+	assert_non_null(strstr(ev->kv, "ticket=INC0010001"));
+}
+
+static void
+test_unreadable_requester_is_said_once_and_picked_up_when_readable(void **state)
+{
+	struct h *h = *state;
+	const struct imperai_create *c;
+
+	h->hide = 1;
+	to_awaiting(h);
+	assert_int_equal(patched(h, h->t.revision, 0), 0);
+	assert_int_equal(observe(h), 0);	/* an agent edit: still unreadable */
+	assert_int_equal(h->res.neffects, 0);
+	assert_int_equal(h->res.nevents, 0);
+	assert_int_equal(observe_again(h), 0);
+	assert_int_equal(h->res.neffects, 0);
+	h->hide = 0;				/* the admin granted read access */
+	assert_int_equal(observe_again(h), 0);
+	assert_kinds(h, "patch,create");
+	assert_patch_lacks(effect(h, 0), "work_notes");
+	assert_patch_has(effect(h, 0), FIELD, "Registering the verification request");
+	c = &effect(h, 1)->create;
+	assert_string_equal(c->requester_email, "jane.doe@example.com");
+	assert_string_equal(c->requester_name, "Jane Doe");
+	assert_int_equal(effect(h, 1)->generation, 1);
+	assert_int_equal(h->t.requester_unreadable, 0);
+	assert_event(h, "requester readable now: verification requested", "ticket=INC0010001");
+	assert_int_equal(created(h, 1, "vr_81", T0 + 500), 0);
+	assert_int_equal(h->t.state, TS_LINK_READY);
+}
+
+static void
+test_requester_changed_to_an_unreadable_one_cancels_and_waits(void **state)
+{
+	struct h *h = *state;
+
+	to_link_ready(h);
+	h->caller = CALLER2;
+	h->hide = 1;
+	assert_int_equal(observe(h), 0);
+	assert_kinds(h, "cancel,patch");
+	assert_int_equal(h->t.state, TS_AWAITING_REQUEST);
+	assert_int_equal(h->t.generation, 2);
+	assert_patch_has(effect(h, 1), "work_notes", "requester_unreadable");
+}
+
+static void
+test_close_notes_show_a_word_for_a_missing_requester(void **state)
+{
+	struct h *h = *state;
+
+	h->hide = 2;	/* only the email can be read: verified, but nameless */
+	to_passed(h, 1);
+	assert_int_equal(action_done(h, 1), 0);
+	assert_kinds(h, "patch");
+	assert_patch_has(effect(h, 0), "close_notes", "Password reset for (unknown requester) on "
+	    "INC0010001 after imper.ai verification vr_81");
+}
+
 static void
 test_configured_instance_name_goes_into_the_idempotency_key(void **state)
 {
@@ -1736,12 +1829,17 @@ test_state_and_effect_names(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_ticket_needing_no_verification_is_forgotten_without_effects),
 		T(test_new_ticket_in_a_flow_registers_a_request_filled_from_the_record),
+		T(test_unreadable_requester_gets_no_request_and_the_field_says_why),
+		T(test_unreadable_requester_is_said_once_and_picked_up_when_readable),
+		T(test_requester_changed_to_an_unreadable_one_cancels_and_waits),
+		T(test_close_notes_show_a_word_for_a_missing_requester),
 		T(test_configured_instance_name_goes_into_the_idempotency_key),
 		T(test_ticket_already_ended_is_never_verified),
 		T(test_catalog_item_already_closed_is_never_verified),

@@ -17,6 +17,8 @@
 
 #include "flows.h"
 #include "record.h"
+#include "refs.h"
+#include "snow.h"
 #include "util.h"
 
 /* A record of name, value pairs ended by NULL; free with rec_free. */
@@ -763,6 +765,42 @@ test_fields_lists_what_the_flows_of_a_table_read(void **state)
 }
 
 static void
+test_reference_by_name_resolves_to_one_groups_sys_id_or_is_an_error(void **state)
+{
+	struct flows *f = parse_ok(
+	    "flows:\n"
+	    "  - name: reset\n"
+	    "    match: { table: incident, categories: [password_reset] }\n"
+	    "    on_fail:\n"
+	    "      assignment_group: \"Service Desk Security\"\n");
+	struct snow_list l = { 0 };
+	struct errlist errs = { NULL, 0 };
+	struct flow *fl = &f->v[0];
+
+	(void)state;
+	assert_int_equal(refs_apply(f, fl, &l, &errs), -EINVAL);
+	assert_int_equal(errs.n, 1);
+	assert_string_equal(errs.msg[0], "flows.yaml:5:25: flows[reset].on_fail.assignment_group: "
+	    "\"Service Desk Security\" matches no group (by sys_id or name) in sys_user_group: "
+	    "give the group's exact name or its sys_id");
+	errlist_free(&errs);
+	l.v = xcalloc(2, sizeof(*l.v));
+	l.n = 2;
+	assert_int_equal(refs_apply(f, fl, &l, &errs), -EINVAL);
+	assert_non_null(strstr(errs.msg[0], "matches several groups"));
+	errlist_free(&errs);
+	l.n = 1;
+	snprintf(l.v[0].sys_id, sizeof(l.v[0].sys_id), "%s", "0123456789abcdef0123456789abcdef");
+	snow_record_set(&l.v[0], "name", "Service Desk Security");
+	assert_int_equal(refs_apply(f, fl, &l, &errs), 0);
+	assert_string_equal(fl->on_fail.assignment_group, "0123456789abcdef0123456789abcdef");
+	assert_string_equal(fl->on_fail.assignment_group_name, "Service Desk Security");
+	l.n = 2;
+	snow_list_free(&l);
+	flows_free(f);
+}
+
+static void
 test_templates_expand_every_placeholder(void **state)
 {
 	char *s;
@@ -776,7 +814,10 @@ test_templates_expand_every_placeholder(void **state)
 	assert_string_equal(s, "XX {other} {} {num");
 	free(s);
 	s = flows_expand("by {requester}.", "X", NULL, "v", "a");
-	assert_string_equal(s, "by .");
+	assert_string_equal(s, "by (unknown requester).");
+	free(s);
+	s = flows_expand("by {requester} after {verification_id}", "X", "", "", "a");
+	assert_string_equal(s, "by (unknown requester) after (no verification ID)");
 	free(s);
 }
 
@@ -854,6 +895,7 @@ main(void)
 		cmocka_unit_test(test_categories_subcategories_and_query_must_all_hold),
 		cmocka_unit_test(test_fields_lists_what_the_flows_of_a_table_read),
 		cmocka_unit_test(test_templates_expand_every_placeholder),
+		cmocka_unit_test(test_reference_by_name_resolves_to_one_groups_sys_id_or_is_an_error),
 		cmocka_unit_test(test_data_files_give_exactly_the_expected_errors),
 	};
 

@@ -19,7 +19,11 @@
 #include "metrics.h"
 #include "util.h"
 
-static const struct metrics_table tables[] = { { "incident", 42 }, { "sc_req_item", 0 } };
+static const struct metrics_table tables[] = {
+	{ .name = "incident", .seen = 42, .sweep_runs = 3, .sweep_records = 30, .sweep_missed = 2,
+	  .late_records = 2, .late_max_lag = 9 },
+	{ .name = "sc_req_item" },
+};
 
 static void
 sample_metrics(struct metrics *m)
@@ -77,6 +81,14 @@ test_counters_and_gauges_carry_their_values_and_labels(void **state)
 	t = metrics_format(&m);
 	assert_int_equal(value_of(t, "imperai_snow_tickets_seen_total{table=\"incident\"}"), 42);
 	assert_int_equal(value_of(t, "imperai_snow_tickets_seen_total{table=\"sc_req_item\"}"), 0);
+	assert_int_equal(value_of(t, "imperai_snow_sweep_runs_total{table=\"incident\"}"), 3);
+	assert_int_equal(value_of(t, "imperai_snow_sweep_records_total{table=\"incident\"}"), 30);
+	assert_int_equal(value_of(t, "imperai_snow_sweep_missed_total{table=\"incident\"}"), 2);
+	assert_int_equal(value_of(t, "imperai_snow_late_records_total{table=\"incident\"}"), 2);
+	assert_int_equal(value_of(t,
+	    "imperai_snow_late_record_max_lag_seconds{table=\"sc_req_item\"}"), 0);
+	assert_int_equal(value_of(t,
+	    "imperai_snow_late_record_max_lag_seconds{table=\"incident\"}"), 9);
 	assert_int_equal(value_of(t, "imperai_snow_tickets{state=\"link_ready\"}"), 5);
 	assert_int_equal(value_of(t, "imperai_snow_tickets{state=\"closed\"}"), 0);
 	assert_int_equal(value_of(t,
@@ -133,7 +145,7 @@ test_empty_outbox_has_age_zero(void **state)
 static void
 test_label_values_are_escaped(void **state)
 {
-	static const struct metrics_table odd[] = { { "we\"ird\\name\n", 1 } };
+	static const struct metrics_table odd[] = { { .name = "we\"ird\\name\n", .seen = 1 } };
 	struct metrics m;
 	char *t;
 

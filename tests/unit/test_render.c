@@ -175,6 +175,37 @@ test_field_link_ready_shows_send_link_and_expiry(void **state)
 }
 
 static void
+test_unreadable_requester_field_and_note_say_what_to_grant(void **state)
+{
+	struct ticket t;
+	struct render_shown shown;
+	char *html, *note;
+
+	(void)state;
+	fixture(&t, TS_AWAITING_REQUEST, 1);
+	free(t.request_id);
+	t.request_id = NULL;
+	t.requester_unreadable = 1;
+	html = render_field_html(&rc, &t);
+	assert_non_null(strstr(html, "<h3>Verification not started</h3><p>The requester "
+	    "could not be read, so no verification was requested.<br>Grant the integration user "
+	    "read access to the requester's Name, Email and User ID (sys_user.name, "
+	    "sys_user.email, sys_user.user_name).</p>"));
+	assert_null(strstr(html, "Registering"));
+	assert_int_equal(render_parse_field(html, NULL, &shown), 0);
+	assert_int_equal(shown.state, TS_AWAITING_REQUEST);
+	render_shown_free(&shown);
+	note = render_work_note(&rc, &t, "requester_unreadable", NULL);
+	assert_int_equal(strncmp(note, "[imper.ai requester_unreadable 1.1]\nVerification not "
+	    "started: the requester could not be read", 78), 0);
+	assert_non_null(strstr(note, "sys_user.user_name"));
+	assert_null(strstr(note, "  "));	/* no empty placeholder anywhere */
+	free(note);
+	free(html);
+	ticket_free(&t);
+}
+
+static void
 test_field_golden_per_state(void **state)
 {
 	struct ticket t;
@@ -847,6 +878,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_field_link_ready_shows_send_link_and_expiry),
 		cmocka_unit_test(test_fields_of_the_old_form_read_back_like_the_new),
+		cmocka_unit_test(test_unreadable_requester_field_and_note_say_what_to_grant),
 		cmocka_unit_test(test_field_golden_per_state),
 		cmocka_unit_test(test_field_after_requester_change_says_reverification_required),
 		cmocka_unit_test(test_field_outcome_lines),
