@@ -303,37 +303,38 @@ main_detach(void)
 	return p[1];
 }
 
-int
-main(int argc, char **argv)
+struct main_args {
+	const char	*path;
+	int		 foreground, check, debug, strict;
+};
+
+/* The command line into a; -1 to go on, else the exit code. */
+static int
+main_parse(int argc, char **argv, struct main_args *a)
 {
-	const char *path = CONFIG_DEFAULT_PATH;
-	char *abs = NULL;
-	struct config *cfg;
-	struct flows *flows;
 	static const struct option main_opts[] = {
 		{ "strict", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int ch, foreground = 0, check = 0, debug = 0, strict = 0, detach, ready_fd, rc;
-	struct rlimit nocore = { 0, 0 };
+	int ch;
 
 	while ((ch = getopt_long(argc, argv, "c:fndVh", main_opts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
-			strict = 1;
+			a->strict = 1;
 			break;
 		case 'c':
-			path = optarg;
+			a->path = optarg;
 			break;
 		case 'f':
-			foreground = 1;
+			a->foreground = 1;
 			break;
 		case 'n':
-			check = 1;
+			a->check = 1;
 			break;
 		case 'd':
-			debug = foreground = 1;
+			a->debug = a->foreground = 1;
 			break;
 		case 'V':
 			printf("imperai-snowd %s\n", PACKAGE_VERSION);
@@ -346,27 +347,41 @@ main(int argc, char **argv)
 			return EX_USAGE;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc || (a->strict && !a->check)) {
 		main_usage(stderr);
 		return EX_USAGE;
 	}
-	if (strict && !check) {
-		main_usage(stderr);
-		return EX_USAGE;
-	}
-	if (check)
-		return main_check(path, strict);
+	return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct main_args a = { .path = CONFIG_DEFAULT_PATH };
+	const char *path;
+	char *abs = NULL;
+	struct config *cfg;
+	struct flows *flows;
+	int detach, ready_fd, rc;
+	struct rlimit nocore = { 0, 0 };
+
+	if ((rc = main_parse(argc, argv, &a)) >= 0)
+		return rc;
+	path = a.path;
+	if (a.check)
+		return main_check(path, a.strict);
 	/* Secrets are in memory from here on: no core files, no ptrace by others. */
 	setrlimit(RLIMIT_CORE, &nocore);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	detach = !foreground && getenv("NOTIFY_SOCKET") == NULL && getenv("JOURNAL_STREAM") == NULL;
+	detach = !a.foreground && getenv("NOTIFY_SOCKET") == NULL &&
+	    getenv("JOURNAL_STREAM") == NULL;
 	/* The settings file as an absolute path: reloads happen after chdir("/");
 	 * a missing file is reported by the load. */
 	if (detach && (abs = realpath(path, NULL)) != NULL)
 		path = abs;
 	log_init("imperai-snowd", LOG_TARGET_AUTO, !detach);
 	log_also_stderr(detach);
-	if (debug) {
+	if (a.debug) {
 		main_debug = 1;
 		log_set_level(LOG_LVL_DEBUG);
 	}
