@@ -105,7 +105,7 @@ class KeptAliveTest(unittest.TestCase):
         stack.wait(lambda: stack.ctl_json("status", "--json")["outbox"]["pending"] == 0, 30,
                    "an empty outbox")
         # only libcurl's refused re-send on a reused connection says so
-        lost = [x for x in stack.daemon.lines_since(0) if "write failed: will retry" in x]
+        lost = [x for x in stack.daemon.lines_since(0) if "writes failing" in x]
         self.assertTrue(lost and "may have been applied" in lost[0], lost)
         patches = [w for w in stack.snow.writes("incident", t["sys_id"]) if w["method"] == "PATCH"]
         self.assertEqual(len(patches), 1, patches)

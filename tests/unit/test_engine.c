@@ -100,7 +100,7 @@ test_unreadable_requester_gets_no_request_and_the_field_says_why(void **state)
 	assert_kinds(h, "patch");
 	assert_int_equal(h->t.state, TS_AWAITING_REQUEST);
 	assert_int_equal(h->t.requester_unreadable, 1);
-	assert_patch_has(effect(h, 0), FIELD, "the requester could not be read");
+	assert_patch_has(effect(h, 0), FIELD, "requester could not be read");
 	assert_patch_has(effect(h, 0), FIELD, "sys_user.email");
 	assert_patch_has(effect(h, 0), "work_notes", "[imper.ai requester_unreadable 1.1]");
 	assert_patch_has(effect(h, 0), "work_notes", "Grant the integration user read access");

@@ -19,38 +19,8 @@
 #include "record.h"
 #include "refs.h"
 #include "snow.h"
+#include "testrec.h"
 #include "util.h"
-
-/* A record of name, value pairs ended by NULL; free with rec_free. */
-static struct snow_record *
-rec(const char *name, ...)
-{
-	struct snow_record *r = xcalloc(1, sizeof(*r));
-	va_list ap;
-
-	va_start(ap, name);
-	for (const char *n = name; n != NULL; n = va_arg(ap, const char *)) {
-		const char *v = va_arg(ap, const char *);
-		r->fields = xreallocarray(r->fields, r->nfields + 1, sizeof(*r->fields));
-		r->fields[r->nfields].name = xstrdup(n);
-		r->fields[r->nfields].value = xstrdup(v);
-		r->fields[r->nfields].display = NULL;
-		r->nfields++;
-	}
-	va_end(ap);
-	return r;
-}
-
-static void
-rec_free(struct snow_record *r)
-{
-	for (size_t i = 0; i < r->nfields; i++) {
-		free(r->fields[i].name);
-		free(r->fields[i].value);
-	}
-	free(r->fields);
-	free(r);
-}
 
 static void
 dump(const struct errlist *e)
