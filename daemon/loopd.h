@@ -21,9 +21,6 @@
 #include "outlog.h"
 #include "sweep.h"
 
-/* Then a write is parked, released by servicenow.parked_retry or
- * imperai-snowctl retry. */
-#define OUTBOX_MAX_ATTEMPTS	12
 #include "snow.h"
 
 struct config;
@@ -276,7 +273,16 @@ int outbox_shows(const struct outbox_entry *en, const char *field);
 /* en is tried again later (backoff from rnd in [0,1)), or parked after
  * too many attempts.  1 if parked.  Nothing parks on one answer: a
  * read-back is a GET, safe to ask again whatever answered it. */
-int outbox_again(struct outbox_entry *en, const char *why, int64_t now, double rnd);
+int outbox_again(struct outbox_entry *en, const char *why, int max, int64_t now, double rnd);
+/* A read-back showed en, tried max times, had not landed: parked, known
+ * unsent, out of the way of the ticket's later writes.  1 if parked. */
+int outbox_park_unlanded(struct outbox_entry *en, int max);
+/* Whether the ticket's field shows a later revision than en's (it was
+ * passed while parked): en's field must not go out.  Asked only of an
+ * entry that is not read back first (its earlier sends did not land). */
+int outbox_superseded(const struct outbox_entry *en, uint32_t landed_revision);
+/* Takes field out of en's PATCH; 1 when nothing is left to send. */
+int outbox_strip_field(struct outbox_entry *en, const char *field);
 /* Released by imperai-snowctl retry or servicenow.parked_retry: due now,
  * keeping its read-back. */
 void outbox_unpark(struct outbox_entry *en);
@@ -298,6 +304,9 @@ void outbox_batch_free(struct loop *l, struct outbox_batch *b, int void_jobs);
 void outbox_job_end(struct job *j, int done);
 /* j failed for now: tried again later, or parked; logged. */
 void outbox_job_again(struct job *j, const char *why);
+/* j's PATCH was read back and had not landed: parked if it was tried
+ * servicenow.write_attempts times (1, logged), else 0: send it again. */
+int outbox_job_park_unlanded(struct job *j);
 void outbox_job_free(struct job *j);
 
 /* send.c */

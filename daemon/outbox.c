@@ -17,6 +17,7 @@
  * by time.  Every index operation is O(log n) in the number of tickets
  * with entries, except done/set_due, which also walk one ticket's. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ struct oq_ticket {
 	char		*key;
 	struct oq_entry	*head;
 	struct oq_entry	*tail;
+	struct oq_entry	*front;		/* the entry it waits on while placed */
 	uint64_t	 running;	/* seq of the running entry, 0 if none */
 	enum oq_where	 where;		/* the heap holding it (never while running) */
 	size_t		 pos;		/* its index there */
@@ -109,9 +111,9 @@ outbox_index_free(struct outbox_index *q)
 static int
 oq_less(const struct oq_heap *h, const struct oq_ticket *a, const struct oq_ticket *b)
 {
-	if (h->by_time && a->head->not_before != b->head->not_before)
-		return a->head->not_before < b->head->not_before;
-	return a->head->seq < b->head->seq;
+	if (h->by_time && a->front->not_before != b->front->not_before)
+		return a->front->not_before < b->front->not_before;
+	return a->front->seq < b->front->seq;
 }
 
 static void
@@ -209,22 +211,37 @@ static void
 oq_unplace(struct outbox_index *q, struct oq_ticket *t)
 {
 	if (t->where == OQ_READY)
-		oq_heap_remove(&q->ready[t->head->lane], t->pos);
+		oq_heap_remove(&q->ready[t->front->lane], t->pos);
 	else if (t->where == OQ_WAIT)
 		oq_heap_remove(&q->wait, t->pos);
 	t->where = OQ_NOWHERE;
+	t->front = NULL;
 }
 
-/* A ticket that is not running waits for its head: ready at once when the
- * head has no delay, else until its time (outbox_index_take moves it). */
+/* A parked PATCH steps aside: it is parked only once a read-back showed it
+ * had not landed (outbox_park_unlanded), and the ticket's later PATCHes
+ * carry the complete field, so they go on without it. */
+static int
+oq_aside(const struct oq_entry *e)
+{
+	return e->lane == OUTBOX_SNOW && e->not_before == OUTBOX_PARKED_AT;
+}
+
+/* A ticket that is not running waits for its first entry not stepped
+ * aside: ready at once when it has no delay, else until its time
+ * (outbox_index_take moves it). */
 static void
 oq_place(struct outbox_index *q, struct oq_ticket *t)
 {
-	if (t->running != 0 || t->head == NULL || t->where != OQ_NOWHERE)
+	if (t->running != 0 || t->where != OQ_NOWHERE)
 		return;
-	if (t->head->not_before <= 0) {
+	for (t->front = t->head; t->front && oq_aside(t->front); t->front = t->front->next)
+		;
+	if (t->front == NULL)
+		return;
+	if (t->front->not_before <= 0) {
 		t->where = OQ_READY;
-		oq_heap_push(&q->ready[t->head->lane], t);
+		oq_heap_push(&q->ready[t->front->lane], t);
 	} else {
 		t->where = OQ_WAIT;
 		oq_heap_push(&q->wait, t);
@@ -275,12 +292,12 @@ outbox_index_mark_running(struct outbox_index *q, const char *key, uint64_t seq)
 static void
 oq_wake(struct outbox_index *q, int64_t now)
 {
-	while (q->wait.n > 0 && q->wait.v[0]->head->not_before <= now) {
+	while (q->wait.n > 0 && q->wait.v[0]->front->not_before <= now) {
 		struct oq_ticket *t = q->wait.v[0];
 
 		oq_heap_remove(&q->wait, 0);
 		t->where = OQ_READY;
-		oq_heap_push(&q->ready[t->head->lane], t);
+		oq_heap_push(&q->ready[t->front->lane], t);
 	}
 }
 
@@ -296,7 +313,8 @@ outbox_index_take(struct outbox_index *q, enum outbox_lane lane, int64_t now, ui
 	t = h->v[0];
 	oq_heap_remove(h, 0);
 	t->where = OQ_NOWHERE;
-	t->running = t->head->seq;
+	t->running = t->front->seq;
+	t->front = NULL;
 	*seq = t->running;
 	*key = t->key;
 	return 0;
@@ -380,7 +398,7 @@ outbox_index_next_same(const struct outbox_index *q, const char *key, uint64_t s
 int64_t
 outbox_index_next_due(const struct outbox_index *q)
 {
-	return q->wait.n > 0 ? q->wait.v[0]->head->not_before : INT64_MAX;
+	return q->wait.n > 0 ? q->wait.v[0]->front->not_before : INT64_MAX;
 }
 
 size_t
@@ -480,15 +498,16 @@ outbox_shows(const struct outbox_entry *en, const char *field)
 	    engine_field_has_revision(field, en->e.generation, en->e.revision);
 }
 
-/* Nothing parks on a transient answer until it has been tried
- * OUTBOX_MAX_ATTEMPTS times; backoff between 1 s and 5 min. */
+/* Nothing parks on a transient answer until it has been tried max times;
+ * backoff between 1 s and 5 min.  A PATCH that may have landed is not
+ * parked here: it is read back first (outbox_park_unlanded). */
 int
-outbox_again(struct outbox_entry *en, const char *why, int64_t now, double rnd)
+outbox_again(struct outbox_entry *en, const char *why, int max, int64_t now, double rnd)
 {
 	int64_t delay;
 
 	str_replace(&en->last_error, why);
-	if (en->attempts >= OUTBOX_MAX_ATTEMPTS) {
+	if (en->attempts >= max && !(en->e.kind == EFFECT_PATCH && en->phase == OUTBOX_SENT)) {
 		en->not_before = OUTBOX_PARKED_AT;
 		en->phase = OUTBOX_PARKED;
 		return 1;
@@ -496,6 +515,51 @@ outbox_again(struct outbox_entry *en, const char *why, int64_t now, double rnd)
 	delay = http_backoff_ms(en->attempts, 1000, 300000, rnd);
 	en->not_before = now + (delay + 999) / 1000;
 	return 0;
+}
+
+/* A read-back showed that en, sent max times, had not landed: it parks
+ * known unsent (no attempt counted, so its release sends it without a
+ * read-back), and steps aside for the ticket's later writes.  1 if parked;
+ * 0: send it again.  The read-back is part of the try after the last send,
+ * so that try's count is max + 1. */
+int
+outbox_park_unlanded(struct outbox_entry *en, int max)
+{
+	if (en->e.kind != EFFECT_PATCH || en->attempts <= max)
+		return 0;
+	en->attempts = 0;
+	en->not_before = OUTBOX_PARKED_AT;
+	en->phase = OUTBOX_PARKED;
+	return 1;
+}
+
+/* A PATCH sent for the first time since it was parked, passed meanwhile
+ * by a later one of its ticket that landed: the field it carries is older
+ * than the one shown. */
+int
+outbox_superseded(const struct outbox_entry *en, uint32_t landed_revision)
+{
+	return en->e.kind == EFFECT_PATCH && landed_revision > en->e.revision;
+}
+
+/* Takes field out of a superseded PATCH; the rest (its work note, what an
+ * on_fail set) still goes.  1 when nothing is left to send. */
+int
+outbox_strip_field(struct outbox_entry *en, const char *field)
+{
+	struct json_object *o = json_tokener_parse(en->e.patch_json);
+	int empty;
+
+	if (o == NULL || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return 0;
+	}
+	json_object_object_del(o, field);
+	empty = json_object_object_length(o) == 0;
+	str_replace(&en->e.patch_json, json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	return empty;
 }
 
 /* A PATCH that may have landed keeps its read-back. */
@@ -561,16 +625,15 @@ outbox_job_log(const struct job *j, const char *why, int parked)
 	}
 }
 
-/* The rewritten entry is committed with the step. */
-void
-outbox_job_again(struct job *j, const char *why)
+/* j's entry as it is now goes back to the outbox; the rewritten entry is
+ * committed with the step. */
+static void
+outbox_job_keep(struct job *j)
 {
 	struct loop *l = j->l;
 	struct job *copy = xcalloc(1, sizeof(*copy));
-	int parked = outbox_again(&j->en, why, loop_wall(), (double)rand() / RAND_MAX);
 	char *enc;
 
-	outbox_job_log(j, why, parked);
 	copy->l = l;
 	copy->seq = j->seq;
 	enc = codec_entry_encode(&j->en);
@@ -578,9 +641,38 @@ outbox_job_again(struct job *j, const char *why)
 	free(enc);
 	l->updated = xreallocarray(l->updated, l->nupdated + 1, sizeof(*l->updated));
 	l->updated[l->nupdated++] = copy;
+	outbox_job_end(j, 0);
+}
+
+void
+outbox_job_again(struct job *j, const char *why)
+{
+	struct loop *l = j->l;
+	int parked = outbox_again(&j->en, why, l->cfg->snow.write_attempts, loop_wall(),
+	    (double)rand() / RAND_MAX);
+
+	outbox_job_log(j, why, parked);
 	l->stat_effects_failed++;
 	l->m_write_failures[j->en.e.kind]++;
-	outbox_job_end(j, 0);
+	outbox_job_keep(j);
+}
+
+int
+outbox_job_park_unlanded(struct job *j)
+{
+	const struct effect *e = &j->en.e;
+	char rev[24];
+
+	if (!outbox_park_unlanded(&j->en, j->l->cfg->snow.write_attempts))
+		return 0;
+	snprintf(rev, sizeof(rev), "%" PRIu32 ".%" PRIu32, e->generation, e->revision);
+	log_kv(LOG_LVL_ERR, "write parked after repeated failures: it did not land, and the "
+	    "ticket's later writes go on without it; it is tried again every "
+	    "servicenow.parked_retry, or at once with imperai-snowctl retry once the cause is "
+	    "fixed", "ticket", e->number, "event", e->tag, "revision", rev, "error",
+	    j->en.last_error, NULL);
+	outbox_job_keep(j);
+	return 1;
 }
 
 /* --- picking what starts with a commit -------------------------------------------- */

@@ -210,6 +210,22 @@ send_drop(struct job *j)
 	outbox_job_end(j, 1);
 }
 
+/* A parked PATCH released after a later one of its ticket landed: the
+ * field it carries is older than the one shown, so only the rest of it
+ * goes (its work note).  1 when nothing is left: the entry is done. */
+static int
+send_superseded(struct loop *l, struct job *j)
+{
+	const struct config_table *ct = config_table(l->cfg, j->en.e.table);
+	struct lticket *lt = commit_ticket(l, j->en.e.table, j->en.e.sys_id);
+
+	if (ct == NULL || !outbox_superseded(&j->en, lt->t.landed_revision))
+		return 0;
+	log_kv(LOG_LVL_NOTICE, "parked write sent without its field: a later one landed first",
+	    "ticket", j->en.e.number, "event", j->en.e.tag, NULL);
+	return outbox_strip_field(&j->en, ct->field);
+}
+
 static void
 send_patch(struct job *j)
 {
@@ -265,6 +281,8 @@ send_check_done(int err, long status, const char *cause, struct snow_record *rec
 			return;
 		}
 	}
+	if (outbox_job_park_unlanded(j))
+		return;
 	send_patch(j);
 }
 
@@ -301,6 +319,8 @@ send_start(struct loop *l, struct job *j)
 			send_drop(j);
 		else if (j->checking)
 			send_check(j);
+		else if (send_superseded(l, j))
+			outbox_job_end(j, 1);
 		else
 			send_patch(j);
 		break;

@@ -155,6 +155,8 @@ static const struct cfg_key cfg_keys[] = {
 	{ "servicenow.sweep_interval", CFG_INT, 0, 86400, "300",
 	  "seconds between reconciliation sweeps of each table, 0 = off",
 	  C(snow.sweep_interval), NULL, 0 },
+	{ "servicenow.write_attempts", CFG_INT, 1, 100, "12",
+	  "times a write is tried before it is parked", C(snow.write_attempts), NULL, 0 },
 	{ "servicenow.parked_retry", CFG_INT, 0, 86400, "1800",
 	  "seconds between automatic retries of parked writes, 0 = only imperai-snowctl retry",
 	  C(snow.parked_retry), NULL, 0 },

@@ -56,6 +56,7 @@ struct config {
 		int			 poll_overlap;	/* seconds */
 		int			 sweep_interval;	/* seconds between sweeps, 0: off */
 		int			 parked_retry;	/* seconds between releases of parked writes */
+		int			 write_attempts;	/* tries before a write is parked */
 		int			 write_settle;	/* seconds before a lost write is read back */
 		struct config_http	 http;
 	} snow;

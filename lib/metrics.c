@@ -222,7 +222,8 @@ metrics_writes(struct buf *b, const struct metrics *m)
 	metrics_one(b, "outbox_entries", "gauge",
 	    "Writes committed and not yet carried out.", metrics_u(m->outbox));
 	metrics_one(b, "outbox_parked_entries", "gauge",
-	    "Writes parked after repeated failures (imperai-snowctl retry releases them).",
+	    "Writes parked after repeated failures (tried again every servicenow.parked_retry; "
+	    "imperai-snowctl retry releases them at once).",
 	    metrics_u(m->outbox_parked));
 	metrics_one(b, "outbox_oldest_age_seconds", "gauge",
 	    "Age of the oldest pending write (0 when there is none).",

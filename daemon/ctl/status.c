@@ -225,8 +225,8 @@ status_checks(struct ctl *c, struct status *s)
 	    imp_iv, status_str(s->daemon, "feed_last_error"));
 	if (s->parked > 0)
 		status_attention(s, "%" PRIu64 " parked write%s: fix the cause (see "
-		    "imperai-snowctl show), then run imperai-snowctl retry", s->parked,
-		    s->parked == 1 ? "" : "s");
+		    "imperai-snowctl show); they are tried again every servicenow.parked_retry, "
+		    "or at once with imperai-snowctl retry", s->parked, s->parked == 1 ? "" : "s");
 	if (s->oldest > 0 && c->now - s->oldest > STATUS_OUTBOX_OLD) {
 		ctl_format_age(c->now, s->oldest, age);
 		status_attention(s, "the oldest pending write is %s old", age);

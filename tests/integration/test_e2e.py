@@ -60,10 +60,12 @@ class Scenario:
     """A Stack plus what the people in the flow do and what the simulators
     recorded, per ticket."""
 
-    def __init__(self, test, flows=None, tables=("incident",), verbose=False, tls=False):
+    def __init__(self, test, flows=None, tables=("incident",), verbose=False, tls=False,
+                 snow_extra=""):
         self.test = test
         self.stack = Stack(test, flows=shipped_flows() if flows is None else flows,
-                           tables=tables, snow_args=["--verbose"] if verbose else [], tls=tls)
+                           tables=tables, snow_args=["--verbose"] if verbose else [], tls=tls,
+                           snow_extra=snow_extra)
         self.snow = self.stack.snow
         self.imp = self.stack.imperai
         self.tables = list(tables)

@@ -230,5 +230,50 @@ class ProxyPageTest(unittest.TestCase):
         sc.assert_one_note_per_event(t, ["link", "sent"])
 
 
+class ParkedWriteTest(unittest.TestCase):
+    """A write ServiceNow keeps refusing (a business rule failing on it)
+    parks only once a read-back shows it did not land; parked, it does not
+    hold back the ticket's later writes, which carry the complete field;
+    released, it goes without its field (which would take the ticket back),
+    and its work note lands once."""
+
+    FAIL = {"status": 500, "ctype": "application/json",
+            "body": '{"error":{"message":"Operation Failed","detail":"Error during update '
+                    'of incident (business rule)"},"status":"failure"}'}
+
+    def test_a_parked_write_steps_aside_and_its_note_lands_once_released(self):
+        sc = Scenario(self, snow_extra="  write_attempts = 2;\n  parked_retry = 0;\n").start()
+        # the ticket's first PATCH (its link) is refused twice, then all is well
+        sc.snow.scripted("PATCH", path_prefix="/api/now/table/incident/",
+                         answers=[self.FAIL, self.FAIL])
+        t = sc.create(category="password_reset")
+        sc.wait(lambda: [x for x in sc.stack.daemon.lines_since(0)
+                         if "write parked after repeated failures: it did not land" in x],
+                "the link's PATCH parked after its read-back")
+        sc.wait(lambda: sc.stack.ctl_json("status", "--json")["outbox"]["parked"] == 1,
+                "the parked write in the store")
+        self.assertIsNone(sc.field(t))
+        # the agent sends the link all the same (from imper.ai's own console)
+        sc.act(sc.requests_for(t)[0]["id"], "send", recipient="abel.private@example.org",
+               agent="Ivy Agent")
+        sc.wait_tag(t, "sent")
+        self.assertIn("Waiting for the requester to verify.", sc.field(t))
+        self.assertEqual(sc.stack.ctl_json("status", "--json")["outbox"]["parked"], 1)
+        # the admin fixed the business rule: retry releases the parked write
+        sc.stack.ctl("retry")
+        sc.wait_tag(t, "link")
+        sc.wait(lambda: sc.stack.ctl_json("status", "--json")["outbox"]["pending"] == 0,
+                "an empty outbox")
+        self.assertIn("Waiting for the requester to verify.", sc.field(t))
+        self.assertEqual(sorted(x[0] for x in sc.tags(t)), ["link", "sent"])
+        log = "\n".join(sc.stack.daemon.lines_since(0))
+        self.assertIn("parked write sent without its field: a later one landed first", log)
+        # the link's PATCH as it finally went: its note, not its field
+        last = [w for w in sc.writes(t) if "work_notes" in w["fields"]
+                and "[imper.ai link" in w["fields"]["work_notes"]]
+        self.assertEqual(len(last), 1, last)
+        self.assertNotIn(FIELD, last[0]["fields"])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

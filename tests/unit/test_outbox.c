@@ -19,6 +19,8 @@
 #include "util.h"
 
 #define NOW 1764000000
+#define MAX 12			/* servicenow.write_attempts */
+#define FIELD "u_imperai_verification"
 
 static uint64_t
 take(struct outbox_index *q, enum outbox_lane lane, int64_t now)
@@ -106,6 +108,33 @@ test_a_released_entry_retries_at_its_new_time_and_blocks_its_ticket(void **state
 	assert_int_equal(take(q, OUTBOX_SNOW, NOW + 60), 1);
 	outbox_index_release(q, "incident/a", 1, 0);
 	assert_int_equal(take(q, OUTBOX_SNOW, NOW), 1);
+	outbox_index_free(q);
+}
+
+/* A parked PATCH was read back and did not land (outbox_park_unlanded):
+ * the ticket's later writes, which carry the complete field, go on
+ * without it; a parked imper.ai write still holds its ticket. */
+static void
+test_a_parked_patch_steps_aside_and_goes_first_once_released(void **state)
+{
+	struct outbox_index *q = outbox_index_new();
+
+	(void)state;
+	outbox_index_add(q, "incident/a", 1, OUTBOX_SNOW, OUTBOX_PARKED_AT, 0);
+	outbox_index_add(q, "incident/a", 2, OUTBOX_SNOW, 0, 0);
+	outbox_index_add(q, "incident/a", 3, OUTBOX_SNOW, 0, 0);
+	outbox_index_add(q, "incident/b", 4, OUTBOX_IMPERAI, OUTBOX_PARKED_AT, 0);
+	outbox_index_add(q, "incident/b", 5, OUTBOX_SNOW, 0, 0);
+	assert_int_equal(take(q, OUTBOX_SNOW, NOW), 2);
+	assert_int_equal(take(q, OUTBOX_SNOW, NOW), 0);	/* a runs 2; b waits on 4 */
+	outbox_index_done(q, "incident/a", 2);
+	/* released (parked_retry or retry): it goes before the rest again */
+	outbox_index_set_due(q, "incident/a", 1, 0);
+	assert_int_equal(take(q, OUTBOX_SNOW, NOW), 1);
+	outbox_index_done(q, "incident/a", 1);
+	assert_int_equal(take(q, OUTBOX_SNOW, NOW), 3);
+	assert_int_equal(outbox_index_next_due(q), OUTBOX_PARKED_AT);
+	assert_int_equal(outbox_index_count(q), 3);
 	outbox_index_free(q);
 }
 
@@ -239,17 +268,13 @@ patch_entry(struct outbox_entry *en, uint32_t rev, const char *tag)
 	en->phase = OUTBOX_QUEUED;
 }
 
-/* Parked, as after OUTBOX_MAX_ATTEMPTS failed tries; its count of sends
- * (which says whether it may have landed) is kept. */
+/* Parked as an earlier daemon stored it: its count of sends (which says
+ * whether it may have landed) kept. */
 static void
 park(struct outbox_entry *en)
 {
-	int sent = en->attempts;
-
-	en->attempts = OUTBOX_MAX_ATTEMPTS;
-	assert_int_equal(outbox_again(en, "HTTP status 503", NOW, 0.5), 1);
-	assert_int_equal(en->phase, OUTBOX_PARKED);
-	en->attempts = sent;
+	en->not_before = OUTBOX_PARKED_AT;
+	en->phase = OUTBOX_PARKED;
 }
 
 /* The entry as a restarted daemon reads it back from the store. */
@@ -282,7 +307,7 @@ test_an_entry_sent_and_unanswered_is_never_sent_again_before_its_read_back(void 
 	assert_int_equal(outbox_unsettled_until(&en, SETTLE, NOW + SETTLE), 0);
 	/* a transient failure of the read-back (or the resend) keeps it so */
 	outbox_sending(&en, NOW + SETTLE);
-	assert_int_equal(outbox_again(&en, "HTTP status 503", NOW + SETTLE, 0.5), 0);
+	assert_int_equal(outbox_again(&en, "HTTP status 503", MAX, NOW + SETTLE, 0.5), 0);
 	assert_true(en.not_before > NOW + SETTLE);
 	restart(&en);
 	assert_true(outbox_read_back_first(&en));
@@ -371,7 +396,7 @@ test_a_merge_never_merges_an_entry_that_may_have_landed(void **state)
 }
 
 static void
-test_an_entry_parks_after_repeated_failures_and_retry_keeps_its_read_back(void **state)
+test_an_imperai_write_parks_after_repeated_failures(void **state)
 {
 	struct outbox_entry en;
 	int parked = 0, sends = 0;
@@ -379,12 +404,14 @@ test_an_entry_parks_after_repeated_failures_and_retry_keeps_its_read_back(void *
 
 	(void)state;
 	patch_entry(&en, 5, "outcome");
+	en.e.kind = EFFECT_CANCEL;
+	en.e.request_id = xstrdup("vr_1");
 	while (!parked) {
 		outbox_sending(&en, NOW);
 		sends++;
-		parked = outbox_again(&en, "HTTP status 503", NOW, 0.5);
+		parked = outbox_again(&en, "HTTP status 503", MAX, NOW, 0.5);
 	}
-	assert_int_equal(sends, 12);
+	assert_int_equal(sends, MAX);
 	enc = codec_entry_encode(&en);
 	assert_non_null(strstr(enc, "\"not_before\":253402300799"));
 	free(enc);
@@ -392,9 +419,58 @@ test_an_entry_parks_after_repeated_failures_and_retry_keeps_its_read_back(void *
 	assert_int_equal(en.phase, OUTBOX_PARKED);
 	assert_string_equal(en.last_error, "HTTP status 503");
 	outbox_unpark(&en);
-	assert_int_equal(en.phase, OUTBOX_SENT);
+	assert_int_equal(en.phase, OUTBOX_QUEUED);
 	assert_int_equal(en.not_before, 0);
-	assert_true(outbox_read_back_first(&en));
+	outbox_entry_free(&en);
+}
+
+/* A PATCH that may have landed is never parked blind: it is read back,
+ * and parks only once the read-back shows it did not land; parked, it is
+ * known unsent, so its release sends it without another read-back. */
+static void
+test_a_patch_parks_only_after_a_read_back_shows_it_did_not_land(void **state)
+{
+	struct outbox_entry en;
+
+	(void)state;
+	patch_entry(&en, 5, "outcome");
+	for (int i = 0; i < MAX + 3; i++) {
+		outbox_sending(&en, NOW);
+		assert_int_equal(outbox_again(&en, "HTTP status 500", MAX, NOW, 0.5), 0);
+		assert_int_equal(en.phase, OUTBOX_SENT);
+		assert_true(outbox_read_back_first(&en));
+		/* a read-back that shows nothing before the last send: send again */
+		if (i + 1 <= MAX)
+			assert_int_equal(outbox_park_unlanded(&en, MAX), 0);
+	}
+	assert_int_equal(outbox_park_unlanded(&en, MAX), 1);
+	restart(&en);
+	assert_int_equal(en.phase, OUTBOX_PARKED);
+	assert_string_equal(en.last_error, "HTTP status 500");
+	outbox_unpark(&en);
+	assert_int_equal(en.phase, OUTBOX_QUEUED);
+	assert_false(outbox_read_back_first(&en));
+	outbox_entry_free(&en);
+}
+
+/* Parked and passed by a later write that landed: it goes without its
+ * field, which would take the ticket back; the rest (its note) goes. */
+static void
+test_a_patch_passed_while_parked_goes_without_its_field(void **state)
+{
+	struct outbox_entry en;
+
+	(void)state;
+	patch_entry(&en, 5, "link");
+	free(en.e.patch_json);
+	en.e.patch_json = xstrdup("{\"" FIELD "\":\"<h3>old</h3>\",\"work_notes\":\"[imper.ai link 2.5]\"}");
+	assert_false(outbox_superseded(&en, 4));
+	assert_false(outbox_superseded(&en, 5));
+	assert_true(outbox_superseded(&en, 6));
+	assert_int_equal(outbox_strip_field(&en, FIELD), 0);
+	assert_string_equal(en.e.patch_json, "{\"work_notes\":\"[imper.ai link 2.5]\"}");
+	/* a field-only write has nothing left: it is done */
+	assert_int_equal(outbox_strip_field(&en, "work_notes"), 1);
 	outbox_entry_free(&en);
 }
 
@@ -507,6 +583,7 @@ main(void)
 		cmocka_unit_test(test_oldest_due_head_goes_first_across_tickets),
 		cmocka_unit_test(test_an_entry_not_yet_due_waits_for_its_time),
 		cmocka_unit_test(test_a_released_entry_retries_at_its_new_time_and_blocks_its_ticket),
+		cmocka_unit_test(test_a_parked_patch_steps_aside_and_goes_first_once_released),
 		cmocka_unit_test(test_set_due_releases_a_parked_entry),
 		cmocka_unit_test(test_an_entry_added_running_blocks_its_ticket_until_done),
 		cmocka_unit_test(test_running_entries_survive_a_rebuild),
@@ -517,7 +594,9 @@ main(void)
 		cmocka_unit_test(test_a_resolve_is_always_read_back_first),
 		cmocka_unit_test(test_a_read_back_that_shows_the_revision_drops_it),
 		cmocka_unit_test(test_a_merge_never_merges_an_entry_that_may_have_landed),
-		cmocka_unit_test(test_an_entry_parks_after_repeated_failures_and_retry_keeps_its_read_back),
+		cmocka_unit_test(test_an_imperai_write_parks_after_repeated_failures),
+		cmocka_unit_test(test_a_patch_parks_only_after_a_read_back_shows_it_did_not_land),
+		cmocka_unit_test(test_a_patch_passed_while_parked_goes_without_its_field),
 		cmocka_unit_test(test_stored_entries_decode_to_their_phase),
 		cmocka_unit_test(test_a_restart_keeps_the_order_and_the_phase_of_each_entry),
 	};
