@@ -43,6 +43,7 @@ loop_step(struct loop *l, int max_wait_ms)
 		l->requests_ms = now + 1000;
 	}
 	ops_unpark_due(l, now);
+	ops_refs_due(l, now);
 	/* what became due (retries, operator requests) starts now */
 	commit_step(l, 1);
 	while (l->http && http_pending(l->http) > 0 && loop_now_ms() < until) {

@@ -99,6 +99,7 @@ struct loop {
 	size_t			 npolls;
 	struct sweep		*sweep;		/* the reconciliation sweep (sweep.c) */
 	int64_t			 unpark_ms;	/* parked writes are released again then */
+	int64_t			 refs_ms;	/* references not looked up: next try */
 
 	char			*cursor;	/* imper.ai change feed */
 	uint64_t		 feed_epoch;
@@ -351,6 +352,9 @@ void ops_requests(struct loop *l);
 /* Every servicenow.parked_retry, parked writes are released on their own: a
  * misconfiguration fixed by an admin heals without imperai-snowctl retry. */
 void ops_unpark_due(struct loop *l, int64_t now_ms);
+/* References the start could not look up (ServiceNow unreachable) are
+ * looked up once a poll has reached ServiceNow, at most every minute. */
+void ops_refs_due(struct loop *l, int64_t now_ms);
 /* When ops_unpark_due next has something to do, at most until. */
 int64_t ops_next_ms(const struct loop *l, int64_t until);
 

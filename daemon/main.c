@@ -178,15 +178,27 @@ main_watchdog(struct loop *l, uint64_t wd_usec, int64_t *last_ping)
 }
 
 /* Settings and policy for a start, references resolved; every problem is
- * logged (and, while starting detached, shown on stderr too).  -EAGAIN:
- * ServiceNow could not be asked (temporary). */
+ * logged (and, while starting detached, shown on stderr too).  A reference
+ * ServiceNow could not be asked about does not stop the start: the loop
+ * looks it up once ServiceNow answers, and until then no on_fail writes it. */
 static int
 main_load_start(const char *path, struct config **cfg, struct flows **flows)
 {
 	struct errlist errs = { 0 }, warns = { 0 };
 	int rc;
 
-	rc = main_load_resolved(path, cfg, flows, &errs, &warns);
+	if ((rc = main_load(path, 0, cfg, flows, &errs, &warns)) == 0 &&
+	    (rc = refs_resolve(*cfg, *flows, &errs)) == -EAGAIN) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_kv(LOG_LVL_WARN, "starting without a reference: it is looked up once "
+			    "ServiceNow answers; until then on_fail reassigns nothing",
+			    "error", errs.msg[i], NULL);
+		errlist_free(&errs);
+		rc = 0;
+	} else if (rc < 0 && *flows != NULL) {
+		flows_free(*flows);
+		config_free(*cfg);
+	}
 	for (size_t i = 0; i < errs.n; i++)
 		log_kv(LOG_LVL_ERR, "configuration error", "error", errs.msg[i], NULL);
 	for (size_t i = 0; i < warns.n; i++)
@@ -386,10 +398,9 @@ main(int argc, char **argv)
 		log_set_level(LOG_LVL_DEBUG);
 	}
 	/* Checked before the fork: a bad file fails where it was started. */
-	if ((rc = main_load_start(path, &cfg, &flows)) < 0) {
+	if (main_load_start(path, &cfg, &flows) < 0) {
 		free(abs);
-		/* unreachable: temporary, systemd restarts it */
-		return rc == -EAGAIN ? EX_TEMPFAIL : EX_CONFIG;
+		return EX_CONFIG;
 	}
 	ready_fd = detach ? main_detach() : -1;
 	main_signals();

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "refs.h"
 #include "loopd.h"
 #include "requests.h"
 #include "store.h"
@@ -162,6 +163,38 @@ ops_unpark_due(struct loop *l, int64_t now_ms)
 	if (l->unpark_ms != 0 && l->snow != NULL)
 		ops_retry(l, &(struct req){ .seq = 0 });
 	l->unpark_ms = now_ms + (int64_t)l->cfg->snow.parked_retry * 1000;
+}
+
+/* Whether a poll of ServiceNow succeeded within its last two intervals. */
+static int
+ops_snow_answers(const struct loop *l)
+{
+	int64_t now = loop_wall();
+
+	for (size_t i = 0; i < l->npolls; i++)
+		if (l->polls[i].last_ok > 0 &&
+		    now - l->polls[i].last_ok <= 2 * (int64_t)l->cfg->snow.poll_interval)
+			return 1;
+	return 0;
+}
+
+void
+ops_refs_due(struct loop *l, int64_t now_ms)
+{
+	struct errlist errs = { 0 };
+	int rc;
+
+	if (now_ms < l->refs_ms || !refs_pending(l->flows) || !ops_snow_answers(l))
+		return;
+	rc = refs_resolve_some(l->cfg, l->flows, 1, &errs);
+	for (size_t i = 0; i < errs.n; i++)
+		log_kv(rc == -EINVAL ? LOG_LVL_ERR : LOG_LVL_WARN, "reference not looked up",
+		    "error", errs.msg[i], NULL);
+	if (rc == 0)
+		log_kv(LOG_LVL_NOTICE, "references looked up: on_fail reassigns again", NULL);
+	errlist_free(&errs);
+	/* a name that matches nothing is the admin's to fix (and reload) */
+	l->refs_ms = now_ms + (rc == -EINVAL ? 3600000 : 60000);
 }
 
 int64_t

@@ -1153,7 +1153,11 @@ engine_on_fail(struct engine_ctx *c, struct ticket *t, const struct flow *f,
 	buf_init(&what);
 	if (!str_eq(note, t->v.recommendation))	/* the note shows the recommendation already */
 		buf_addf(extra, "%s\n", note);
-	if (f->on_fail.assignment_group != NULL) {
+	if (f->on_fail.assignment_group != NULL && f->on_fail.unresolved) {
+		/* never a name into a reference field: said, not written */
+		buf_addf(extra, "Not reassigned to %s: the daemon could not look the group up in "
+		    "ServiceNow yet; reassign the ticket by hand.\n", f->on_fail.assignment_group);
+	} else if (f->on_fail.assignment_group != NULL) {
 		engine_json_add(more, "assignment_group", f->on_fail.assignment_group);
 		buf_addf(extra, "Reassigned to %s.\n", f->on_fail.assignment_group_name ?
 		    f->on_fail.assignment_group_name : f->on_fail.assignment_group);

@@ -61,6 +61,8 @@ struct flow {
 		char	*assignment_group;	/* sys_id or name; NULL = leave;
 						 * a sys_id once refs_resolve() ran */
 		char	*assignment_group_name;	/* the group's name, once resolved */
+		int	 unresolved;		/* ServiceNow could not be asked yet:
+						 * assignment_group is not written */
 		int	 line, col;		/* where assignment_group is given */
 		int	 priority;		/* 1-5; 0 = leave */
 		char	*work_note;

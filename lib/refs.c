@@ -118,9 +118,12 @@ refs_verdicts(const struct flows *flows, struct refs_call *v, size_t n, struct e
 			errlist_add(errs, "servicenow: cannot look up on_fail.assignment_group \"%s\" "
 			    "of flow %s in sys_user_group: %s", v[i].f->on_fail.assignment_group,
 			    v[i].f->name, v[i].cause ? v[i].cause : "no answer in time");
+			v[i].f->on_fail.unresolved = 1;
 			rc = rc ? rc : -EAGAIN;
 		} else if (refs_apply(flows, v[i].f, &v[i].l, errs) < 0)
 			rc = -EINVAL;
+		else
+			v[i].f->on_fail.unresolved = 0;
 		snow_list_free(&v[i].l);
 		free(v[i].cause);
 	}
@@ -130,6 +133,22 @@ refs_verdicts(const struct flows *flows, struct refs_call *v, size_t n, struct e
 int
 refs_resolve(const struct config *cfg, struct flows *flows, struct errlist *errs)
 {
+	return refs_resolve_some(cfg, flows, 0, errs);
+}
+
+int
+refs_pending(const struct flows *flows)
+{
+	for (size_t i = 0; flows != NULL && i < flows->n; i++)
+		if (flows->v[i].on_fail.unresolved)
+			return 1;
+	return 0;
+}
+
+int
+refs_resolve_some(const struct config *cfg, struct flows *flows, int only_unresolved,
+    struct errlist *errs)
+{
 	struct refs_call *v = xcalloc(flows->n ? flows->n : 1, sizeof(*v));
 	struct http_client *h = NULL;
 	struct snow_client *s = NULL;
@@ -138,7 +157,8 @@ refs_resolve(const struct config *cfg, struct flows *flows, struct errlist *errs
 	int rc = 0;
 
 	for (size_t i = 0; i < flows->n; i++)
-		if (flows->v[i].on_fail.assignment_group != NULL)
+		if (flows->v[i].on_fail.assignment_group != NULL &&
+		    (only_unresolved == 0 || flows->v[i].on_fail.unresolved))
 			v[n++].f = &flows->v[i];
 	if (n == 0)
 		goto out;

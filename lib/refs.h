@@ -21,6 +21,13 @@ struct snow_list;
  * -EINVAL when one matched nothing or several (errs says which, where);
  * -EAGAIN when ServiceNow could not be asked (errs says why). */
 int refs_resolve(const struct config *cfg, struct flows *flows, struct errlist *errs);
+/* The same for the references not looked up yet (only_unresolved), or all.
+ * A reference ServiceNow did not answer for is marked unresolved: the
+ * engine then writes no assignment_group and says so in the note. */
+int refs_resolve_some(const struct config *cfg, struct flows *flows, int only_unresolved,
+    struct errlist *errs);
+/* Whether a reference of flows waits to be looked up. */
+int refs_pending(const struct flows *flows);
 /* The decision on one flow's assignment_group from the answer to
  * "sys_id=V^ORname=V" (at most 2 rows): 0 and the flow rewritten, or
  * -EINVAL with the problem in errs. */

@@ -98,6 +98,25 @@ class ReferenceTest(unittest.TestCase):
         patches = [w["fields"] for w in sc.writes(t) if "assignment_group" in w["fields"]]
         self.assertTrue(all(re.fullmatch("[0-9a-f]{32}", p["assignment_group"]) for p in patches))
 
+    def test_a_start_while_servicenow_cannot_be_asked_looks_the_group_up_later(self):
+        # ServiceNow busy for the lookups at start: the daemon starts all the
+        # same and looks the group up once its polls reach ServiceNow.
+        sc = Scenario(self)
+        sc.stack.start_sims()
+        busy = {"status": 503, "ctype": "application/json",
+                "body": '{"error":{"message":"busy"},"status":"failure"}'}
+        sc.snow.scripted("GET", path="/api/now/table/sys_user_group", answers=[busy, busy])
+        sc.stack.write_config().start_daemon()
+        sc.wait(lambda: [x for x in sc.stack.daemon.lines_since(0)
+                         if "references looked up: on_fail reassigns again" in x],
+                "the group looked up once ServiceNow answers", timeout=90)
+        self.assertIn("starting without a reference", "\n".join(sc.stack.daemon.lines_since(0)))
+        t = sc.create(category="password_reset")
+        sc.verify_through_pages(t, answers=("fail", "x", "y"))
+        self.assertIn("Reassigned to Service Desk Security", sc.wait_tag(t, "on_fail"))
+        self.assertEqual(sc.record(t)["assignment_group"],
+                         group_sys_id(sc.snow, "Service Desk Security"))
+
     def test_a_group_that_matches_nothing_is_a_configuration_error(self):
         flows = shipped_flows().replace('assignment_group: "Service Desk Security"',
                                         'assignment_group: "Service Desk Securty"', 1)

@@ -621,6 +621,27 @@ test_high_risk_outcome_patch_carries_on_fail(void **state)
 	assert_event(h, "resolve refused", "reason=risk_high");
 }
 
+/* Started while ServiceNow could not be asked for the group's sys_id: the
+ * name never goes into the reference field; the note says what to do. */
+static void
+test_on_fail_with_a_group_not_looked_up_yet_writes_no_assignment_group(void **state)
+{
+	struct h *h = *state;
+	const struct effect *e;
+
+	flow_v[0].on_fail.unresolved = 1;
+	to_link_sent(h);
+	assert_int_equal(feed(h, &(struct chg){ .status = IMPERAI_PASSED, .risk = 9,
+	    .completed_at = T0 + 300, .rec = "Caller seemed hesitant" }, T0 + 300), 0);
+	flow_v[0].on_fail.unresolved = 0;
+	e = effect(h, 0);
+	assert_patch_lacks(e, "assignment_group");
+	assert_patch_has(e, "priority", "2");
+	assert_patch_has(e, "work_notes", "Not reassigned to Service Desk Security: the daemon "
+	    "could not look the group up in ServiceNow yet; reassign the ticket by hand.");
+	assert_event(h, "on_fail applied", "changed=priority,work_note");
+}
+
 static void
 test_outcome_older_than_max_age_is_not_resolved(void **state)
 {
@@ -1865,6 +1886,7 @@ main(void)
 		T(test_catalog_task_uses_default_requester_walk_and_field),
 		T(test_high_risk_pass_is_not_resolved_and_applies_on_fail),
 		T(test_high_risk_outcome_patch_carries_on_fail),
+		T(test_on_fail_with_a_group_not_looked_up_yet_writes_no_assignment_group),
 		T(test_outcome_older_than_max_age_is_not_resolved),
 		T(test_outcome_age_falls_back_to_updated_at),
 		T(test_not_automated_flow_stops_at_action_done),
