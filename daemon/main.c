@@ -89,14 +89,17 @@ main_load(const char *path, int flags, struct config **cfg, struct flows **flows
 }
 
 /* Settings and policy, with the policy's references resolved to sys_ids
- * (asks ServiceNow): -EINVAL for a bad reference, -EAGAIN unreachable. */
+ * (asks ServiceNow): -EINVAL for a bad reference, -EAGAIN unreachable (with
+ * keep_unreachable, the settings and policy are kept, the reference marked
+ * unresolved). */
 static int
 main_load_resolved(const char *path, struct config **cfg, struct flows **flows,
-    struct errlist *errs, struct errlist *warns)
+    struct errlist *errs, struct errlist *warns, int keep_unreachable)
 {
 	int rc = main_load(path, 0, cfg, flows, errs, warns);
 
-	if (rc == 0 && (rc = refs_resolve(*cfg, *flows, errs)) < 0) {
+	if (rc == 0 && (rc = refs_resolve(*cfg, *flows, errs)) < 0 &&
+	    !(rc == -EAGAIN && keep_unreachable)) {
 		flows_free(*flows);
 		config_free(*cfg);
 		*flows = NULL;
@@ -144,7 +147,7 @@ main_reload_config(struct loop *l, const char *path)
 	struct flows *flows;
 
 	sysd_notifyf("RELOADING=1\nMONOTONIC_USEC=%lld", (long long)loop_now_ms() * 1000);
-	if (main_load_resolved(path, &cfg, &flows, &errs, &warns) < 0) {
+	if (main_load_resolved(path, &cfg, &flows, &errs, &warns, 0) < 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_kv(LOG_LVL_ERR, "reload refused", "error", errs.msg[i], NULL);
 		log_kv(LOG_LVL_WARN, "reload failed: keeping the running settings and policy",
@@ -187,17 +190,13 @@ main_load_start(const char *path, struct config **cfg, struct flows **flows)
 	struct errlist errs = { 0 }, warns = { 0 };
 	int rc;
 
-	if ((rc = main_load(path, 0, cfg, flows, &errs, &warns)) == 0 &&
-	    (rc = refs_resolve(*cfg, *flows, &errs)) == -EAGAIN) {
+	if ((rc = main_load_resolved(path, cfg, flows, &errs, &warns, 1)) == -EAGAIN) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_kv(LOG_LVL_WARN, "starting without a reference: it is looked up once "
 			    "ServiceNow answers; until then on_fail reassigns nothing",
 			    "error", errs.msg[i], NULL);
 		errlist_free(&errs);
 		rc = 0;
-	} else if (rc < 0 && *flows != NULL) {
-		flows_free(*flows);
-		config_free(*cfg);
 	}
 	for (size_t i = 0; i < errs.n; i++)
 		log_kv(LOG_LVL_ERR, "configuration error", "error", errs.msg[i], NULL);
